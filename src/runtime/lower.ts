@@ -1,0 +1,195 @@
+// Lowering: the part of an IR graph that computes the requested outputs becomes an ONNX
+// ModelProto of standard-domain ops (opset 18). Frozen parameters are initializers whose bytes
+// stay in our typed arrays and reach ORT as external data; trainable parameters are inputs.
+import { BYTES_PER_ELEMENT, type DType } from "../ir/dtype.js";
+import { type AttrKind, type AttrValue, type LoweredNode, type LoweringContext, type Node, type Param, type Value } from "../ir/graph.js";
+import { type Shape } from "../ir/shape.js";
+import { type Tensor } from "../ir/tensor.js";
+import { ModelProto, OnnxAttributeType, OnnxDataType } from "./onnx-schema.js";
+
+export const OPSET = 18;
+/** Initializers at least this large are passed as external data rather than embedded. */
+const EXTERNAL_MIN_BYTES = 1024;
+
+export interface ExternalData {
+  path: string;
+  data: Uint8Array;
+}
+
+export interface LoweredModel {
+  /** The serialized ModelProto. */
+  bytes: Uint8Array;
+  /** Buffers for initializers stored as external data, by location. */
+  externalData: ExternalData[];
+  /** Graph inputs fed by the caller (not trainable parameters), in order. */
+  inputs: Value[];
+  /** Trainable parameters that the graph takes as inputs, in order. */
+  trainable: Param[];
+  /** Names of the outputs, as requested. */
+  outputs: string[];
+  /** Number of ONNX nodes. */
+  nodeCount: number;
+}
+
+type Proto = Record<string, unknown>;
+
+function bytesOf(t: Tensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.length * BYTES_PER_ELEMENT[t.dtype]);
+}
+
+function valueInfo(name: string, dtype: DType, shape: Shape): Proto {
+  return {
+    name,
+    type: { tensorType: { elemType: OnnxDataType[dtype], shape: { dim: shape.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) } } },
+  };
+}
+
+function attribute(name: string, a: { kind: AttrKind; value: AttrValue } | { kind: "tensor"; value: Tensor }): Proto {
+  switch (a.kind) {
+    case "int":
+      return { name, type: OnnxAttributeType.INT, i: a.value };
+    case "float":
+      return { name, type: OnnxAttributeType.FLOAT, f: a.value };
+    case "ints":
+      return { name, type: OnnxAttributeType.INTS, ints: a.value };
+    case "floats":
+      return { name, type: OnnxAttributeType.FLOATS, floats: a.value };
+    case "string":
+      return { name, type: OnnxAttributeType.STRING, s: new TextEncoder().encode(a.value as string) };
+    case "tensor":
+      return { name, type: OnnxAttributeType.TENSOR, t: { dims: a.value.shape, dataType: OnnxDataType[a.value.dtype], rawData: bytesOf(a.value) } };
+  }
+}
+
+/** The nodes needed for `roots`, in graph (topological) order. */
+export function neededNodes(roots: readonly Value[]): Node[] {
+  const needed = new Set<Node>();
+  const stack = roots.map((v) => v.producer).filter((n): n is Node => n !== undefined);
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (needed.has(n)) continue;
+    needed.add(n);
+    for (const v of n.inputs) if (v?.producer && !needed.has(v.producer)) stack.push(v.producer);
+  }
+  const graph = roots[0]?.graph;
+  return graph ? graph.nodes.filter((n) => needed.has(n)) : [];
+}
+
+/** Lower the computation of `outputs` (name -> value) to ONNX. */
+export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName = "peftjs"): LoweredModel {
+  const roots = Object.values(outputs);
+  if (roots.length === 0) throw new Error("lowerToOnnx: no outputs requested");
+  const nodes = neededNodes(roots);
+
+  const names = new Map<Value, string>();
+  const initializers: Proto[] = [];
+  const externalData: ExternalData[] = [];
+  const inputs: Value[] = [];
+  const trainable: Param[] = [];
+  const constNames = new Map<string, string>();
+  const protoNodes: Proto[] = [];
+  let tmp = 0;
+
+  const addInitializer = (name: string, t: Tensor) => {
+    const raw = bytesOf(t);
+    const proto: Proto = { name, dims: t.shape, dataType: OnnxDataType[t.dtype] };
+    if (raw.byteLength >= EXTERNAL_MIN_BYTES) {
+      const path = `ext${externalData.length}`;
+      externalData.push({ path, data: raw });
+      proto.dataLocation = 1;
+      proto.externalData = [
+        { key: "location", value: path },
+        { key: "offset", value: "0" },
+        { key: "length", value: String(raw.byteLength) },
+      ];
+    } else {
+      proto.rawData = raw;
+    }
+    initializers.push(proto);
+  };
+
+  const name = (v: Value | undefined): string => {
+    if (!v) return "";
+    let n = names.get(v);
+    if (n !== undefined) return n;
+    const s = v.source;
+    if (s.kind === "input") {
+      n = s.name;
+      inputs.push(v);
+    } else if (s.kind === "param") {
+      n = s.param.name;
+      if (s.param.trainable) trainable.push(s.param);
+      else addInitializer(n, s.param.tensor);
+    } else if (s.kind === "constant") {
+      n = `const_${v.id}`;
+      addInitializer(n, s.tensor);
+    } else {
+      n = `t${v.id}`;
+    }
+    names.set(v, n);
+    return n;
+  };
+
+  const constant = (key: string, t: () => Tensor): string => {
+    let n = constNames.get(key);
+    if (!n) {
+      n = `c_${constNames.size}`;
+      constNames.set(key, n);
+      addInitializer(n, t());
+    }
+    return n;
+  };
+  const ctx: LoweringContext = {
+    name,
+    int64s: (vals) => constant(`i64[${vals.join(",")}]`, () => ({ dtype: "int64", shape: [vals.length], data: BigInt64Array.from(vals, (x) => BigInt(x)) })),
+    scalar: (dtype, value) =>
+      constant(`${dtype}:${value}`, () => {
+        const data =
+          dtype === "float64" ? Float64Array.of(value) : dtype === "int64" ? BigInt64Array.of(BigInt(value)) : dtype === "bool" || dtype === "uint8" ? Uint8Array.of(value) : Float32Array.of(value);
+        if (dtype === "float16" || dtype === "bfloat16" || dtype === "int32" || dtype === "int8") throw new TypeError(`lowering: scalar of ${dtype} unsupported`);
+        return { dtype, shape: [], data };
+      }),
+  };
+
+  // Requested outputs that are produced by nodes take the requested name directly.
+  const outputNames = new Map<Value, string>();
+  for (const [outName, v] of Object.entries(outputs)) {
+    if (v.producer && !outputNames.has(v)) {
+      outputNames.set(v, outName);
+      names.set(v, outName);
+    }
+  }
+
+  for (const node of nodes) {
+    const lowered: LoweredNode = node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx);
+    protoNodes.push({
+      name: `${lowered.opType}_${node.id}`,
+      opType: lowered.opType,
+      input: lowered.inputs,
+      output: node.outputs.map((o) => name(o)),
+      attribute: Object.entries(lowered.attrs ?? {}).map(([k, a]) => attribute(k, a)),
+    });
+  }
+
+  const graphOutputs: Proto[] = [];
+  for (const [outName, v] of Object.entries(outputs)) {
+    const n = name(v);
+    if (n !== outName) protoNodes.push({ name: `Identity_${outName}_${tmp++}`, opType: "Identity", input: [n], output: [outName] });
+    graphOutputs.push(valueInfo(outName, v.dtype, v.shape));
+  }
+
+  const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, v.dtype, v.shape)), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
+  const model = ModelProto.create({
+    irVersion: 8,
+    producerName: "peftjs",
+    opsetImport: [{ domain: "", version: OPSET }],
+    graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs },
+  });
+  return { bytes: ModelProto.encode(model).finish(), externalData, inputs, trainable, outputs: Object.keys(outputs), nodeCount: protoNodes.length };
+}
+
+function defaultLowering(node: Node, ctx: LoweringContext): LoweredNode {
+  const attrs: NonNullable<LoweredNode["attrs"]> = {};
+  for (const [k, v] of Object.entries(node.attrs)) attrs[k] = { kind: node.op.attrs[k]!, value: v };
+  return { opType: node.op.type, inputs: node.inputs.map((v) => ctx.name(v)), attrs };
+}
