@@ -112,7 +112,8 @@ export const tanh = (x: Value): Value => x.graph.apply(Tanh, [x])[0]!;
 export const sigmoid = (x: Value): Value => x.graph.apply(Sigmoid, [x])[0]!;
 export const sin = (x: Value): Value => x.graph.apply(Sin, [x])[0]!;
 export const cos = (x: Value): Value => x.graph.apply(Cos, [x])[0]!;
-export const erf = (x: Value): Value => x.graph.apply(Erf, [x])[0]!;
+// NOTE: ORT's CPU provider has no float64 Erf kernel, so float64 graphs evaluate erf in float32.
+export const erf = (x: Value): Value => (x.dtype === "float64" ? cast(erf(cast(x, "float32")), "float64") : x.graph.apply(Erf, [x])[0]!);
 export const relu = (x: Value): Value => x.graph.apply(Relu, [x])[0]!;
 export const not = (x: Value): Value => x.graph.apply(Not, [x])[0]!;
 export const cast = (x: Value, to: DType): Value => (x.dtype === to ? x : x.graph.apply(Cast, [x], { to: DTYPE_CODE[to] })[0]!);

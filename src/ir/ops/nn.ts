@@ -3,7 +3,7 @@ import { type DType } from "../dtype.js";
 import { type LoweredNode, type Node, type OpDef, type Value } from "../graph.js";
 import { formatShape, normalizeAxis } from "../shape.js";
 import { expectFloat, input } from "./define.js";
-import { cast, exp, mul, sub } from "./elementwise.js";
+import { add, cast, div, exp, mul, sqrt, sub } from "./elementwise.js";
 import { reduceMean, reduceSum } from "./reduce.js";
 
 type AxisAttrs = { axis: number };
@@ -48,19 +48,27 @@ export const LayerNormalization: OpDef<LayerNormAttrs> = {
       if (p && formatShape(p.shape) !== formatShape(normShape)) throw new RangeError(`scale/bias shape ${formatShape(p.shape)} must equal normalized shape ${formatShape(normShape)}`);
     }
     const statShape = x.shape.map((d, i) => (i < ax ? d : 1));
-    const statDtype: DType = x.dtype === "float64" ? "float64" : "float32";
+    const statDtype: DType = "float32"; // stash_type 1; ORT has no float64 stash
     return [
       { dtype: x.dtype, shape: x.shape },
       { dtype: statDtype, shape: statShape },
       { dtype: statDtype, shape: statShape },
     ];
   },
-  grad: ({ inputs: [x, scale, bias], outputs: [, mean, invStd], dy: [g], needs, attrs: { axis } }) => {
+  grad: ({ inputs: [x, scale, bias], outputs: [, mean, invStd], dy: [g], needs, attrs: { axis, epsilon } }) => {
     const axes = [...Array(x!.rank - normalizeAxis(axis, x!.rank, "axis")).keys()].map((i) => i + normalizeAxis(axis, x!.rank, "axis"));
-    const xhat = mul(sub(x!, cast(mean!, x!.dtype)), cast(invStd!, x!.dtype));
+    // The stashed float32 statistics are exact enough for float32 inputs; for float64 inputs
+    // (gradient checking) they are recomputed at full precision.
+    let [mu, inv] = [cast(mean!, x!.dtype), cast(invStd!, x!.dtype)];
+    if (x!.dtype !== mean!.dtype) {
+      mu = reduceMean(x!, axes, true);
+      const centered = sub(x!, mu);
+      inv = div(1, sqrt(add(reduceMean(mul(centered, centered), axes, true), epsilon)));
+    }
+    const xhat = mul(sub(x!, mu), inv);
     const dxhat = mul(g!, scale!);
     const dx = needs[0]
-      ? mul(cast(invStd!, x!.dtype), sub(sub(dxhat, reduceMean(dxhat, axes, true)), mul(xhat, reduceMean(mul(dxhat, xhat), axes, true))))
+      ? mul(inv, sub(sub(dxhat, reduceMean(dxhat, axes, true)), mul(xhat, reduceMean(mul(dxhat, xhat), axes, true))))
       : undefined;
     return [dx, needs[1] ? mul(g!, xhat) : undefined, bias && needs[2] ? g : undefined];
   },
