@@ -2,6 +2,7 @@
 import { type DType } from "../dtype.js";
 import { type LoweredNode, type Node, type OpDef, type Value } from "../graph.js";
 import { formatShape, normalizeAxis } from "../shape.js";
+import { zeros } from "../tensor.js";
 import { expectFloat, input } from "./define.js";
 import { add, cast, div, exp, mul, sqrt, sub } from "./elementwise.js";
 import { reduceMean, reduceSum } from "./reduce.js";
@@ -107,8 +108,15 @@ function applyMask(x: Value, mask: Value, ratio: number): Value {
 
 export const softmax = (x: Value, axis = -1): Value => x.graph.apply(Softmax, [x], { axis })[0]!;
 export const logSoftmax = (x: Value, axis = -1): Value => x.graph.apply(LogSoftmax, [x], { axis })[0]!;
-export const layerNorm = (x: Value, scale: Value, bias: Value | undefined, epsilon = 1e-5, axis = -1): Value =>
-  x.graph.apply(LayerNormalization, [x, scale, bias], { axis, epsilon })[0]!;
+/**
+ * Layer normalization over axes [axis, rank) with scale and optional bias.
+ */
+export function layerNorm(x: Value, scale: Value, bias: Value | undefined, epsilon = 1e-5, axis = -1): Value {
+  // NOTE: ORT 1.30's extended optimizations (SkipLayerNorm fusion) crash the process on a
+  // LayerNormalization without its optional bias input, so an absent bias becomes zeros.
+  const b = bias ?? x.graph.constant(zeros(scale.dtype, scale.shape as number[]));
+  return x.graph.apply(LayerNormalization, [x, scale, b], { axis, epsilon })[0]!;
+}
 
 /**
  * Dropout: identity when not training or when `ratio` is 0. `seed` < 0 draws from ORT's

@@ -2,35 +2,19 @@
 // central finite differences in float64, the rest against values computed in JS.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkGradients, type GradCheckOptions } from "../../autodiff/gradcheck.js";
-import { compile } from "../../runtime/session.js";
-import { Graph, type Value } from "../graph.js";
-import { int64, tensor, type Tensor } from "../tensor.js";
+import { runForwardCase, runGradCase, type ForwardCase, type GradCase } from "../../../test/conformance.js";
 import { awayFromZero, randomF64 } from "../../../test/helpers.js";
+import { int64, tensor, type Tensor } from "../tensor.js";
 import * as o from "./index.js";
 import { OPS, type OpName } from "./index.js";
 
-interface GradCase {
-  name: string;
-  inputs: Record<string, Tensor>;
-  /** Inputs to differentiate (default: every float input). */
-  wrt?: string[];
-  build: (v: Record<string, Value>) => Value;
-  opts?: GradCheckOptions;
-}
-interface ForwardCase {
-  name: string;
-  inputs: Record<string, Tensor>;
-  build: (v: Record<string, Value>) => Value;
-  expect: number[];
-}
 type Entry = { grad: GradCase[]; forward?: ForwardCase[] } | { nondifferentiable: ForwardCase[] } | { skip: string };
 
 const r = randomF64;
 const pos = (shape: number[], seed: number) => randomF64(shape, seed, 0.5, 2);
 const bools = (shape: number[], values: number[]): Tensor => tensor("bool", shape, Uint8Array.from(values));
 
-export const OP_CASES: Record<OpName, Entry> = {
+const OP_CASES: Record<OpName, Entry> = {
   Add: { grad: [{ name: "broadcast both ways", inputs: { a: r([2, 1], 1), b: r([1, 3], 2) }, build: ({ a, b }) => o.add(a!, b!) }, { name: "rank-extending", inputs: { a: r([2, 3], 1), b: r([3], 2) }, build: ({ a, b }) => o.add(a!, b!) }] },
   Sub: { grad: [{ name: "broadcast", inputs: { a: r([2, 3], 3), b: r([3], 4) }, build: ({ a, b }) => o.sub(a!, b!) }] },
   Mul: { grad: [{ name: "broadcast", inputs: { a: r([2, 3], 5), b: r([2, 1], 6) }, build: ({ a, b }) => o.mul(a!, b!) }, { name: "same input twice", inputs: { a: r([4], 7) }, build: ({ a }) => o.mul(a!, a!) }] },
@@ -106,31 +90,6 @@ export const OP_CASES: Record<OpName, Entry> = {
   ConstantOfShape: { nondifferentiable: [{ name: "fill", inputs: { x: r([2, 2], 79) }, build: ({ x }) => o.constantOfShape(o.shapeOf(x!), 2.5, "float64"), expect: [2.5, 2.5, 2.5, 2.5] }] },
   Trilu: { grad: [{ name: "upper k=1", inputs: { x: r([3, 3], 80) }, build: ({ x }) => o.trilu(x!, true, 1) }, { name: "lower", inputs: { x: r([2, 3, 3], 81) }, build: ({ x }) => o.trilu(x!, false, 0) }] },
 };
-
-function buildGraph(inputs: Record<string, Tensor>): { graph: Graph; vals: Record<string, Value> } {
-  const graph = new Graph();
-  const vals: Record<string, Value> = {};
-  for (const [name, t] of Object.entries(inputs)) vals[name] = graph.input(name, t.dtype, t.shape);
-  return { graph, vals };
-}
-
-export async function runGradCase(c: GradCase): Promise<void> {
-  const { graph, vals } = buildGraph(c.inputs);
-  const out = c.build(vals);
-  const wrt = c.wrt ?? Object.keys(c.inputs).filter((k) => c.inputs[k]!.dtype === "float64");
-  const res = await checkGradients(graph, out, c.inputs, wrt, c.opts);
-  assert.ok(res.checked > 0, "nothing was checked");
-  assert.deepEqual(res.mismatches, [], `gradient mismatches (max abs error ${res.maxAbsError})`);
-}
-
-export async function runForwardCase(c: ForwardCase): Promise<void> {
-  const { vals } = buildGraph(c.inputs);
-  const out = c.build(vals);
-  const step = await compile({ out }, { threads: 1 });
-  const res = await step.run(c.inputs);
-  assert.deepEqual(Array.from(res.out!.data, Number), c.expect);
-  await step.release();
-}
 
 describe("op conformance (float64 finite differences)", () => {
   for (const [op, entry] of Object.entries(OP_CASES)) {
