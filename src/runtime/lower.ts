@@ -29,6 +29,8 @@ export interface LoweredModel {
   outputs: string[];
   /** Number of ONNX nodes. */
   nodeCount: number;
+  /** ONNX nodes per op type (e.g. to verify that no frozen-weight gradient was built). */
+  opCounts: Record<string, number>;
 }
 
 type Proto = Record<string, unknown>;
@@ -185,7 +187,9 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName 
     opsetImport: [{ domain: "", version: OPSET }],
     graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs },
   });
-  return { bytes: ModelProto.encode(model).finish(), externalData, inputs, trainable, outputs: Object.keys(outputs), nodeCount: protoNodes.length };
+  const opCounts: Record<string, number> = {};
+  for (const n of protoNodes) opCounts[n.opType as string] = (opCounts[n.opType as string] ?? 0) + 1;
+  return { bytes: ModelProto.encode(model).finish(), externalData, inputs, trainable, outputs: Object.keys(outputs), nodeCount: protoNodes.length, opCounts };
 }
 
 function defaultLowering(node: Node, ctx: LoweringContext): LoweredNode {

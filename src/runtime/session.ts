@@ -100,6 +100,11 @@ export class CompiledGraph {
     return this.model.trainable;
   }
 
+  /** ONNX nodes per op type in the lowered graph (before ORT's own optimizations). */
+  get opCounts(): Readonly<Record<string, number>> {
+    return this.model.opCounts;
+  }
+
   get outputNames(): readonly string[] {
     return this.model.outputs;
   }

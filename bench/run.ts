@@ -1,0 +1,14 @@
+// Benchmark entry point: `npm run bench -- <name> [options]`.
+import { main as engine } from "./engine.js";
+
+const BENCHMARKS: Record<string, { run: (args: string[]) => Promise<void>; about: string }> = {
+  engine: { run: engine, about: "BERT-base-sized encoder stack with LoRA: training step vs a PyTorch reference" },
+};
+
+const [name, ...args] = process.argv.slice(2);
+const bench = name ? BENCHMARKS[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- <name> [options]\n${Object.entries(BENCHMARKS).map(([k, b]) => `  ${k.padEnd(8)} ${b.about}`).join("\n")}`);
+  process.exit(name ? 1 : 0);
+}
+await bench.run(args);
