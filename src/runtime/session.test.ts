@@ -1,0 +1,70 @@
+// Lowering and sessions: external frozen weights, trainable parameters fed per run, input checks.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { randomF32 } from "../../test/helpers.js";
+import { linear } from "../ir/composites/linear.js";
+import { Graph } from "../ir/graph.js";
+import { add, cast, matmul, mul } from "../ir/ops/index.js";
+import { float32 } from "../ir/tensor.js";
+import { lowerToOnnx } from "./lower.js";
+import { ModelProto } from "./onnx-schema.js";
+import { compile } from "./session.js";
+
+interface DecodedModel {
+  graph: { initializer: { name: string; dataLocation?: number; rawData?: Uint8Array }[]; input: { name: string }[]; output: { name: string }[] };
+  opsetImport: { version: number | { toNumber(): number } }[];
+}
+
+describe("lowering and sessions", () => {
+  it("frozen weights are external initializers, trainable ones are graph inputs", () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", ["batch", 64]);
+    const w = g.param("encoder.weight", randomF32([64, 64], 1));
+    const a = g.param("lora_A", randomF32([4, 64], 2), { trainable: true });
+    const y = add(linear(x, w), linear(linear(x, a), g.param("lora_B", randomF32([64, 4], 3), { trainable: true })));
+    const lowered = lowerToOnnx({ y });
+    const m = ModelProto.decode(lowered.bytes) as unknown as DecodedModel;
+    const init = m.graph.initializer.find((t) => t.name === "encoder.weight")!;
+    assert.equal(init.dataLocation, 1, "EXTERNAL");
+    assert.ok(!init.rawData?.length, "no bytes embedded");
+    assert.ok(lowered.bytes.byteLength < 64 * 64 * 4, "model proto is smaller than the frozen weight");
+    assert.deepEqual(m.graph.input.map((i) => i.name), ["x", "lora_A", "lora_B"]);
+    assert.deepEqual(m.graph.output.map((o) => o.name), ["y"]);
+    assert.deepEqual(lowered.trainable.map((p) => p.name), ["lora_A", "lora_B"]);
+    assert.equal(Number(m.opsetImport[0]!.version), 18);
+  });
+
+  it("feeds trainable parameters from their current data on every run", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [1, 2]);
+    const w = g.param("w", float32([1, 2], [1, 1]), { trainable: true });
+    const step = await compile({ y: linear(x, w) });
+    const feeds = { x: float32([1, 2], [2, 3]) };
+    assert.equal((await step.run(feeds)).y!.data[0], 5);
+    (g.params.get("w")!.data as Float32Array).set([10, 0]);
+    assert.equal((await step.run(feeds)).y!.data[0], 20);
+    assert.deepEqual(step.trainableParams.map((p) => p.name), ["w"]);
+    await step.release();
+  });
+
+  it("checks dtypes and consistent symbolic dims across inputs", async () => {
+    const g = new Graph();
+    const a = g.input("a", "float32", ["batch", 2]);
+    const b = g.input("b", "float32", ["batch", 2]);
+    const step = await compile({ y: mul(a, b) }, { threads: 1, optimizationLevel: "basic", prepacking: false, memoryArena: false });
+    await assert.rejects(step.run({ a: randomF32([3, 2], 1), b: randomF32([2, 2], 2) }), /dimension "batch" is 2 here but 3 in input "a"/);
+    await assert.rejects(step.run({ a: randomF32([3, 2], 1), b: { dtype: "float64", shape: [3, 2], data: new Float64Array(6) } }), /input "b": expected dtype float32, got float64/);
+    assert.deepEqual(step.inputNames, ["a", "b"]);
+  });
+
+  it("runs float16 graphs (cast to float32 for compute)", async () => {
+    const g = new Graph();
+    const h = g.input("h", "float16", [2, 2]);
+    const w = g.param("w", randomF32([2, 2], 3));
+    const step = await compile({ y: matmul(cast(h, "float32"), w) });
+    // float16 bits of [1, 2, 0.5, -1]
+    const out = await step.run({ h: { dtype: "float16", shape: [2, 2], data: Uint16Array.of(0x3c00, 0x4000, 0x3800, 0xbc00) } });
+    const wd = g.params.get("w")!.data as Float32Array;
+    assert.ok(Math.abs(out.y!.data[0] as number - (1 * wd[0]! + 2 * wd[2]!)) < 1e-6);
+  });
+});
