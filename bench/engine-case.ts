@@ -14,6 +14,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     checkpoint: { type: "boolean", default: false },
     "no-prepacking": { type: "boolean", default: false },
+    profile: { type: "string" },
   },
 });
 const layers = Number(values.layers);
@@ -47,7 +48,7 @@ const loss = sumAll(mul(out, upstream));
 
 const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
-const step = await TrainStep.create(loss, { inputGradients: [x], session: { threads: Number(values.threads), prepacking: !values["no-prepacking"] } });
+const step = await TrainStep.create(loss, { inputGradients: [x], session: { threads: Number(values.threads), prepacking: !values["no-prepacking"], profilePrefix: values.profile } });
 const createMs = performance.now() - t0;
 
 const feeds = { x: normal([batch, seq, cfg.hidden], 4242, 1), mask: paddingMask("float32", batch, seq, 16), G: normal([batch, seq, cfg.hidden], 9999, 1) };
@@ -60,8 +61,9 @@ for (let i = 0; i < Number(values.warmup) + Number(values.iters); i++) {
 times.sort((a, b) => a - b);
 const median = times[Math.floor(times.length / 2)]!;
 const gemms = step.compiled.opCounts.Gemm ?? 0;
-// Per layer: forward 6 frozen + 4 LoRA GEMMs; backward 6 dX-only frozen + 8 LoRA (both operands).
-const expectedGemms = layers * 24;
+// Per layer: forward 6 frozen + 4 LoRA GEMMs; backward 6 dX-only frozen + 8 LoRA (both operands);
+// checkpointing recomputes the 10 forward GEMMs. A frozen weight gradient would add 6 per layer.
+const expectedGemms = layers * (24 + (values.checkpoint ? 10 : 0));
 console.log(
   JSON.stringify({
     layers,
@@ -78,4 +80,5 @@ console.log(
     flops_per_step: stepFlops(cfg, batch, seq),
   }),
 );
+if (values.profile) step.compiled.endProfiling();
 await step.release();

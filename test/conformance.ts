@@ -2,6 +2,7 @@
 // gradients of its output are checked against central finite differences.
 import assert from "node:assert/strict";
 import { checkGradients, type GradCheckOptions } from "../src/autodiff/gradcheck.js";
+import { isFloat } from "../src/ir/dtype.js";
 import { Graph, type Value } from "../src/ir/graph.js";
 import { type Tensor } from "../src/ir/tensor.js";
 import { compile } from "../src/runtime/session.js";
@@ -30,7 +31,7 @@ export function buildGraph(inputs: Record<string, Tensor>): { graph: Graph; vals
 export async function runGradCase(c: GradCase): Promise<void> {
   const { graph, vals } = buildGraph(c.inputs);
   const out = c.build(vals);
-  const wrt = c.wrt ?? Object.keys(c.inputs).filter((k) => c.inputs[k]!.dtype === "float64");
+  const wrt = c.wrt ?? Object.keys(c.inputs).filter((k) => isFloat(c.inputs[k]!.dtype));
   const res = await checkGradients(graph, out, c.inputs, wrt, c.opts);
   assert.ok(res.checked > 0, "nothing was checked");
   assert.deepEqual(res.mismatches, [], `gradient mismatches (max abs error ${res.maxAbsError})`);

@@ -5,9 +5,10 @@ import { BYTES_PER_ELEMENT, type DType } from "../ir/dtype.js";
 import { type AttrKind, type AttrValue, type LoweredNode, type LoweringContext, type Node, type Param, type Value } from "../ir/graph.js";
 import { type Shape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
+import { lowerGemmAccumulation, planGemmAccumulation } from "./gemm-accumulate.js";
 import { ModelProto, OnnxAttributeType, OnnxDataType } from "./onnx-schema.js";
 
-export const OPSET = 18;
+export const OPSET = 20;
 /** Initializers at least this large are passed as external data rather than embedded. */
 const EXTERNAL_MIN_BYTES = 1024;
 
@@ -162,8 +163,12 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName 
     }
   }
 
+  const accumulate = planGemmAccumulation(nodes, roots);
+  const absorbed = new Set([...accumulate.values()].map((a) => a.gemm));
   for (const node of nodes) {
-    const lowered: LoweredNode = node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx);
+    if (absorbed.has(node)) continue;
+    const acc = accumulate.get(node);
+    const lowered: LoweredNode = acc ? lowerGemmAccumulation(acc, ctx) : node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx);
     protoNodes.push({
       name: `${lowered.opType}_${node.id}`,
       opType: lowered.opType,
@@ -182,7 +187,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName 
 
   const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, v.dtype, v.shape)), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
   const model = ModelProto.create({
-    irVersion: 8,
+    irVersion: 9,
     producerName: "peftjs",
     opsetImport: [{ domain: "", version: OPSET }],
     graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs },

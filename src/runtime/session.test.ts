@@ -6,7 +6,7 @@ import { linear } from "../ir/composites/linear.js";
 import { Graph } from "../ir/graph.js";
 import { add, cast, matmul, mul } from "../ir/ops/index.js";
 import { float32 } from "../ir/tensor.js";
-import { lowerToOnnx } from "./lower.js";
+import { lowerToOnnx, OPSET } from "./lower.js";
 import { ModelProto } from "./onnx-schema.js";
 import { compile } from "./session.js";
 
@@ -31,7 +31,7 @@ describe("lowering and sessions", () => {
     assert.deepEqual(m.graph.input.map((i) => i.name), ["x", "lora_A", "lora_B"]);
     assert.deepEqual(m.graph.output.map((o) => o.name), ["y"]);
     assert.deepEqual(lowered.trainable.map((p) => p.name), ["lora_A", "lora_B"]);
-    assert.equal(Number(m.opsetImport[0]!.version), 18);
+    assert.equal(Number(m.opsetImport[0]!.version), OPSET);
   });
 
   it("feeds trainable parameters from their current data on every run", async () => {

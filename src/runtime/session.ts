@@ -19,6 +19,8 @@ export interface SessionOptions {
   memoryArena?: boolean;
   /** Write the lowered model here (for inspection with Netron etc.). */
   saveModelTo?: string;
+  /** Write ORT's per-node profile (Chrome trace JSON) with this file prefix. */
+  profilePrefix?: string;
 }
 
 const ORT_DTYPES: Partial<Record<DType, ort.Tensor.Type>> = {
@@ -76,6 +78,10 @@ export class CompiledGraph {
       externalData: model.externalData,
       extra: { session: { disable_prepacking: opts.prepacking === false ? "1" : "0" } },
     };
+    if (opts.profilePrefix) {
+      sessionOptions.enableProfiling = true;
+      sessionOptions.profileFilePrefix = opts.profilePrefix;
+    }
     if (opts.threads !== undefined) {
       sessionOptions.intraOpNumThreads = opts.threads;
       sessionOptions.interOpNumThreads = 1;
@@ -136,6 +142,11 @@ export class CompiledGraph {
     const result: Record<string, Tensor> = {};
     for (const name of this.model.outputs) result[name] = fromOrt(out[name]!);
     return result;
+  }
+
+  /** Stop profiling and flush the profile file (when `profilePrefix` was set). */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   /** Free the native session. */

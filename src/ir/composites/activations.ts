@@ -1,9 +1,13 @@
 // Activation functions composed from primitives (their gradients come from the primitives).
 import { type Value } from "../graph.js";
-import { add, erf, mul, relu, sigmoid, tanh } from "../ops/index.js";
+import { add, erf, fusedGelu, mul, relu, sigmoid, tanh } from "../ops/index.js";
 
-/** GELU, exact erf form (BERT's "gelu"): x/2 * (1 + erf(x/sqrt 2)). */
+/**
+ * GELU, exact erf form (BERT's "gelu"): x/2 * (1 + erf(x/sqrt 2)). float32 uses the fused op;
+ * other dtypes the composite.
+ */
 export function gelu(x: Value): Value {
+  if (x.dtype === "float32") return fusedGelu(x);
   return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 }
 

@@ -45,11 +45,11 @@ export const Gemm: OpDef<GemmAttrs> = {
     return [{ dtype, shape: [m, n] }];
   },
   grad: ({ inputs: [a, b, c], dy: [g], needs, attrs: { alpha, beta, transA, transB } }) => {
-    const scaled = (v: Value, s: number) => (s === 1 ? v : mul(v, s));
-    // With A' = op(A), B' = op(B): dA' = g B'^T and dB' = A'^T g; transposed back where op transposed.
-    const dA = !needs[0] ? undefined : transA ? gemm(b!, g!, { transA: transB, transB: 1 }) : gemm(g!, b!, { transB: 1 - transB });
-    const dB = !needs[1] ? undefined : transB ? gemm(g!, a!, { transA: 1, transB: transA }) : gemm(a!, g!, { transA: 1 - transA });
-    return [dA && scaled(dA, alpha), dB && scaled(dB, alpha), c && needs[2] ? scaled(g!, beta) : undefined];
+    // With A' = op(A), B' = op(B): dA' = g B'^T and dB' = A'^T g; transposed back where op
+    // transposed. alpha rides along in the backward Gemms (no extra elementwise pass).
+    const dA = !needs[0] ? undefined : transA ? gemm(b!, g!, { alpha, transA: transB, transB: 1 }) : gemm(g!, b!, { alpha, transB: 1 - transB });
+    const dB = !needs[1] ? undefined : transB ? gemm(g!, a!, { alpha, transA: 1, transB: transA }) : gemm(a!, g!, { alpha, transA: 1 - transA });
+    return [dA, dB, c && needs[2] ? (beta === 1 ? g : mul(g!, beta)) : undefined];
   },
 };
 
