@@ -1,7 +1,7 @@
 // One engine benchmark case, run in its own process so that its peak RSS is its own.
 // Prints one JSON line. Usage: engine-case.ts --layers 4 --batch 8 --seq 128 [--checkpoint]
 import { parseArgs } from "node:util";
-import { TrainStep, mul, seededRandom, sumAll, type Tensor } from "../src/index.js";
+import { TrainStep, fillNormal, mul, sumAll, type Tensor } from "../src/index.js";
 import { BERT_BASE_STACK, buildLoraStack, paddingMask, stepFlops } from "./engine-stack.js";
 
 const { values } = parseArgs({
@@ -23,16 +23,8 @@ const seq = Number(values.seq);
 const cfg = { ...BERT_BASE_STACK, layers };
 
 function normal(shape: number[], seed: number, std: number): Tensor<"float32"> {
-  const rand = seededRandom(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u = Math.max(rand(), 1e-12);
-    const v = rand();
-    const m = Math.sqrt(-2 * Math.log(u)) * std;
-    data[i] = m * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) data[i + 1] = m * Math.sin(2 * Math.PI * v);
-  }
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  fillNormal(data, std, seed);
   return { dtype: "float32", shape, data };
 }
 

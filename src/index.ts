@@ -13,6 +13,7 @@ export * from "./ir/composites/losses.js";
 export { gradients, MissingGradientError, type GradientOptions } from "./autodiff/gradients.js";
 export { compile, CompiledGraph, type SessionOptions } from "./runtime/session.js";
 export { lowerToOnnx, OPSET, type LoweredModel } from "./runtime/lower.js";
-export { checkGradients, seededRandom, type GradCheckOptions, type GradCheckResult } from "./autodiff/gradcheck.js";
+export { seededRandom, fillNormal } from "./ir/random.js";
+export { checkGradients, type GradCheckOptions, type GradCheckResult } from "./autodiff/gradcheck.js";
 export { AdamW, SGD, type AdamWOptions } from "./train/optimizers.js";
 export { TrainStep, type TrainStepOptions, type StepResult } from "./train/train-step.js";

@@ -4,7 +4,10 @@ import { type Graph, type Value } from "../ir/graph.js";
 import { mul, sumAll } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
 import { compile } from "../runtime/session.js";
+import { seededRandom } from "../ir/random.js";
 import { gradients } from "./gradients.js";
+
+export { seededRandom };
 
 export interface GradCheckOptions {
   /** Finite-difference step (default 1e-6, for float64). */
@@ -30,18 +33,6 @@ export interface GradCheckResult {
   checked: number;
   maxAbsError: number;
   mismatches: GradMismatch[];
-}
-
-/** A small seeded PRNG (mulberry32): reproducible test data without a dependency. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Scaled dot-product attention with additive and causal masks, and grouped-query heads.
 import { type Value } from "../graph.js";
-import { add, constantOfShape, expand, matmul, mul, reshape, shapeOf, slice, softmax, transpose, trilu, unsqueeze, concat } from "../ops/index.js";
+import { add, concat, constantOfShape, dropout, expand, matmul, mul, reshape, shapeOf, slice, softmax, transpose, trilu, unsqueeze } from "../ops/index.js";
 
 /** The value added to masked attention scores (large and finite, so fully masked rows stay finite). */
 export function maskValue(dtype: string): number {
@@ -28,6 +28,8 @@ export interface AttentionOptions {
   causal?: boolean;
   /** Score scale; default 1/sqrt(head_dim). */
   scale?: number;
+  /** Dropout on the attention probabilities (training only). */
+  dropout?: { ratio: number; training: boolean };
 }
 
 /**
@@ -44,7 +46,8 @@ export function scaledDotProductAttention(q: Value, k: Value, v: Value, opts: At
   let scores = mul(matmul(q, transpose(kk, [0, 1, 3, 2])), opts.scale ?? 1 / Math.sqrt(d));
   if (opts.mask) scores = add(scores, opts.mask);
   if (opts.causal) scores = add(scores, causalMask(q, kk));
-  return matmul(softmax(scores, -1), vv);
+  const probs = opts.dropout ? dropout(softmax(scores, -1), opts.dropout.ratio, opts.dropout.training) : softmax(scores, -1);
+  return matmul(probs, vv);
 }
 
 /** [B, Hkv, T, D] -> [B, Hkv*n, T, D], each head repeated n times in place (as transformers' repeat_kv). */

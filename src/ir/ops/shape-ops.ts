@@ -332,6 +332,24 @@ export const Trilu: OpDef<TriluAttrs> = {
   grad: ({ dy: [g], attrs }) => [g!.graph.apply(Trilu, [g!], attrs)[0]!],
 };
 
+type CumSumAttrs = { axis: number; exclusive: number; reverse: number };
+/** Cumulative sum along an axis (e.g. RoBERTa position ids from a padding mask). */
+export const CumSum: OpDef<CumSumAttrs> = {
+  type: "CumSum",
+  attrs: { axis: "int", exclusive: "int", reverse: "int" },
+  infer: (inputs, { axis }) => {
+    const x = input(inputs, 0);
+    normalizeAxis(axis, x.rank, "axis");
+    return [{ dtype: x.dtype, shape: x.shape }];
+  },
+  lower: (node, ctx) => {
+    const { axis, exclusive, reverse } = node.attrs as CumSumAttrs;
+    return passThrough(node, ctx, { exclusive: { kind: "int", value: exclusive }, reverse: { kind: "int", value: reverse } }, [ctx.scalar("int64", axis)]);
+  },
+  // The gradient of a cumulative sum is the cumulative sum of the gradient in the other direction.
+  grad: ({ dy: [g], attrs }) => [g!.graph.apply(CumSum, [g!], { ...attrs, reverse: 1 - attrs.reverse })[0]!],
+};
+
 export const shapeOf = (x: Value): Value => x.graph.apply(Shape, [x])[0]!;
 export const size = (x: Value): Value => x.graph.apply(Size, [x])[0]!;
 /** Reshape to `target` (ONNX rules: 0 copies the input dim, -1 is inferred) or to a shape vector. */
@@ -351,6 +369,8 @@ export const expand = (x: Value, shape: Value): Value => x.graph.apply(Expand, [
 export const unsqueeze = (x: Value, axes: readonly number[]): Value => x.graph.apply(Unsqueeze, [x], { axes: [...axes] })[0]!;
 export const squeeze = (x: Value, axes: readonly number[]): Value => x.graph.apply(Squeeze, [x], { axes: [...axes] })[0]!;
 export const constantOfShape = (shape: Value, value: number, dtype: DType): Value => shape.graph.apply(ConstantOfShape, [shape], { value, dtype })[0]!;
+export const cumsum = (x: Value, axis: number, opts: { exclusive?: boolean; reverse?: boolean } = {}): Value =>
+  x.graph.apply(CumSum, [x], { axis, exclusive: opts.exclusive ? 1 : 0, reverse: opts.reverse ? 1 : 0 })[0]!;
 export const trilu = (x: Value, upper: boolean, k = 0): Value => x.graph.apply(Trilu, [x], { upper: upper ? 1 : 0, k })[0]!;
 
 /** Zeros with the (run-time) shape and dtype of `x`; static shapes become constants. */

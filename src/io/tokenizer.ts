@@ -1,0 +1,169 @@
+// Tokenizers from a checkpoint's tokenizer.json / tokenizer_config.json, via Hugging Face's
+// own JS implementation (@huggingface/tokenizers: WordPiece, byte-level BPE, Unigram, ...),
+// plus the batching transformers' tokenizers do: truncation, padding (either side), masks.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { int64, type Tensor } from "../ir/tensor.js";
+
+export interface EncodeOptions {
+  /** Second text of a pair (QA, NLI). */
+  pair?: string;
+  /** Add [CLS]/[SEP], <s>, BOS etc. as the tokenizer's post-processor defines (default true). */
+  addSpecialTokens?: boolean;
+}
+
+export interface BatchOptions extends EncodeOptions {
+  /** Truncate to this many tokens (default: the tokenizer's model_max_length, if any). */
+  maxLength?: number;
+  /** "longest" pads to the longest row (default); "max_length" pads to maxLength. */
+  padding?: "longest" | "max_length";
+  /** Which side pads go on (default from tokenizer_config, else right; use left to generate). */
+  paddingSide?: "left" | "right";
+  /** Pairs for every row (QA: question + context). */
+  pairs?: readonly string[];
+}
+
+export interface Encoded {
+  ids: number[];
+  attentionMask: number[];
+  tokenTypeIds: number[];
+}
+
+export interface BatchEncoding {
+  input_ids: Tensor<"int64">;
+  attention_mask: Tensor<"int64">;
+  token_type_ids: Tensor<"int64">;
+  /** Token count of each row before padding. */
+  lengths: number[];
+}
+
+export class TokenizerError extends Error {}
+
+export class Tokenizer {
+  readonly padTokenId: number | undefined;
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly modelMaxLength: number | undefined;
+  readonly paddingSide: "left" | "right";
+  private readonly specialIds: ReadonlySet<number>;
+
+  constructor(
+    private readonly hf: HfTokenizer,
+    readonly config: Readonly<Record<string, unknown>>,
+    readonly vocabSize: number,
+  ) {
+    const id = (key: string): number | undefined => {
+      const v = config[key];
+      const text = typeof v === "string" ? v : v && typeof v === "object" && "content" in v ? String((v as { content: unknown }).content) : undefined;
+      return text === undefined ? undefined : hf.token_to_id(text);
+    };
+    this.padTokenId = id("pad_token");
+    this.bosTokenId = id("bos_token");
+    this.eosTokenId = id("eos_token");
+    const max = config.model_max_length;
+    this.modelMaxLength = typeof max === "number" && max < 1e9 ? max : undefined;
+    this.paddingSide = config.padding_side === "left" ? "left" : "right";
+    this.specialIds = new Set([...hf.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
+  }
+
+  /** Load `tokenizer.json` (+ `tokenizer_config.json`, `special_tokens_map.json`) from a directory. */
+  static async fromDir(dir: string): Promise<Tokenizer> {
+    const read = async (name: string, required: boolean): Promise<Record<string, unknown> | undefined> => {
+      let text: string;
+      try {
+        text = await readFile(join(dir, name), "utf8");
+      } catch (e) {
+        if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw new TokenizerError(`${join(dir, name)}: ${(e as Error).message}`);
+      }
+      try {
+        return JSON.parse(text) as Record<string, unknown>;
+      } catch (e) {
+        throw new TokenizerError(`${join(dir, name)}: invalid JSON (${(e as Error).message})`);
+      }
+    };
+    const json = (await read("tokenizer.json", true))!;
+    const config = { ...((await read("special_tokens_map.json", false)) ?? {}), ...((await read("tokenizer_config.json", false)) ?? {}) };
+    return Tokenizer.fromJSON(json, config, join(dir, "tokenizer.json"));
+  }
+
+  static fromJSON(json: Record<string, unknown>, config: Record<string, unknown> = {}, source = "tokenizer.json"): Tokenizer {
+    let hf: HfTokenizer;
+    try {
+      hf = new HfTokenizer(json, config);
+    } catch (e) {
+      throw new TokenizerError(`${source}: cannot build the tokenizer: ${(e as Error).message}`);
+    }
+    const model = json.model as { vocab?: Record<string, number> | [string, number][] } | undefined;
+    const vocab = model?.vocab;
+    let size = vocab ? (Array.isArray(vocab) ? vocab.length : Object.keys(vocab).length) : 0;
+    for (const t of (json.added_tokens as { id: number }[] | undefined) ?? []) size = Math.max(size, t.id + 1);
+    return new Tokenizer(hf, config, size);
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): Encoded {
+    const e = this.hf.encode(text, { text_pair: opts.pair ?? null, add_special_tokens: opts.addSpecialTokens ?? true, return_token_type_ids: true });
+    return { ids: e.ids, attentionMask: e.attention_mask, tokenTypeIds: e.token_type_ids ?? e.ids.map(() => 0) };
+  }
+
+  tokenize(text: string): string[] {
+    return this.hf.tokenize(text);
+  }
+
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    return this.hf.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  /** Encode a batch into padded int64 tensors [batch, seq]. */
+  encodeBatch(texts: readonly string[], opts: BatchOptions = {}): BatchEncoding {
+    if (opts.pairs && opts.pairs.length !== texts.length) throw new TokenizerError(`encodeBatch: ${texts.length} texts but ${opts.pairs.length} pairs`);
+    const maxLength = opts.maxLength ?? this.modelMaxLength;
+    const rows = texts.map((t, i) => {
+      const e = this.encode(t, { pair: opts.pairs?.[i], addSpecialTokens: opts.addSpecialTokens });
+      if (maxLength !== undefined && e.ids.length > maxLength) truncate(e, maxLength, this.specialIds);
+      return e;
+    });
+    const width = opts.padding === "max_length" && maxLength !== undefined ? maxLength : Math.max(1, ...rows.map((r) => r.ids.length));
+    const pad = this.padTokenId ?? this.eosTokenId ?? 0;
+    const left = (opts.paddingSide ?? this.paddingSide) === "left";
+    const ids: number[] = [];
+    const mask: number[] = [];
+    const types: number[] = [];
+    for (const r of rows) {
+      const n = width - r.ids.length;
+      const fill = (xs: number[], v: number) => (left ? [...Array<number>(n).fill(v), ...xs] : [...xs, ...Array<number>(n).fill(v)]);
+      ids.push(...fill(r.ids, pad));
+      mask.push(...fill(r.attentionMask, 0));
+      types.push(...fill(r.tokenTypeIds, 0));
+    }
+    const shape = [rows.length, width];
+    return { input_ids: int64(shape, ids), attention_mask: int64(shape, mask), token_type_ids: int64(shape, types), lengths: rows.map((r) => r.ids.length) };
+  }
+}
+
+/**
+ * Truncate to `max` tokens the way transformers' "longest_first" does: content tokens are cut
+ * from the end of the longer segment, special tokens ([CLS], [SEP], </s>) are kept.
+ */
+function truncate(e: Encoded, max: number, special: ReadonlySet<number>): void {
+  const drop = new Set<number>();
+  const segmentLength = (seg: number) => e.ids.reduce((n, id, i) => n + (e.tokenTypeIds[i] === seg && !special.has(id) && !drop.has(i) ? 1 : 0), 0);
+  let excess = e.ids.length - max;
+  while (excess > 0) {
+    const seg = segmentLength(1) > segmentLength(0) ? 1 : 0;
+    let i = e.ids.length - 1;
+    while (i >= 0 && (e.tokenTypeIds[i] !== seg || special.has(e.ids[i]!) || drop.has(i))) i--;
+    if (i < 0) break; // only special tokens left
+    drop.add(i);
+    excess--;
+  }
+  const keep = (xs: number[]) => xs.filter((_, i) => !drop.has(i)).slice(0, max);
+  e.ids = keep(e.ids);
+  e.attentionMask = keep(e.attentionMask);
+  e.tokenTypeIds = keep(e.tokenTypeIds);
+}

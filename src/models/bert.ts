@@ -1,0 +1,104 @@
+// BERT and RoBERTa (post-LN encoders with learned positions and token types), with their HF
+// heads: sequence/token classification, extractive QA and masked LM.
+import { activation } from "../ir/composites/activations.js";
+import { scaledDotProductAttention } from "../ir/composites/attention.js";
+import { crossEntropy } from "../ir/composites/losses.js";
+import { linear } from "../ir/composites/linear.js";
+import { add, dropout, gather, layerNorm, mul, reshape, split, squeeze, tanh } from "../ir/ops/index.js";
+import { type Value } from "../ir/graph.js";
+import { type ModelBuilder } from "./builder.js";
+import { type ModelConfig } from "./config.js";
+import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
+import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
+
+export const BERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
+
+/** Build a BERT/RoBERTa graph. `prefix` is "bert." / "roberta." for task models, "" for the base model. */
+export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean): ModelGraph {
+  const g = b.graph;
+  const prefix = b.usePrefix(`${cfg.modelType}.`, task === "base");
+  const p = (name: string, shape: number[]) => b.param(name, shape);
+  const H = cfg.hidden;
+  const drop = (x: Value, ratio = cfg.hiddenDropout) => dropout(x, ratio, b.training);
+
+  const inputs: ModelInputs = {
+    input_ids: g.input("input_ids", "int64", ["batch", "seq"]),
+    attention_mask: g.input("attention_mask", "int64", ["batch", "seq"]),
+    position_ids: g.input("position_ids", "int64", ["batch", "seq"]),
+  };
+  if (cfg.typeVocabSize > 0) inputs.token_type_ids = g.input("token_type_ids", "int64", ["batch", "seq"]);
+
+  // Embeddings
+  const emb = `${prefix}embeddings`;
+  let words = gather(p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]), inputs.input_ids);
+  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words }) ?? words;
+  let h = add(words, gather(p(`${emb}.position_embeddings.weight`, [cfg.maxPositions, H]), inputs.position_ids));
+  if (inputs.token_type_ids) h = add(h, gather(p(`${emb}.token_type_embeddings.weight`, [cfg.typeVocabSize, H]), inputs.token_type_ids));
+  h = drop(layerNorm(h, p(`${emb}.LayerNorm.weight`, [H]), p(`${emb}.LayerNorm.bias`, [H]), cfg.layerNormEps));
+
+  const mask = additiveMask(inputs.attention_mask);
+  const lin = (path: string, x: Value, out: number, inp: number) => b.linear(path, x, out, inp);
+  const ln = (path: string, x: Value) => layerNorm(x, p(`${path}.weight`, [H]), p(`${path}.bias`, [H]), cfg.layerNormEps);
+
+  for (let i = 0; i < cfg.layers; i++) {
+    const L = `${prefix}encoder.layer.${i}`;
+    const layer = (x: Value): Value => {
+      const q = splitHeads(lin(`${L}.attention.self.query`, x, H, H), cfg.heads, cfg.headDim);
+      let k = splitHeads(lin(`${L}.attention.self.key`, x, H, H), cfg.heads, cfg.headDim);
+      let v = splitHeads(lin(`${L}.attention.self.value`, x, H, H), cfg.heads, cfg.headDim);
+      let m: Value | undefined = mask;
+      const kv = b.hooks.keyValue?.({ path: `${L}.attention.self`, layer: i, k, v, mask: m });
+      if (kv) ({ k, v, mask: m } = kv);
+      const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
+      let a = drop(lin(`${L}.attention.output.dense`, ctx, H, H));
+      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.output`, layer: i, kind: "attention", y: a, residual: x }) ?? a;
+      const h1 = ln(`${L}.attention.output.LayerNorm`, add(a, x));
+      const inter = activation(cfg.activation, lin(`${L}.intermediate.dense`, h1, cfg.intermediate, H));
+      let f = drop(lin(`${L}.output.dense`, inter, H, cfg.intermediate));
+      f = b.hooks.sublayerOutput?.({ path: `${L}.output`, layer: i, kind: "ffn", y: f, residual: h1 }) ?? f;
+      return ln(`${L}.output.LayerNorm`, add(f, h1));
+    };
+    h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);
+  }
+
+  const outputs: ModelOutputs = { last_hidden_state: h };
+  const classes = cfg.numLabels;
+  if (task === "sequence-classification") {
+    if (cfg.modelType === "roberta") {
+      const x = drop(firstToken(h));
+      const d = tanh(b.linear("classifier.dense", x, H, H, { head: true }));
+      outputs.logits = b.linear("classifier.out_proj", drop(d), classes, H, { head: true });
+    } else {
+      const pooled = tanh(lin(`${prefix}pooler.dense`, firstToken(h), H, H));
+      outputs.logits = b.linear("classifier", drop(pooled), classes, H, { head: true });
+    }
+    if (withLoss) outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));
+  } else if (task === "token-classification") {
+    outputs.logits = b.linear("classifier", drop(h), classes, H, { head: true });
+    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+  } else if (task === "question-answering") {
+    const [s, e] = split(b.linear("qa_outputs", h, 2, H, { head: true }), [1, 1], -1);
+    outputs.start_logits = squeeze(s!, [2]);
+    outputs.end_logits = squeeze(e!, [2]);
+    if (withLoss) {
+      inputs.start_positions = g.input("start_positions", "int64", ["batch"]);
+      inputs.end_positions = g.input("end_positions", "int64", ["batch"]);
+      // transformers averages the start and end losses.
+      outputs.loss = mul(add(crossEntropy(outputs.start_logits, inputs.start_positions), crossEntropy(outputs.end_logits, inputs.end_positions)), 0.5);
+    }
+  } else if (task === "masked-lm") {
+    const roberta = cfg.modelType === "roberta";
+    const head = roberta ? "lm_head" : "cls.predictions";
+    const t = activation(cfg.activation, b.linear(roberta ? "lm_head.dense" : "cls.predictions.transform.dense", h, H, H));
+    const tn = roberta
+      ? layerNorm(t, b.param("lm_head.layer_norm.weight", [H]), b.param("lm_head.layer_norm.bias", [H]), cfg.layerNormEps)
+      : layerNorm(t, b.param("cls.predictions.transform.LayerNorm.weight", [H]), b.param("cls.predictions.transform.LayerNorm.bias", [H]), cfg.layerNormEps);
+    // The decoder is tied to the word embeddings; its bias is `<head>.bias`.
+    const decoder = b.param(`${head}.decoder.weight`, [cfg.vocabSize, H], { aliases: [`${emb}.word_embeddings.weight`] });
+    const bias = b.param(`${head}.bias`, [cfg.vocabSize], { aliases: [`${head}.decoder.bias`] });
+    outputs.logits = b.hooks.linear?.({ path: `${head}.decoder`, x: tn, weight: decoder, bias, layout: "linear", base: (x) => linear(x, decoder, bias) }) ?? linear(tn, decoder, bias);
+    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+  }
+  const { unexpected } = b.finish((n) => n.endsWith("position_ids") || (task !== "masked-lm" && (n.startsWith("cls.") || n.startsWith("lm_head."))) || (task === "base" && (n.startsWith("classifier") || n.startsWith("qa_outputs"))));
+  return { graph: g, inputs, outputs, present: {}, unexpected, newlyInitialized: [...b.newlyInitialized] };
+}

@@ -1,0 +1,142 @@
+// The model builder: binds parameters by their Hugging Face names from a weight source, applies
+// hooks at every named point, and collects missing/mismatched weights to report them together.
+import { conv1d, linear } from "../ir/composites/linear.js";
+import { Graph, type Value } from "../ir/graph.js";
+import { formatShape } from "../ir/shape.js";
+import { type Tensor } from "../ir/tensor.js";
+import { fillNormal } from "../ir/random.js";
+import { type ModelHooks } from "./hooks.js";
+
+/** Named weights, e.g. a safetensors checkpoint. */
+export interface WeightSource {
+  names(): string[];
+  has(name: string): boolean;
+  get(name: string): Tensor;
+}
+
+/** A weight source over an in-memory map. */
+export function weightMap(tensors: ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>): WeightSource {
+  const m = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  return { names: () => [...m.keys()], has: (n) => m.has(n), get: (n) => m.get(n)! };
+}
+
+export class CheckpointError extends Error {}
+
+export interface BuildOptions {
+  /** Dropout on (training graph) or off. */
+  training?: boolean;
+  /** Recompute each layer's activations in the backward pass (less memory, more time). */
+  gradientCheckpointing?: boolean;
+  hooks?: ModelHooks;
+}
+
+export class ModelBuilder {
+  readonly graph = new Graph();
+  readonly training: boolean;
+  readonly checkpointing: boolean;
+  readonly hooks: ModelHooks;
+  private readonly missing: string[] = [];
+  private readonly mismatched: string[] = [];
+  private readonly used = new Set<string>();
+  /** Parameters created fresh because the checkpoint lacks them (new task heads). */
+  readonly newlyInitialized: string[] = [];
+  /** Standard deviation for fresh weights (config `initializer_range`). */
+  initStd = 0.02;
+
+  constructor(
+    readonly weights: WeightSource,
+    readonly source: string,
+    opts: BuildOptions = {},
+  ) {
+    this.training = opts.training ?? false;
+    this.checkpointing = opts.gradientCheckpointing ?? false;
+    this.hooks = opts.hooks ?? {};
+  }
+
+  /**
+   * A frozen parameter by its HF name; its shape must match `shape`. `aliases` are other names
+   * the checkpoint may use (e.g. without the `bert.` prefix of a base-model checkpoint). When
+   * `init` is given, a missing weight is initialized (a new task head) instead of reported.
+   */
+  param(name: string, shape: readonly number[], opts: { aliases?: readonly string[]; init?: "normal" | "zeros" | "ones" } = {}): Value {
+    // Tied weights (an LM head over the embeddings) share one graph parameter.
+    for (const candidate of [name, ...(opts.aliases ?? [])]) {
+      const bound = this.graph.params.get(candidate);
+      if (bound) return bound.value;
+    }
+    const key = [name, ...(opts.aliases ?? []), ...this.prefixAliases(name)].find((k) => this.weights.has(k));
+    if (key === undefined) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      if (opts.init) {
+        this.newlyInitialized.push(name);
+        if (opts.init === "ones") data.fill(1);
+        if (opts.init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
+      } else {
+        this.missing.push(name);
+      }
+      return this.graph.param(name, { dtype: "float32", shape, data });
+    }
+    this.used.add(key);
+    const t = this.weights.get(key);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      this.mismatched.push(`${key}: checkpoint has ${formatShape(t.shape)}, config implies ${formatShape(shape)}`);
+    }
+    return this.graph.param(name, t);
+  }
+
+  private modelPrefix = "";
+  private taskPrefix = "";
+
+  /**
+   * Declare the base-model prefix (e.g. "bert."): task models name parameters with it, base
+   * models without, and either kind of checkpoint loads into either (as in transformers).
+   */
+  usePrefix(modelPrefix: string, isBaseModel: boolean): string {
+    this.modelPrefix = modelPrefix;
+    this.taskPrefix = isBaseModel ? "" : modelPrefix;
+    return this.taskPrefix;
+  }
+
+  private prefixAliases(name: string): string[] {
+    if (!this.modelPrefix) return [];
+    if (this.taskPrefix) return name.startsWith(this.taskPrefix) ? [name.slice(this.taskPrefix.length)] : [];
+    return [this.modelPrefix + name];
+  }
+
+  /** Whether the checkpoint has this weight (for optional biases and heads). */
+  has(name: string): boolean {
+    return this.weights.has(name);
+  }
+
+  /** An nn.Linear at `path` ([out, in] weight, optional bias), through the linear hook. */
+  linear(path: string, x: Value, outFeatures: number, inFeatures: number, opts: { bias?: boolean; head?: boolean } = {}): Value {
+    const init = (kind: "normal" | "zeros") => (opts.head ? { init: kind } : {});
+    const weight = this.param(`${path}.weight`, [outFeatures, inFeatures], init("normal"));
+    const b = (opts.bias ?? true) ? this.param(`${path}.bias`, [outFeatures], init("zeros")) : undefined;
+    const base = (t: Value) => linear(t, weight, b);
+    return this.hooks.linear?.({ path, x, weight, bias: b, layout: "linear", base }) ?? base(x);
+  }
+
+  /** A GPT-2 Conv1D at `path` ([in, out] weight and bias), through the linear hook. */
+  conv1d(path: string, x: Value, inFeatures: number, outFeatures: number): Value {
+    const weight = this.param(`${path}.weight`, [inFeatures, outFeatures]);
+    const b = this.param(`${path}.bias`, [outFeatures]);
+    const base = (t: Value) => conv1d(t, weight, b);
+    return this.hooks.linear?.({ path, x, weight, bias: b, layout: "conv1d", base }) ?? base(x);
+  }
+
+  /**
+   * Report problems found while binding weights. Missing and mismatched weights are errors;
+   * `unexpected` lists checkpoint tensors the architecture did not use.
+   */
+  finish(ignoreUnexpected: (name: string) => boolean = () => false): { unexpected: string[] } {
+    if (this.missing.length || this.mismatched.length) {
+      const parts = [];
+      if (this.missing.length) parts.push(`missing weights: ${this.missing.slice(0, 10).join(", ")}${this.missing.length > 10 ? ` (+${this.missing.length - 10} more)` : ""}`);
+      if (this.mismatched.length) parts.push(`shape mismatches: ${this.mismatched.slice(0, 10).join("; ")}`);
+      throw new CheckpointError(`${this.source}: the checkpoint does not match its config: ${parts.join("; ")}`);
+    }
+    return { unexpected: this.weights.names().filter((n) => !this.used.has(n) && !ignoreUnexpected(n)) };
+  }
+}

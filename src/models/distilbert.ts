@@ -1,0 +1,82 @@
+// DistilBERT: a 6-layer BERT without token types or pooler, with its own module names.
+import { activation } from "../ir/composites/activations.js";
+import { scaledDotProductAttention } from "../ir/composites/attention.js";
+import { crossEntropy } from "../ir/composites/losses.js";
+import { linear } from "../ir/composites/linear.js";
+import { type Value } from "../ir/graph.js";
+import { add, dropout, gather, layerNorm, mul, relu, reshape, split, squeeze } from "../ir/ops/index.js";
+import { type ModelBuilder } from "./builder.js";
+import { type ModelConfig } from "./config.js";
+import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
+import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
+
+export const DISTILBERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
+
+export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean): ModelGraph {
+  const g = b.graph;
+  const prefix = b.usePrefix("distilbert.", task === "base");
+  const p = (name: string, shape: number[]) => b.param(name, shape);
+  const H = cfg.hidden;
+  const drop = (x: Value) => dropout(x, cfg.hiddenDropout, b.training);
+  const lin = (path: string, x: Value, out: number, inp: number) => b.linear(path, x, out, inp);
+  const ln = (path: string, x: Value) => layerNorm(x, p(`${path}.weight`, [H]), p(`${path}.bias`, [H]), cfg.layerNormEps);
+
+  const inputs: ModelInputs = {
+    input_ids: g.input("input_ids", "int64", ["batch", "seq"]),
+    attention_mask: g.input("attention_mask", "int64", ["batch", "seq"]),
+    position_ids: g.input("position_ids", "int64", ["batch", "seq"]),
+  };
+  const emb = `${prefix}embeddings`;
+  let words = gather(p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]), inputs.input_ids);
+  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words }) ?? words;
+  let h = drop(ln(`${emb}.LayerNorm`, add(words, gather(p(`${emb}.position_embeddings.weight`, [cfg.maxPositions, H]), inputs.position_ids))));
+  const mask = additiveMask(inputs.attention_mask);
+
+  for (let i = 0; i < cfg.layers; i++) {
+    const L = `${prefix}transformer.layer.${i}`;
+    const layer = (x: Value): Value => {
+      const q = splitHeads(lin(`${L}.attention.q_lin`, x, H, H), cfg.heads, cfg.headDim);
+      let k = splitHeads(lin(`${L}.attention.k_lin`, x, H, H), cfg.heads, cfg.headDim);
+      let v = splitHeads(lin(`${L}.attention.v_lin`, x, H, H), cfg.heads, cfg.headDim);
+      let m: Value | undefined = mask;
+      const kv = b.hooks.keyValue?.({ path: `${L}.attention`, layer: i, k, v, mask: m });
+      if (kv) ({ k, v, mask: m } = kv);
+      const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
+      let a = lin(`${L}.attention.out_lin`, ctx, H, H);
+      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.out_lin`, layer: i, kind: "attention", y: a, residual: x }) ?? a;
+      const h1 = ln(`${L}.sa_layer_norm`, add(a, x));
+      let f = drop(lin(`${L}.ffn.lin2`, activation(cfg.activation, lin(`${L}.ffn.lin1`, h1, cfg.intermediate, H)), H, cfg.intermediate));
+      f = b.hooks.sublayerOutput?.({ path: `${L}.ffn.lin2`, layer: i, kind: "ffn", y: f, residual: h1 }) ?? f;
+      return ln(`${L}.output_layer_norm`, add(f, h1));
+    };
+    h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);
+  }
+
+  const outputs: ModelOutputs = { last_hidden_state: h };
+  const classes = cfg.numLabels;
+  if (task === "sequence-classification") {
+    const pooled = drop(relu(b.linear("pre_classifier", firstToken(h), H, H, { head: true })));
+    outputs.logits = b.linear("classifier", pooled, classes, H, { head: true });
+    if (withLoss) outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));
+  } else if (task === "token-classification") {
+    outputs.logits = b.linear("classifier", drop(h), classes, H, { head: true });
+    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+  } else if (task === "question-answering") {
+    const [s, e] = split(b.linear("qa_outputs", drop(h), 2, H, { head: true }), [1, 1], -1);
+    outputs.start_logits = squeeze(s!, [2]);
+    outputs.end_logits = squeeze(e!, [2]);
+    if (withLoss) {
+      inputs.start_positions = g.input("start_positions", "int64", ["batch"]);
+      inputs.end_positions = g.input("end_positions", "int64", ["batch"]);
+      outputs.loss = mul(add(crossEntropy(outputs.start_logits, inputs.start_positions), crossEntropy(outputs.end_logits, inputs.end_positions)), 0.5);
+    }
+  } else if (task === "masked-lm") {
+    const t = layerNorm(activation(cfg.activation, b.linear("vocab_transform", h, H, H)), b.param("vocab_layer_norm.weight", [H]), b.param("vocab_layer_norm.bias", [H]), 1e-12);
+    const decoder = b.param("vocab_projector.weight", [cfg.vocabSize, H], { aliases: [`${emb}.word_embeddings.weight`] });
+    const bias = b.param("vocab_projector.bias", [cfg.vocabSize]);
+    outputs.logits = b.hooks.linear?.({ path: "vocab_projector", x: t, weight: decoder, bias, layout: "linear", base: (x) => linear(x, decoder, bias) }) ?? linear(t, decoder, bias);
+    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+  }
+  const { unexpected } = b.finish((n) => n.endsWith("position_ids") || (task !== "masked-lm" && n.startsWith("vocab_")));
+  return { graph: g, inputs, outputs, present: {}, unexpected, newlyInitialized: [...b.newlyInitialized] };
+}

@@ -1,0 +1,73 @@
+// Named hook points: where tuners attach to a model without touching model code. Every name
+// is the Hugging Face module path (e.g. `bert.encoder.layer.3.attention.self.query`), so PEFT's
+// `target_modules` matching works unchanged.
+import { type Value } from "../ir/graph.js";
+
+export interface LinearHook {
+  /** HF module path of the layer. */
+  path: string;
+  x: Value;
+  weight: Value;
+  bias: Value | undefined;
+  /** "linear": weight [out, in] (nn.Linear); "conv1d": weight [in, out] (GPT-2 Conv1D). */
+  layout: "linear" | "conv1d";
+  /** The layer as the base model computes it. */
+  base: (x: Value) => Value;
+}
+
+export interface SublayerHook {
+  /** HF module path of the sublayer's output projection (e.g. `...layer.3.output`). */
+  path: string;
+  layer: number;
+  kind: "attention" | "ffn";
+  /** Sublayer output before the residual add. */
+  y: Value;
+  /** The residual stream the output is added to. */
+  residual: Value;
+}
+
+export interface KeyValueHook {
+  /** HF module path of the attention module. */
+  path: string;
+  layer: number;
+  /** [batch, kvHeads, seq, headDim]. */
+  k: Value;
+  v: Value;
+  /** Additive mask [batch, 1, 1|q, seq] (0 = attend), if any. */
+  mask: Value | undefined;
+}
+
+export interface EmbeddingHook {
+  path: string;
+  /** [batch, seq, hidden] input embeddings (after the lookup, before positions are added). */
+  embeds: Value;
+}
+
+/**
+ * Hooks a tuner supplies. Each returns a replacement or undefined to keep the base behaviour.
+ */
+export interface ModelHooks {
+  linear?: (h: LinearHook) => Value | undefined;
+  sublayerOutput?: (h: SublayerHook) => Value | undefined;
+  keyValue?: (h: KeyValueHook) => { k: Value; v: Value; mask: Value | undefined } | undefined;
+  inputEmbeddings?: (h: EmbeddingHook) => Value | undefined;
+}
+
+/** Apply several hook sets in order (e.g. LoRA and adapters together). */
+export function composeHooks(list: readonly ModelHooks[]): ModelHooks {
+  return {
+    linear: (h) => {
+      let base = h.base;
+      for (const hooks of list) {
+        if (!hooks.linear) continue;
+        const inner = base;
+        const hooked = (x: Value) => hooks.linear!({ ...h, x, base: inner }) ?? inner(x);
+        base = hooked;
+      }
+      return base(h.x);
+    },
+    sublayerOutput: (h) => list.reduce((y, hooks) => hooks.sublayerOutput?.({ ...h, y }) ?? y, h.y),
+    keyValue: (h) => list.reduce((kv, hooks) => hooks.keyValue?.({ ...h, ...kv }) ?? kv, { k: h.k, v: h.v, mask: h.mask }),
+    inputEmbeddings: (h) => list.reduce((e, hooks) => hooks.inputEmbeddings?.({ ...h, embeds: e }) ?? e, h.embeds),
+  };
+}

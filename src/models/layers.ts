@@ -1,0 +1,35 @@
+// Building blocks shared by the architectures: masks, head reshapes, embeddings lookups.
+import { type Value } from "../ir/graph.js";
+import { cast, mul, reshape, shapeOf, slice, sub, transpose, unsqueeze } from "../ir/ops/index.js";
+import { maskValue } from "../ir/composites/attention.js";
+
+/** HF attention_mask [batch, seq] (1 = attend) -> additive float mask [batch, 1, 1, seq]. */
+export function additiveMask(attentionMask: Value, dtype: "float32" | "float64" = "float32"): Value {
+  const m = cast(attentionMask, dtype);
+  return unsqueeze(mul(sub(1, m), maskValue(dtype)), [1, 2]);
+}
+
+/** [batch, seq, heads*dim] -> [batch, heads, seq, dim]. */
+export function splitHeads(x: Value, heads: number, dim: number): Value {
+  return transpose(reshape(x, [0, 0, heads, dim]), [0, 2, 1, 3]);
+}
+
+/** [batch, heads, seq, dim] -> [batch, seq, heads*dim]. */
+export function mergeHeads(x: Value, heads: number, dim: number): Value {
+  return reshape(transpose(x, [0, 2, 1, 3]), [0, 0, heads * dim]);
+}
+
+/** The first token's vector: [batch, seq, hidden] -> [batch, hidden]. */
+export function firstToken(x: Value): Value {
+  return reshape(slice(x, [0], [1], [1]), [0, x.shape[2] as number]);
+}
+
+/** [batch, seq, hidden] -> [batch*seq, hidden] and back, for per-token losses. */
+export function flattenTokens(x: Value): Value {
+  return reshape(x, [-1, x.shape[x.rank - 1] as number]);
+}
+
+export function batchSeqShape(x: Value): Value {
+  return slice(shapeOf(x), [0], [2], [0]);
+}
+

@@ -1,0 +1,145 @@
+// Loading a Hugging Face checkpoint directory (or hub repo id, through the download cache) and
+// building its graphs for a task.
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { toFloat32 } from "../io/half.js";
+import { loadSafetensorsWeights } from "../io/safetensors.js";
+import { Tokenizer } from "../io/tokenizer.js";
+import { type Tensor } from "../ir/tensor.js";
+import { buildBert, BERT_TASKS } from "./bert.js";
+import { ModelBuilder, type BuildOptions, type WeightSource } from "./builder.js";
+import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
+import { type DecoderOptions } from "./decoder.js";
+import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
+import { buildGpt2, GPT2_TASKS } from "./gpt2.js";
+import { buildLlama, LLAMA_TASKS } from "./llama.js";
+import { assertTask, type ModelGraph, type Task } from "./task.js";
+
+export interface LoadOptions {
+  /** The head to build (default: "base"). */
+  task?: Task;
+  /** Skip loading the tokenizer even when the checkpoint has one. */
+  noTokenizer?: boolean;
+}
+
+export interface GraphOptions extends BuildOptions {
+  /** Add the task's loss and its label inputs. */
+  withLoss?: boolean;
+  /** Decoder variants for generation (KV cache). */
+  decoder?: DecoderOptions;
+}
+
+const TASKS_BY_FAMILY = { bert: BERT_TASKS, distilbert: DISTILBERT_TASKS, gpt2: GPT2_TASKS, llama: LLAMA_TASKS } as const;
+
+/** A pretrained checkpoint: config, weights (float32) and tokenizer; builds graphs on demand. */
+export class PretrainedModel {
+  constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    readonly weights: WeightSource,
+    readonly tokenizer: Tokenizer | undefined,
+    readonly task: Task,
+  ) {
+    assertTask(task, TASKS_BY_FAMILY[config.family], config.modelType);
+  }
+
+  /** Tasks this architecture supports. */
+  get supportedTasks(): readonly Task[] {
+    return TASKS_BY_FAMILY[this.config.family];
+  }
+
+  /**
+   * Build the forward graph (plus loss when `withLoss`). Parameters are bound to the loaded
+   * weights without copying; build as often as needed (train / eval / decode graphs).
+   */
+  build(opts: GraphOptions = {}): ModelGraph {
+    const b = new ModelBuilder(this.weights, this.dir, opts);
+    const initRange = this.config.raw.initializer_range;
+    if (typeof initRange === "number") b.initStd = initRange;
+    const withLoss = opts.withLoss ?? false;
+    switch (this.config.family) {
+      case "bert":
+        return buildBert(b, this.config, this.task, withLoss);
+      case "distilbert":
+        return buildDistilBert(b, this.config, this.task, withLoss);
+      case "gpt2":
+        return buildGpt2(b, this.config, this.task, withLoss, opts.decoder);
+      case "llama":
+        return buildLlama(b, this.config, this.task, withLoss, opts.decoder);
+    }
+  }
+
+  /** Default position ids for a batch: 0..n-1 per row (RoBERTa: after its padding offset; left-padded rows start at their first token). */
+  positionIds(attentionMask: Tensor<"int64">, pastLength = 0): Tensor<"int64"> {
+    const [batch, seq] = attentionMask.shape as [number, number];
+    const out = new BigInt64Array(batch * seq);
+    const roberta = this.config.modelType === "roberta";
+    const pad = this.config.padTokenId ?? 1;
+    for (let b = 0; b < batch; b++) {
+      let pos = 0;
+      for (let s = 0; s < seq; s++) {
+        const on = attentionMask.data[b * seq + s] !== 0n;
+        if (roberta) out[b * seq + s] = BigInt(on ? pad + 1 + pos : pad);
+        else out[b * seq + s] = BigInt(on ? pastLength + pos : this.config.family === "llama" || this.config.family === "gpt2" ? 1 : pastLength + s);
+        if (on) pos++;
+      }
+    }
+    return { dtype: "int64", shape: [batch, seq], data: out };
+  }
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Weights as float32 (f16/bf16/f64 converted once, on first use). */
+function float32Weights(source: { names(): string[]; get(name: string): Tensor }): WeightSource {
+  const names = new Set(source.names());
+  const cache = new Map<string, Tensor>();
+  return {
+    names: () => [...names],
+    has: (n) => names.has(n),
+    get: (n) => {
+      let t = cache.get(n);
+      if (!t) {
+        const raw = source.get(n);
+        t = raw.dtype === "float32" || !raw.dtype.startsWith("float") && raw.dtype !== "bfloat16" ? raw : toFloat32(raw);
+        cache.set(n, t);
+      }
+      return t;
+    },
+  };
+}
+
+/**
+ * Load a checkpoint directory in the Hugging Face layout: config.json, model.safetensors (or a
+ * sharded index) and, when present, tokenizer.json.
+ *
+ * @example
+ *   const model = await loadModel("./bert-tiny", { task: "sequence-classification" });
+ *   const { graph, inputs, outputs } = model.build({ withLoss: true, training: true });
+ */
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
+  if (!(await exists(dir))) throw new ConfigError(`${dir}: no such checkpoint directory`);
+  const config = parseModelConfig(await readJson(join(dir, "config.json")), join(dir, "config.json"));
+  const weights = float32Weights(await loadSafetensorsWeights(dir));
+  const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
+  return new PretrainedModel(dir, config, weights, tokenizer, opts.task ?? "base");
+}
