@@ -41,6 +41,9 @@ export function gradients(y: Value, wrt: readonly Value[], opts: GradientOptions
   };
   accumulate(y, opts.seed ?? unitSeed(y));
 
+  // The last checkpointed segment is not recomputed: its backward runs right after its
+  // forward, so keeping its activations adds nothing to peak memory.
+  const lastSegment = nodes.findLast((n) => n.segment !== undefined)?.segment;
   const recompute = new Recomputer();
   for (let n = nodes.length - 1; n >= 0; n--) {
     const node = nodes[n]!;
@@ -53,7 +56,7 @@ export function gradients(y: Value, wrt: readonly Value[], opts: GradientOptions
     if (!rule) {
       throw new MissingGradientError(`no gradient rule registered for op ${node.op.type} (node producing ${node.outputs[0]}); it lies between the loss and ${wrt.length === 1 ? String(wrt[0]) : "the requested values"}`);
     }
-    const seen = node.segment === undefined ? node : recompute.node(node, dy.find((g) => g !== undefined)!);
+    const seen = node.segment === undefined || node.segment === lastSegment ? node : recompute.node(node, dy.find((g) => g !== undefined)!);
     const ctx: GradContext = { node, inputs: seen.inputs as Value[], outputs: seen.outputs, attrs: node.attrs, dy, needs };
     const dx = rule(ctx);
     node.inputs.forEach((v, i) => {
