@@ -1,12 +1,10 @@
 // Hub downloads: fetch a repo's checkpoint files (`<endpoint>/<repo>/resolve/<revision>/<file>`)
 // into a local cache, resuming interrupted downloads and checking sizes, so that the second
 // load needs no network. Local directories are used as they are.
-import { createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export interface HubOptions {
   /** Base URL of the hub (default $HF_ENDPOINT or https://huggingface.co). */
@@ -24,6 +22,7 @@ export interface HubOptions {
 export class HubError extends Error {}
 
 const REQUIRED = ["config.json"];
+const COMPLETE = ".peftjs-complete";
 const OPTIONAL = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
 
 function cacheRoot(opts: HubOptions): string {
@@ -61,7 +60,8 @@ async function download(url: string, dest: string, opts: HubOptions, required: b
     try {
       res = await fetch(url, { headers, redirect: "follow" });
     } catch (e) {
-      if (attempt === 4) throw new HubError(`${url}: ${(e as Error).message}`);
+      await sleep(100 * (attempt + 1));
+      if (attempt === 4) throw new HubError(`${url}: ${(e as Error).message}${(e as Error).cause ? ` (${((e as Error).cause as Error).message})` : ""}`);
       continue;
     }
     if (res.status === 404 && !required) return false;
@@ -73,10 +73,15 @@ async function download(url: string, dest: string, opts: HubOptions, required: b
     const resumed = res.status === 206;
     const total = resumed ? Number(/\/(\d+)$/.exec(res.headers.get("content-range") ?? "")?.[1]) : Number(res.headers.get("x-linked-size") ?? res.headers.get("content-length"));
     if (!res.body) throw new HubError(`${url}: empty response`);
+    // Chunks are appended as they arrive, so a dropped connection keeps what was received.
+    const fh = await open(partial, resumed ? "a" : "w");
     try {
-      await pipeline(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream), createWriteStream(partial, { flags: resumed ? "a" : "w" }));
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) await fh.write(chunk);
     } catch {
+      await sleep(100 * (attempt + 1));
       continue; // connection dropped: resume from what we have
+    } finally {
+      await fh.close();
     }
     const size = (await fileSize(partial)) ?? 0;
     if (Number.isFinite(total) && total > 0 && size !== total) {
@@ -99,6 +104,10 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
   if (local?.isDirectory()) return repoOrDir;
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoOrDir)) throw new HubError(`${repoOrDir}: not a directory and not a hub repo id ("owner/name")`);
   const dir = snapshotDir(repoOrDir, opts);
+  // A finished snapshot records itself, so later loads (even of absent optional files) need
+  // no network at all.
+  const marker = join(dir, COMPLETE);
+  if ((await fileSize(marker)) !== undefined) return dir;
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/$/, "");
   const revision = opts.revision ?? "main";
   const fetchFile = async (file: string, required: boolean): Promise<boolean> => {
@@ -118,6 +127,8 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
     const index = JSON.parse(await readFile(join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map?: Record<string, string> };
     for (const shard of new Set(Object.values(index.weight_map ?? {}))) await fetchFile(shard, true);
   }
-  for (const f of OPTIONAL) await fetchFile(f, false);
+  const present: string[] = [];
+  for (const f of OPTIONAL) if (await fetchFile(f, false)) present.push(f);
+  await writeFile(marker, JSON.stringify({ repo: repoOrDir, revision, optional: present }));
   return dir;
 }

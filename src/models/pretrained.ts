@@ -4,6 +4,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { toFloat32 } from "../io/half.js";
 import { loadSafetensorsWeights } from "../io/safetensors.js";
+import { resolveCheckpoint, type HubOptions } from "../io/hub.js";
 import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
@@ -16,6 +17,8 @@ import { buildLlama, LLAMA_TASKS } from "./llama.js";
 import { assertTask, type ModelGraph, type Task } from "./task.js";
 
 export interface LoadOptions {
+  /** Hub download options when `dirOrRepo` is a repo id. */
+  hub?: HubOptions;
   /** The head to build (default: "base"). */
   task?: Task;
   /** Skip loading the tokenizer even when the checkpoint has one. */
@@ -69,6 +72,32 @@ export class PretrainedModel {
     }
   }
 
+  /**
+   * Model inputs for a tokenized batch: input_ids, attention_mask, token_type_ids (when the
+   * model has them) and position ids; checks token ids against the vocabulary and the length
+   * against the position table, naming the row and position.
+   */
+  prepareInputs(batch: { input_ids: Tensor<"int64">; attention_mask?: Tensor<"int64">; token_type_ids?: Tensor<"int64"> }, pastLength = 0): Record<string, Tensor> {
+    const ids = batch.input_ids;
+    const [rows, seq] = ids.shape as [number, number];
+    const vocab = this.config.vocabSize;
+    ids.data.forEach((id, i) => {
+      if (id < 0n || id >= BigInt(vocab)) throw new RangeError(`input_ids[${Math.floor(i / seq)}][${i % seq}] = ${id} is outside the vocabulary (size ${vocab}) of ${this.dir}`);
+    });
+    const mask = batch.attention_mask ?? { dtype: "int64" as const, shape: [rows, seq], data: new BigInt64Array(rows * seq).fill(1n) };
+    const positions = this.positionIds(mask, pastLength);
+    if (this.config.family !== "llama") {
+      let max = 0n;
+      for (const p of positions.data) if (p > max) max = p;
+      if (max >= BigInt(this.config.maxPositions)) {
+        throw new RangeError(`sequence of ${seq + pastLength} tokens is longer than ${this.config.modelType}'s ${this.config.maxPositions} positions (max_position_embeddings in ${this.dir}/config.json); truncate the input`);
+      }
+    }
+    const feeds: Record<string, Tensor> = { input_ids: ids, attention_mask: mask, position_ids: positions };
+    if (this.config.typeVocabSize > 0) feeds.token_type_ids = batch.token_type_ids ?? { dtype: "int64", shape: [rows, seq], data: new BigInt64Array(rows * seq) };
+    return feeds;
+  }
+
   /** Default position ids for a batch: 0..n-1 per row (RoBERTa: after its padding offset; left-padded rows start at their first token). */
   positionIds(attentionMask: Tensor<"int64">, pastLength = 0): Tensor<"int64"> {
     const [batch, seq] = attentionMask.shape as [number, number];
@@ -120,7 +149,8 @@ function float32Weights(source: { names(): string[]; get(name: string): Tensor }
       let t = cache.get(n);
       if (!t) {
         const raw = source.get(n);
-        t = raw.dtype === "float32" || !raw.dtype.startsWith("float") && raw.dtype !== "bfloat16" ? raw : toFloat32(raw);
+        const isFloat = raw.dtype.startsWith("float") || raw.dtype === "bfloat16";
+        t = isFloat && raw.dtype !== "float32" ? toFloat32(raw) : raw;
         cache.set(n, t);
       }
       return t;
@@ -129,15 +159,16 @@ function float32Weights(source: { names(): string[]; get(name: string): Tensor }
 }
 
 /**
- * Load a checkpoint directory in the Hugging Face layout: config.json, model.safetensors (or a
- * sharded index) and, when present, tokenizer.json.
+ * Load a checkpoint in the Hugging Face layout: config.json, model.safetensors (or a sharded
+ * index) and, when present, tokenizer.json. `dirOrRepo` is a local directory or a hub repo id
+ * (downloaded once into the cache).
  *
  * @example
  *   const model = await loadModel("./bert-tiny", { task: "sequence-classification" });
  *   const { graph, inputs, outputs } = model.build({ withLoss: true, training: true });
  */
-export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
-  if (!(await exists(dir))) throw new ConfigError(`${dir}: no such checkpoint directory`);
+export async function loadModel(dirOrRepo: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
+  const dir = await resolveCheckpoint(dirOrRepo, opts.hub);
   const config = parseModelConfig(await readJson(join(dir, "config.json")), join(dir, "config.json"));
   const weights = float32Weights(await loadSafetensorsWeights(dir));
   const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
