@@ -602,7 +602,7 @@ def main():
         dids = torch.tensor([a, b + [pad] * (S - len(b))])
         dmask = torch.tensor([[1] * S, [1] * len(b) + [0] * (S - len(b))])
         dpos = torch.arange(S).repeat(2, 1)
-        models[name] = (cfg, W, tok, lambda W, fwd=fwd, dids=dids, dmask=dmask, dpos=dpos: {**fwd(dids, dmask, dpos), "greedy": greedy(fwd, a[:4], 8)}, {"input_ids": dids, "attention_mask": dmask, "position_ids": dpos})
+        models[name] = (cfg, W, tok, lambda W, fwd=fwd, dids=dids, dmask=dmask, dpos=dpos, prompt=a[:4]: {**fwd(dids, dmask, dpos), "greedy": greedy(fwd, prompt, 8)}, {"input_ids": dids, "attention_mask": dmask, "position_ids": dpos})
 
     for name, (cfg, W, (tok, tok_config), run, inputs) in models.items():
         d = os.path.join(args.out, name)

@@ -25,8 +25,8 @@ export function decoderInputs(g: Graph, opts: DecoderOptions): ModelInputs {
   const seq = opts.withPast ? 1 : "seq";
   return {
     input_ids: g.input("input_ids", "int64", ["batch", seq]),
-    // With a cache the mask covers past and new tokens.
-    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast ? "total" : "seq"]),
+    // With a cache the mask covers past and new tokens ("past+1", the concatenated key length).
+    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast ? "past+1" : "seq"]),
     position_ids: g.input("position_ids", "int64", ["batch", seq]),
   };
 }

@@ -119,6 +119,7 @@ function sliceDim(d: Dim, start: number, end: number, step: number): Dim {
   }
   if (start === 0 && end >= INT64_MAX && step === 1) return d;
   if (start >= 0 && end >= 0 && end < INT64_MAX && step === 1) return end - start; // assumes d >= end
+  if (start < 0 && end >= INT64_MAX && step === 1) return -start; // the last -start elements (assumes d >= -start)
   return `${d}[${start}:${end >= INT64_MAX ? "" : end}:${step}]`;
 }
 
