@@ -1,8 +1,10 @@
 // Benchmark entry point: `npm run bench -- <name> [options]`.
 import { main as engine } from "./engine.js";
+import { main as models } from "./models.js";
 
 const BENCHMARKS: Record<string, { run: (args: string[]) => Promise<void>; about: string }> = {
   engine: { run: engine, about: "BERT-base-sized encoder stack with LoRA: training step vs a PyTorch reference" },
+  models: { run: models, about: "BERT-base forward and GPT-2-small cached generation vs a PyTorch reference" },
 };
 
 const [name, ...args] = process.argv.slice(2);
