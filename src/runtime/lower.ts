@@ -185,12 +185,24 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName 
     graphOutputs.push(valueInfo(outName, v.dtype, v.shape));
   }
 
+  // Declared shapes of intermediates (symbolic dims as dim_param) let ORT's fusions that check
+  // ranks and shapes (SkipLayerNormalization, attention) apply to dynamic-shape graphs.
+  const valueInfos: Proto[] = [];
+  const outputSet = new Set(Object.keys(outputs));
+  for (const node of nodes) {
+    if (absorbed.has(node)) continue;
+    for (const o of node.outputs) {
+      const n = names.get(o);
+      if (n !== undefined && !outputSet.has(n)) valueInfos.push(valueInfo(n, o.dtype, o.shape));
+    }
+  }
+
   const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, v.dtype, v.shape)), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
   const model = ModelProto.create({
     irVersion: 9,
     producerName: "peftjs",
     opsetImport: [{ domain: "", version: OPSET }],
-    graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs },
+    graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs, valueInfo: valueInfos },
   });
   const opCounts: Record<string, number> = {};
   for (const n of protoNodes) opCounts[n.opType as string] = (opCounts[n.opType as string] ?? 0) + 1;
