@@ -88,3 +88,36 @@ describe("architectures match the PyTorch reference (1e-4 relative)", () => {
     });
   }
 });
+
+describe("task losses", () => {
+  const logSoftmaxRow = (row: number[]) => {
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
+    return row.map((x) => x - lse);
+  };
+
+  it("sequence classification: mean cross-entropy of the logits", async () => {
+    const model = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const built = model.build({ withLoss: true });
+    const step = await compile({ loss: built.outputs.loss!, logits: built.outputs.logits! }, { threads: 1 });
+    const batch = model.tokenizer!.encodeBatch(["the cat sat", "a dog on the mat"]);
+    const out = await step.run({ ...model.prepareInputs(batch), labels: int64([2], [2, 0]) });
+    const z = Array.from(out.logits!.data as Float32Array);
+    const expected = -(logSoftmaxRow(z.slice(0, 3))[2]! + logSoftmaxRow(z.slice(3, 6))[0]!) / 2;
+    assert.ok(Math.abs(Number(out.loss!.data[0]) - expected) < 1e-5);
+  });
+
+  it("causal LM: position t predicts label t+1, -100 ignored", async () => {
+    const model = await loadModel(join(FIXTURES, "gpt2-tiny"), { task: "causal-lm" });
+    const built = model.build({ withLoss: true });
+    const step = await compile({ loss: built.outputs.loss!, logits: built.outputs.logits! }, { threads: 1 });
+    const ids = [257, 276, 280, 294];
+    const labels = [257, 276, -100, 294];
+    const out = await step.run({ ...model.prepareInputs({ input_ids: int64([1, 4], ids) }), labels: int64([1, 4], labels) });
+    const z = Array.from(out.logits!.data as Float32Array);
+    const V = z.length / 4;
+    // Pairs (position, target): (0, 276), (2, 294); position 1's target is ignored.
+    const expected = -(logSoftmaxRow(z.slice(0, V))[276]! + logSoftmaxRow(z.slice(2 * V, 3 * V))[294]!) / 2;
+    assert.ok(Math.abs(Number(out.loss!.data[0]) - expected) < 1e-5, `${out.loss!.data[0]} vs ${expected}`);
+  });
+});
