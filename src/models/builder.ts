@@ -47,6 +47,8 @@ export class ModelBuilder {
     readonly weights: WeightSource,
     readonly source: string,
     opts: BuildOptions = {},
+    /** Freshly initialized head weights, shared by the graphs built from one model. */
+    private readonly fresh: Map<string, Tensor> = new Map(),
   ) {
     this.training = opts.training ?? false;
     this.checkpointing = opts.gradientCheckpointing ?? false;
@@ -59,6 +61,14 @@ export class ModelBuilder {
    * `init` is given, a missing weight is initialized (a new task head) instead of reported.
    */
   param(name: string, shape: readonly number[], opts: { aliases?: readonly string[]; init?: "normal" | "zeros" | "ones" } = {}): Value {
+    const supplied = this.hooks.parameter?.(name, this.graph);
+    if (supplied) {
+      if (supplied.shape.length !== shape.length || supplied.shape.some((d, i) => d !== shape[i])) {
+        throw new CheckpointError(`${this.source}: replacement for "${name}" has shape ${formatShape(supplied.shape)}, expected ${formatShape(shape)}`);
+      }
+      if (this.weights.has(name)) this.used.add(name);
+      return supplied;
+    }
     // Tied weights (an LM head over the embeddings) share one graph parameter.
     for (const candidate of [name, ...(opts.aliases ?? [])]) {
       const bound = this.graph.params.get(candidate);
@@ -67,15 +77,20 @@ export class ModelBuilder {
     const key = [name, ...(opts.aliases ?? []), ...this.prefixAliases(name)].find((k) => this.weights.has(k));
     if (key === undefined) {
       const n = shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
       if (opts.init) {
         this.newlyInitialized.push(name);
-        if (opts.init === "ones") data.fill(1);
-        if (opts.init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
-      } else {
-        this.missing.push(name);
+        // New heads are created once per model and reused by every graph built from it.
+        let t = this.fresh.get(name);
+        if (!t) {
+          const data = new Float32Array(n);
+          if (opts.init === "ones") data.fill(1);
+          if (opts.init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
+          this.fresh.set(name, (t = { dtype: "float32", shape, data }));
+        }
+        return this.graph.param(name, t);
       }
-      return this.graph.param(name, { dtype: "float32", shape, data });
+      this.missing.push(name);
+      return this.graph.param(name, { dtype: "float32", shape, data: new Float32Array(n) });
     }
     this.used.add(key);
     const t = this.weights.get(key);

@@ -1,7 +1,7 @@
 // Named hook points: where tuners attach to a model without touching model code. Every name
 // is the Hugging Face module path (e.g. `bert.encoder.layer.3.attention.self.query`), so PEFT's
 // `target_modules` matching works unchanged.
-import { type Value } from "../ir/graph.js";
+import { type Graph, type Value } from "../ir/graph.js";
 
 export interface LinearHook {
   /** HF module path of the layer. */
@@ -47,6 +47,8 @@ export interface EmbeddingHook {
  * Hooks a tuner supplies. Each returns a replacement or undefined to keep the base behaviour.
  */
 export interface ModelHooks {
+  /** Supply a parameter in place of the checkpoint's (a trained copy: heads, biases, full FT). */
+  parameter?: (name: string, graph: Graph) => Value | undefined;
   linear?: (h: LinearHook) => Value | undefined;
   sublayerOutput?: (h: SublayerHook) => Value | undefined;
   keyValue?: (h: KeyValueHook) => { k: Value; v: Value; mask: Value | undefined } | undefined;
@@ -56,6 +58,13 @@ export interface ModelHooks {
 /** Apply several hook sets in order (e.g. LoRA and adapters together). */
 export function composeHooks(list: readonly ModelHooks[]): ModelHooks {
   return {
+    parameter: (name, graph) => {
+      for (const hooks of list) {
+        const v = hooks.parameter?.(name, graph);
+        if (v) return v;
+      }
+      return undefined;
+    },
     linear: (h) => {
       let base = h.base;
       for (const hooks of list) {

@@ -8,7 +8,7 @@ import { resolveCheckpoint, type HubOptions } from "../io/hub.js";
 import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
-import { ModelBuilder, type BuildOptions, type WeightSource } from "./builder.js";
+import { CheckpointError, ModelBuilder, type BuildOptions, type WeightSource } from "./builder.js";
 import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
 import { type DecoderOptions } from "./decoder.js";
 import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
@@ -32,6 +32,17 @@ export interface GraphOptions extends BuildOptions {
   decoder?: DecoderOptions;
 }
 
+/** Hook points of a model (see PretrainedModel.modules). */
+export interface ModuleInventory {
+  linear: { path: string; layout: "linear" | "conv1d"; outFeatures: number; inFeatures: number }[];
+  sublayers: { path: string; layer: number; kind: "attention" | "ffn"; hidden: number }[];
+  attention: { path: string; layer: number }[];
+  embeddings: { path: string; hidden: number } | undefined;
+  layers: number;
+  /** Every parameter the task graph uses (HF names) and its shape. */
+  params: Map<string, readonly number[]>;
+}
+
 const TASKS_BY_FAMILY = { bert: BERT_TASKS, distilbert: DISTILBERT_TASKS, gpt2: GPT2_TASKS, llama: LLAMA_TASKS } as const;
 
 /** A pretrained checkpoint: config, weights (float32) and tokenizer; builds graphs on demand. */
@@ -46,6 +57,16 @@ export class PretrainedModel {
     assertTask(task, TASKS_BY_FAMILY[config.family], config.modelType);
   }
 
+  /** Head weights the checkpoint lacks, initialized on first build and shared by later builds. */
+  readonly freshWeights = new Map<string, Tensor>();
+
+  /** A base parameter by name: from the checkpoint, or a freshly initialized head. */
+  weight(name: string): Tensor {
+    const t = this.freshWeights.get(name) ?? (this.weights.has(name) ? this.weights.get(name) : undefined);
+    if (!t) throw new CheckpointError(`${this.dir}: no parameter "${name}"`);
+    return t;
+  }
+
   /** Tasks this architecture supports. */
   get supportedTasks(): readonly Task[] {
     return TASKS_BY_FAMILY[this.config.family];
@@ -56,7 +77,7 @@ export class PretrainedModel {
    * weights without copying; build as often as needed (train / eval / decode graphs).
    */
   build(opts: GraphOptions = {}): ModelGraph {
-    const b = new ModelBuilder(this.weights, this.dir, opts);
+    const b = new ModelBuilder(this.weights, this.dir, opts, this.freshWeights);
     const initRange = this.config.raw.initializer_range;
     if (typeof initRange === "number") b.initStd = initRange;
     const withLoss = opts.withLoss ?? false;
@@ -71,6 +92,31 @@ export class PretrainedModel {
         return buildLlama(b, this.config, this.task, withLoss, opts.decoder);
     }
   }
+
+  /**
+   * The model's hook points, found by building the graph once with recording hooks: every
+   * linear layer (HF module path, layout and [out, in] sizes), sublayer output, attention
+   * module and the input embeddings.
+   */
+  modules(): ModuleInventory {
+    if (this.inventory) return this.inventory;
+    const inv: ModuleInventory = { linear: [], sublayers: [], attention: [], embeddings: undefined, layers: this.config.layers, params: new Map() };
+    const built = this.build({
+      hooks: {
+        linear: (h) => {
+          const [a, b] = h.weight.shape as [number, number];
+          inv.linear.push({ path: h.path, layout: h.layout, outFeatures: h.layout === "linear" ? a : b, inFeatures: h.layout === "linear" ? b : a });
+          return undefined;
+        },
+        sublayerOutput: (h) => void inv.sublayers.push({ path: h.path, layer: h.layer, kind: h.kind, hidden: h.y.shape[h.y.rank - 1] as number }),
+        keyValue: (h) => void inv.attention.push({ path: h.path, layer: h.layer }),
+        inputEmbeddings: (h) => void (inv.embeddings = { path: h.path, hidden: h.embeds.shape[2] as number }),
+      },
+    });
+    for (const [name, p] of built.graph.params) inv.params.set(name, p.shape);
+    return (this.inventory = inv);
+  }
+  private inventory: ModuleInventory | undefined;
 
   /**
    * Model inputs for a tokenized batch: input_ids, attention_mask, token_type_ids (when the

@@ -148,19 +148,34 @@ export const Slice: OpDef<SliceAttrs> = {
     return passThrough(node, ctx, {}, [ctx.int64s(starts), ctx.int64s(ends), ctx.int64s(axes), ctx.int64s(steps)]);
   },
   grad: ({ inputs: [x], dy: [g], attrs: { starts, ends, axes, steps } }) => {
-    const pads = new Array<number>(2 * x!.rank).fill(0);
+    const r = x!.rank;
+    const pads = new Array<number>(2 * r).fill(0);
+    // Axes of symbolic size: the end padding is computed at run time from x's shape.
+    const dynamicEnds = new Map<number, number>();
     axes.forEach((a, i) => {
-      const ax = normalizeAxis(a, x!.rank, "axes");
+      const ax = normalizeAxis(a, r, "axes");
       const d = x!.shape[ax]!;
-      if (typeof d !== "number" || (steps[i] ?? 1) !== 1) {
-        throw new RangeError(`Slice gradient needs a static dimension and step 1 on axis ${a}; input is ${formatShape(x!.shape)}`);
+      if ((steps[i] ?? 1) !== 1) throw new RangeError(`Slice gradient needs step 1 on axis ${a}`);
+      if (typeof d !== "number") {
+        if (starts[i]! < 0 || ends[i]! < 0) throw new RangeError(`Slice gradient on symbolic axis ${a} of ${formatShape(x!.shape)} needs non-negative bounds`);
+        pads[ax] = starts[i]!;
+        dynamicEnds.set(ax, ends[i]!);
+        return;
       }
       const s = Math.min(Math.max(starts[i]! < 0 ? starts[i]! + d : starts[i]!, 0), d);
       const e = Math.min(Math.max(ends[i]! < 0 ? ends[i]! + d : ends[i]!, s), d);
       pads[ax] = s;
-      pads[ax + x!.rank] = d - e;
+      pads[ax + r] = d - e;
     });
-    return [pad(g!, pads)];
+    if (dynamicEnds.size === 0) return [pad(g!, pads)];
+    const g0 = g!.graph;
+    const parts = pads.map((p, i) => {
+      const end = i >= r ? dynamicEnds.get(i - r) : undefined;
+      if (end === undefined) return g0.int64s([p]);
+      const size = slice(shapeOf(x!), [i - r], [i - r + 1], [0]);
+      return end >= INT64_MAX ? g0.int64s([0]) : g0.apply(SUB_INT, [size, g0.int64s([end])])[0]!;
+    });
+    return [g0.apply(PadTo, [g!, concat(parts, 0), x!])[0]!];
   },
 };
 
@@ -186,6 +201,26 @@ export const Pad: OpDef<{ pads: readonly number[] }> = {
     const outShape = g!.shape;
     return [slice(g!, axes.map((i) => pads[i]!), axes.map((i) => (outShape[i] as number) - pads[i + r]!), axes)];
   },
+};
+
+/** Pad with run-time pads to the (symbolic) shape of a reference value: the Slice gradient. */
+const PadTo: OpDef = {
+  type: "Pad",
+  attrs: {},
+  infer: (inputs) => {
+    const like = input(inputs, 2);
+    return [{ dtype: input(inputs, 0).dtype, shape: like.shape }];
+  },
+  lower: (node, ctx) => ({ opType: "Pad", inputs: [ctx.name(node.inputs[0]), ctx.name(node.inputs[1])], attrs: { mode: { kind: "string", value: "constant" } } }),
+  grad: "nondifferentiable",
+};
+
+/** int64 subtraction for shape arithmetic. */
+const SUB_INT: OpDef = {
+  type: "Sub",
+  attrs: {},
+  infer: (inputs) => [{ dtype: "int64", shape: input(inputs, 0).shape }],
+  grad: "nondifferentiable",
 };
 
 export const Split: OpDef<{ axis: number; split: readonly number[] }> = {
@@ -351,6 +386,18 @@ export const CumSum: OpDef<CumSumAttrs> = {
   grad: ({ dy: [g], attrs }) => [g!.graph.apply(CumSum, [g!], { ...attrs, reverse: 1 - attrs.reverse })[0]!],
 };
 
+/** Identity that blocks gradients (stop_gradient / torch's detach). */
+export const StopGradient: OpDef = {
+  type: "Identity",
+  attrs: {},
+  infer: (inputs) => {
+    const x = input(inputs, 0);
+    return [{ dtype: x.dtype, shape: x.shape, known: x.known }];
+  },
+  grad: "nondifferentiable",
+};
+
+export const stopGradient = (x: Value): Value => x.graph.apply(StopGradient, [x])[0]!;
 export const shapeOf = (x: Value): Value => x.graph.apply(Shape, [x])[0]!;
 export const size = (x: Value): Value => x.graph.apply(Size, [x])[0]!;
 /** Reshape to `target` (ONNX rules: 0 copies the input dim, -1 is inferred) or to a shape vector. */

@@ -1,0 +1,276 @@
+// PeftModel: a frozen base model with named adapters: add / load / switch / delete / disable
+// them, build training and inference graphs, count parameters, save and load in Hugging Face
+// PEFT's format, merge LoRA into the base weights, and run batches whose rows use different
+// adapters.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
+import { type Graph, type Value } from "../ir/graph.js";
+import { cast, equal, reshape } from "../ir/ops/index.js";
+import { type Tensor } from "../ir/tensor.js";
+import { composeHooks, type ModelHooks } from "../models/hooks.js";
+import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
+import { type ModelGraph } from "../models/task.js";
+import { tunerFor } from "../tuners/registry.js";
+import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
+
+export const ADAPTER_CONFIG = "adapter_config.json";
+export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
+
+/** A config as users write it: PEFT's fields plus `peft_type`. */
+export type PeftConfigInput = { peft_type: string } & Record<string, unknown>;
+
+export interface PeftGraphOptions extends GraphOptions {
+  /** Rows choose their adapter: adds an int64 input `adapter_index` [batch] (-1 = base model). */
+  mixedAdapters?: boolean;
+}
+
+/** PEFT's TaskType per task. */
+const TASK_TYPES: Record<string, string | null> = {
+  base: "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS",
+  "question-answering": "QUESTION_ANS", "causal-lm": "CAUSAL_LM", "masked-lm": null,
+};
+/** Heads PEFT adds to modules_to_save for each task (classifier_module_names / qa_module_names). */
+const HEAD_MODULES: Record<string, string[]> = {
+  "sequence-classification": ["classifier", "score"],
+  "token-classification": ["classifier", "score"],
+  "question-answering": ["qa_outputs"],
+};
+
+/** The layer index of a module path (`...layer.3...`, `...h.3...`, `...layers.3...`). */
+export function layerOf(path: string): number | undefined {
+  const m = /\.(?:layer|layers|h)\.(\d+)\./.exec(`${path}.`);
+  return m ? Number(m[1]) : undefined;
+}
+
+export class PeftModel {
+  readonly adapters = new Map<string, Adapter>();
+  private active: string[] = [];
+  private disabled = false;
+  private disabledLayers = new Set<number>();
+  /** Receives warnings (unknown config keys); default console.warn. */
+  warn: (message: string) => void = (m) => console.warn(m);
+
+  constructor(readonly base: PretrainedModel) {}
+
+  /**
+   * Wrap a base model with a first adapter (PEFT's `get_peft_model`).
+   *
+   * @example
+   *   const model = await loadModel("./bert-tiny", { task: "sequence-classification" });
+   *   const peft = PeftModel.create(model, { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["query", "value"] });
+   *   peft.printTrainableParameters();
+   */
+  static create(base: PretrainedModel, config: PeftConfigInput, adapterName = "default"): PeftModel {
+    const m = new PeftModel(base);
+    m.addAdapter(adapterName, config);
+    return m;
+  }
+
+  addAdapter(name: string, config: PeftConfigInput): Adapter {
+    if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists`);
+    if (!/^[\w.-]+$/.test(name)) throw new Error(`adapter name "${name}" may only contain letters, digits, "_", "-" and "."`);
+    const def = tunerFor(config.peft_type, `adapter "${name}"`);
+    // Like PEFT's task-specific PeftModel classes: the task type is recorded and a new head is
+    // trained and saved with the adapter.
+    const task = TASK_TYPES[this.base.task];
+    const heads = HEAD_MODULES[this.base.task] ?? [];
+    const modules = [...new Set([...((config.modules_to_save as string[] | null | undefined) ?? []), ...heads])];
+    const withTask = { ...config, task_type: config.task_type ?? task, modules_to_save: modules.length ? modules : (config.modules_to_save ?? null) };
+    const parsed = def.parseConfig(withTask, `adapter "${name}" config`);
+    const adapter = def.create(this.base, parsed, name);
+    this.adapters.set(name, adapter);
+    if (this.active.length === 0) this.active = [name];
+    return adapter;
+  }
+
+  /** Make one adapter, or several at once (their effects add up), the active set. */
+  setAdapter(names: string | readonly string[]): void {
+    const list = typeof names === "string" ? [names] : [...names];
+    for (const n of list) if (!this.adapters.has(n)) throw new Error(`no adapter "${n}"; adapters: ${[...this.adapters.keys()].join(", ") || "none"}`);
+    this.active = list;
+  }
+
+  get activeAdapters(): readonly string[] {
+    return this.active;
+  }
+
+  deleteAdapter(name: string): void {
+    if (!this.adapters.delete(name)) throw new Error(`no adapter "${name}"`);
+    this.active = this.active.filter((n) => n !== name);
+  }
+
+  /** Run `fn` with every adapter switched off (the base model), restoring them afterwards. */
+  async withAdaptersDisabled<T>(fn: () => Promise<T> | T): Promise<T> {
+    const was = this.disabled;
+    this.disabled = true;
+    try {
+      return await fn();
+    } finally {
+      this.disabled = was;
+    }
+  }
+
+  /** Remove adapters from layers `from..to` (inclusive) in graphs built from now on (Houlsby's ablation). */
+  disableAdapterLayers(from: number, to: number): void {
+    for (let i = from; i <= to; i++) this.disabledLayers.add(i);
+  }
+
+  enableAllAdapterLayers(): void {
+    this.disabledLayers.clear();
+  }
+
+  /** Build a graph with the active adapters; their tensors become trainable graph parameters. */
+  build(opts: PeftGraphOptions = {}): ModelGraph {
+    const bindings = new Map<Graph, Map<string, Value>>();
+    let adapterIndex: Value | undefined;
+    const hookSets: ModelHooks[] = [];
+    const names = this.disabled ? [] : this.active;
+    const perAdapter = (adapter: Adapter, i: number): ModelHooks => {
+      let ctx: HookContext | undefined;
+      const context = (graph: Graph): HookContext => {
+        if (ctx) return ctx;
+        let bound = bindings.get(graph);
+        if (!bound) bindings.set(graph, (bound = new Map()));
+        let rowGate: Value | undefined;
+        if (opts.mixedAdapters) {
+          adapterIndex ??= graph.input("adapter_index", "int64", ["batch"]);
+          rowGate = reshape(cast(equal(adapterIndex, i), "float32"), [-1, 1, 1]);
+        }
+        return (ctx = {
+          graph,
+          training: opts.training ?? false,
+          model: this.base,
+          rowGate,
+          bind: (key) => {
+            let v = bound!.get(key);
+            if (!v) {
+              const t = adapter.tensors.get(key);
+              if (!t) throw new Error(`adapter "${adapter.name}" has no tensor "${key}"`);
+              bound!.set(key, (v = graph.params.get(key)?.value ?? graph.param(key, t, { trainable: true })));
+            }
+            return v;
+          },
+        });
+      };
+      const skip = (path: string) => {
+        const layer = layerOf(path);
+        return layer !== undefined && this.disabledLayers.has(layer);
+      };
+      // One hook set per graph, created when the builder first calls in.
+      const cached = new Map<Graph, ModelHooks>();
+      const hooksFor = (graph: Graph) => {
+        let h = cached.get(graph);
+        if (!h) cached.set(graph, (h = adapter.hooks(context(graph))));
+        return h;
+      };
+      return {
+        parameter: (name, graph) => hooksFor(graph).parameter?.(name, graph),
+        linear: (h) => (skip(h.path) ? undefined : hooksFor(h.x.graph).linear?.(h)),
+        sublayerOutput: (h) => (skip(h.path) ? undefined : hooksFor(h.y.graph).sublayerOutput?.(h)),
+        keyValue: (h) => (skip(h.path) ? undefined : hooksFor(h.k.graph).keyValue?.(h)),
+        inputEmbeddings: (h) => hooksFor(h.embeds.graph).inputEmbeddings?.(h),
+      };
+    };
+    names.forEach((n, i) => hookSets.push(perAdapter(this.adapters.get(n)!, i)));
+    return this.base.build({ ...opts, hooks: composeHooks(hookSets) });
+  }
+
+  /** Adapter tensors of the active adapters, by in-graph name. */
+  trainableTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    if (this.disabled) return out;
+    for (const n of this.active) for (const [k, t] of this.adapters.get(n)!.tensors) out.set(k, t);
+    return out;
+  }
+
+  /** Trainable (active adapters) and total parameter counts, as PEFT reports them. */
+  countParameters(): { trainable: number; all: number } {
+    const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+    let trainable = 0;
+    for (const t of this.trainableTensors().values()) trainable += size(t.shape);
+    let base = 0;
+    const replaced = new Set<string>();
+    for (const n of this.active) for (const k of this.adapters.get(n)!.trainsBaseParams ?? []) replaced.add(k);
+    for (const [name, shape] of this.base.modules().params) if (!replaced.has(name)) base += size(shape);
+    return { trainable, all: base + trainable };
+  }
+
+  /** Print `trainable params: N || all params: M || trainable%: x` like PEFT. */
+  printTrainableParameters(log: (s: string) => void = console.log): void {
+    const { trainable, all } = this.countParameters();
+    log(`trainable params: ${trainable.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * trainable) / all).toFixed(4)}`);
+  }
+
+  /**
+   * Save every adapter in PEFT's layout: adapter_config.json + adapter_model.safetensors, the
+   * "default" adapter at `dir`, others in `dir/<name>/`. Files are written atomically.
+   */
+  async save(dir: string, opts: { adapters?: readonly string[] } = {}): Promise<void> {
+    for (const name of opts.adapters ?? [...this.adapters.keys()]) {
+      const adapter = this.adapters.get(name);
+      if (!adapter) throw new Error(`no adapter "${name}"`);
+      const target = name === "default" ? dir : join(dir, name);
+      const def = tunerFor((adapter.config as { peft_type?: string }).peft_type ?? "", `adapter "${name}"`);
+      const config = { ...def.toJSON(adapter.config), base_model_name_or_path: adapter.config.base_model_name_or_path ?? this.base.dir, peft_version: "peftjs-0.1.0" };
+      await writeSafetensors(join(target, ADAPTER_WEIGHTS), adapter.stateDict(), { format: "pt" });
+      await writeFileAtomic(join(target, ADAPTER_CONFIG), JSON.stringify(config, null, 2));
+    }
+  }
+
+  /** Load an adapter saved by PEFT (or peftjs) from `dir` under `name`. */
+  async loadAdapter(dir: string, name = "default"): Promise<Adapter> {
+    const configPath = join(dir, ADAPTER_CONFIG);
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
+    } catch (e) {
+      throw new AdapterConfigError(`${configPath}: ${(e as Error).message}`);
+    }
+    const def = tunerFor(json.peft_type, configPath);
+    const known = new Set([...Object.keys(def.toJSON(def.parseConfig(json, configPath))), "peft_version", "auto_mapping", "revision"]);
+    const unknown = Object.keys(json).filter((k) => !known.has(k));
+    if (unknown.length) this.warn(`${configPath}: ignoring config fields peftjs does not use: ${unknown.join(", ")}`);
+    const adapter = this.addAdapter(name, json as PeftConfigInput);
+    try {
+      const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
+      adapter.loadStateDict(new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
+    } catch (e) {
+      this.deleteAdapter(name);
+      throw e;
+    }
+    return adapter;
+  }
+
+  /** PEFT's `PeftModel.from_pretrained`: the base model with a saved adapter loaded. */
+  static async load(base: PretrainedModel, dir: string, name = "default"): Promise<PeftModel> {
+    const m = new PeftModel(base);
+    await m.loadAdapter(dir, name);
+    return m;
+  }
+
+  /**
+   * Merge the active adapters into the base weights and return the plain model (PEFT's
+   * `merge_and_unload`). With `safe`, a merge producing NaN or Inf is refused.
+   */
+  mergeAndUnload(opts: { safe?: boolean } = {}): PretrainedModel {
+    const updated = new Map<string, Tensor>();
+    const current = (name: string) => updated.get(name) ?? this.base.weight(name);
+    for (const n of this.active) {
+      const adapter = this.adapters.get(n)!;
+      if (!adapter.mergedWeights) throw new Error(`adapter "${n}" (${(adapter.config as { peft_type?: string }).peft_type}) cannot be merged into the base weights`);
+      for (const [k, t] of adapter.mergedWeights(current)) {
+        if (opts.safe && (t.data as Float32Array).some((v) => !Number.isFinite(v))) throw new RangeError(`safe merge: adapter "${n}" produces non-finite values in "${k}"; the base model is unchanged`);
+        updated.set(k, t);
+      }
+    }
+    const weights = this.base.weights;
+    const fresh = this.base.freshWeights;
+    const merged = {
+      names: () => [...new Set([...weights.names(), ...updated.keys()])],
+      has: (name: string) => updated.has(name) || weights.has(name) || fresh.has(name),
+      get: (name: string) => updated.get(name) ?? (weights.has(name) ? weights.get(name) : fresh.get(name)!),
+    };
+    return new PretrainedModel(this.base.dir, this.base.config, merged, this.base.tokenizer, this.base.task);
+  }
+}

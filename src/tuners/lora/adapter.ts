@@ -1,0 +1,188 @@
+// LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"): a frozen linear
+// layer W gains a trainable low-rank update, y = W x + (alpha / r) B A dropout(x), with A [r, in]
+// and B [out, r]; B starts at zero so the model is unchanged at init. DoRA (Liu et al. 2024)
+// rescales each output unit by a trainable magnitude over the norm of the updated weight.
+import { linear } from "../../ir/composites/linear.js";
+import { type Value } from "../../ir/graph.js";
+import { add, div, dropout, matmul, mul, reduceSum, sqrt, stopGradient, sub, transpose } from "../../ir/ops/index.js";
+import { fillNormal, seededRandom } from "../../ir/random.js";
+import { type Tensor } from "../../ir/tensor.js";
+import { type PretrainedModel } from "../../models/pretrained.js";
+import { patternValue, targetedLinears } from "../targets.js";
+import { AdapterConfigError, MODEL_PREFIX, type Adapter, type HookContext } from "../tuner.js";
+import { type LoraConfig } from "./config.js";
+import { ModulesToSave } from "../modules-to-save.js";
+
+interface LoraLayer {
+  path: string;
+  layout: "linear" | "conv1d";
+  r: number;
+  scaling: number;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+const f32 = (shape: number[], fill?: (d: Float32Array) => void): Tensor<"float32"> => {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  fill?.(data);
+  return { dtype: "float32", shape, data };
+};
+
+export class LoraAdapter implements Adapter<LoraConfig> {
+  readonly tensors = new Map<string, Tensor>();
+  readonly layers = new Map<string, LoraLayer>();
+  private readonly extra: ModulesToSave;
+
+  constructor(
+    private readonly model: PretrainedModel,
+    readonly config: LoraConfig,
+    readonly name: string,
+    seed = 0,
+  ) {
+    const source = `LoRA adapter "${name}"`;
+    const rand = seededRandom(seed + 1);
+    for (const l of targetedLinears(config, model.modules(), "LoRA", source)) {
+      const r = patternValue(config.rank_pattern, l.path, config.r);
+      const alpha = patternValue(config.alpha_pattern, l.path, config.lora_alpha);
+      if (r > Math.min(l.inFeatures, l.outFeatures)) {
+        throw new AdapterConfigError(`${source}: rank ${r} is larger than layer ${l.path} allows (in ${l.inFeatures}, out ${l.outFeatures}); lower r or rank_pattern for it`);
+      }
+      const layer: LoraLayer = { path: l.path, layout: l.layout, r, scaling: config.use_rslora ? alpha / Math.sqrt(r) : alpha / r, inFeatures: l.inFeatures, outFeatures: l.outFeatures };
+      this.layers.set(l.path, layer);
+      // A: kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)) (nn.Linear's default), or N(0, 1/r).
+      const bound = 1 / Math.sqrt(l.inFeatures);
+      const a = f32([r, l.inFeatures], (d) => (config.init_lora_weights === "gaussian" ? fillNormal(d, 1 / r, seed * 7919 + this.layers.size) : d.forEach((_, i) => (d[i] = (rand() * 2 - 1) * bound))));
+      const b = f32([l.outFeatures, r], (d) => (config.init_lora_weights === false ? d.forEach((_, i) => (d[i] = (rand() * 2 - 1) * bound)) : undefined));
+      this.tensors.set(this.key(l.path, "lora_A"), a);
+      this.tensors.set(this.key(l.path, "lora_B"), b);
+      if (config.use_dora) this.tensors.set(this.magnitudeKey(l.path), f32([l.outFeatures], (d) => d.set(rowNorms(this.baseWeight(layer), layer.layout))));
+    }
+    const biasPaths = config.bias === "all" ? model.modules().linear.map((l) => l.path) : config.bias === "lora_only" ? [...this.layers.keys()] : [];
+    this.extra = new ModulesToSave(model, config.modules_to_save ?? [], biasPaths.map((p) => `${p}.bias`).filter((n) => model.weights.has(n) || model.weights.has(n.replace(/^[^.]+\./, ""))));
+    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
+  }
+
+  private key(path: string, which: "lora_A" | "lora_B"): string {
+    return `${path}.${which}.${this.name}.weight`;
+  }
+
+  private magnitudeKey(path: string): string {
+    return `${path}.lora_magnitude_vector.${this.name}.weight`;
+  }
+
+  private baseWeight(layer: LoraLayer): Tensor<"float32"> {
+    return this.model.weights.get(`${layer.path}.weight`) as Tensor<"float32">;
+  }
+
+  hooks(ctx: HookContext) {
+    return {
+      parameter: (n: string) => this.extra.parameter(n, ctx),
+      linear: (h: { path: string; x: Value; weight: Value; bias: Value | undefined; base: (x: Value) => Value }) => {
+        const layer = this.layers.get(h.path);
+        if (!layer) return undefined;
+        const A = ctx.bind(this.key(h.path, "lora_A"));
+        const B = ctx.bind(this.key(h.path, "lora_B"));
+        const x = dropout(h.x, this.config.lora_dropout, ctx.training);
+        let delta = mul(linear(linear(x, A), B), layer.scaling);
+        let y: Value;
+        if (this.config.use_dora) {
+          // PEFT's DoRA: y = b + m / ||W + s B A||_row * (W x + s B A x), the norm detached.
+          const W = layer.layout === "linear" ? h.weight : transpose(h.weight, [1, 0]);
+          const merged = add(W, mul(matmul(B, A), layer.scaling));
+          const norm = stopGradient(sqrt(reduceSum(mul(merged, merged), [1], false)));
+          const scale = div(ctx.bind(this.magnitudeKey(h.path)), norm);
+          const noBias = h.bias ? sub(h.base(h.x), h.bias) : h.base(h.x);
+          y = mul(add(noBias, delta), scale);
+          if (h.bias) y = add(y, h.bias);
+          delta = sub(y, h.base(h.x));
+        }
+        if (ctx.rowGate) delta = mul(delta, ctx.rowGate);
+        return add(h.base(h.x), delta);
+      },
+    };
+  }
+
+  stateDict(): Map<string, Tensor> {
+    const sd = new Map<string, Tensor>();
+    for (const path of this.layers.keys()) {
+      sd.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.tensors.get(this.key(path, "lora_A"))!);
+      sd.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.tensors.get(this.key(path, "lora_B"))!);
+      if (this.config.use_dora) sd.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.tensors.get(this.magnitudeKey(path))!);
+    }
+    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
+    return sd;
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    const expected = new Map<string, string>();
+    for (const path of this.layers.keys()) {
+      expected.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.key(path, "lora_A"));
+      expected.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.key(path, "lora_B"));
+      if (this.config.use_dora) expected.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.magnitudeKey(path));
+    }
+    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
+    copyStateDict(this.tensors, expected, sd, source);
+  }
+
+  /** W + s B A for every adapted layer (DoRA: rescaled per output unit), by base parameter name. */
+  mergedWeights(weight: (name: string) => Tensor): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const layer of this.layers.values()) {
+      const name = `${layer.path}.weight`;
+      const W = weight(name);
+      const A = this.tensors.get(this.key(layer.path, "lora_A"))!.data as Float32Array;
+      const B = this.tensors.get(this.key(layer.path, "lora_B"))!.data as Float32Array;
+      const { inFeatures: I, outFeatures: O, r, scaling } = layer;
+      const merged = Float32Array.from(W.data as Float32Array);
+      const at = (o: number, i: number) => (layer.layout === "linear" ? o * I + i : i * O + o);
+      for (let o = 0; o < O; o++) {
+        for (let i = 0; i < I; i++) {
+          let s = 0;
+          for (let k = 0; k < r; k++) s += B[o * r + k]! * A[k * I + i]!;
+          merged[at(o, i)]! += scaling * s;
+        }
+      }
+      if (this.config.use_dora) {
+        const m = this.tensors.get(this.magnitudeKey(layer.path))!.data as Float32Array;
+        const norms = rowNorms({ dtype: "float32", shape: W.shape, data: merged }, layer.layout);
+        for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) merged[at(o, i)]! *= m[o]! / norms[o]!;
+      }
+      out.set(name, { dtype: "float32", shape: W.shape, data: merged });
+    }
+    for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
+    return out;
+  }
+}
+
+/** L2 norm of each output unit's weights. */
+function rowNorms(W: Tensor, layout: "linear" | "conv1d"): Float32Array {
+  const [a, b] = W.shape as [number, number];
+  const [O, I] = layout === "linear" ? [a, b] : [b, a];
+  const d = W.data as Float32Array;
+  const out = new Float32Array(O);
+  for (let o = 0; o < O; o++) {
+    let s = 0;
+    for (let i = 0; i < I; i++) {
+      const v = layout === "linear" ? d[o * I + i]! : d[i * O + o]!;
+      s += v * v;
+    }
+    out[o] = Math.sqrt(s);
+  }
+  return out;
+}
+
+/** Copy tensors from a state dict into an adapter's tensors, checking presence and shapes. */
+export function copyStateDict(tensors: Map<string, Tensor>, expected: ReadonlyMap<string, string>, sd: ReadonlyMap<string, Tensor>, source: string): void {
+  const missing = [...expected.keys()].filter((k) => !sd.has(k));
+  if (missing.length) throw new AdapterConfigError(`${source}: missing adapter weights ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ` (+${missing.length - 5} more)` : ""}; was it saved from a different base model or config?`);
+  for (const [key, internal] of expected) {
+    const src = sd.get(key)!;
+    const dst = tensors.get(internal)!;
+    if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
+      throw new AdapterConfigError(`${source}: "${key}" has shape [${src.shape.join(", ")}], this base model needs [${dst.shape.join(", ")}] (adapter saved for a different base?)`);
+    }
+    const data = src.dtype === "float32" ? (src.data as Float32Array) : Float32Array.from(src.data as ArrayLike<number>);
+    (dst.data as Float32Array).set(data);
+  }
+}
+

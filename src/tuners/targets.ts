@@ -1,0 +1,93 @@
+// Which modules a config targets, with PEFT's matching rules (tuners_utils.check_target_module_exists):
+// a string is a regex that must match the whole module path; a list matches exact paths or
+// path suffixes after a dot; "all-linear" is every linear layer but the output head.
+import { type ModuleInventory } from "../models/pretrained.js";
+import { AdapterConfigError } from "./tuner.js";
+
+export interface TargetSpec {
+  target_modules?: string | readonly string[] | null;
+  exclude_modules?: string | readonly string[] | null;
+  layers_to_transform?: number | readonly number[] | null;
+  layers_pattern?: string | readonly string[] | null;
+  modules_to_save?: readonly string[] | null;
+}
+
+const OUTPUT_HEADS = ["lm_head", "classifier", "score", "qa_outputs", "cls.predictions.decoder", "vocab_projector", "classifier.out_proj", "classifier.dense", "pre_classifier"];
+
+function matchesList(path: string, list: readonly string[]): boolean {
+  return list.some((t) => path === t || path.endsWith(`.${t}`));
+}
+
+/** PEFT's rule for one module path. */
+export function isTargeted(spec: TargetSpec, path: string): boolean {
+  const ex = spec.exclude_modules;
+  if (ex && (typeof ex === "string" ? new RegExp(`^(?:${ex})$`).test(path) : matchesList(path, ex))) return false;
+  if (spec.modules_to_save?.some((m) => new RegExp(`(^|.*\\.)${m}($|\\..*)`).test(path))) return false;
+  const t = spec.target_modules;
+  if (!t) return false;
+  if (t === "all-linear") return !OUTPUT_HEADS.some((h) => path === h || path.endsWith(`.${h}`) || path.startsWith(`${h}.`));
+  if (typeof t === "string") return new RegExp(`^(?:${t})$`).test(path);
+  if (!matchesList(path, t)) return false;
+  const layers = spec.layers_to_transform;
+  if (layers === undefined || layers === null || (Array.isArray(layers) && layers.length === 0)) return true;
+  const patterns = spec.layers_pattern ? (typeof spec.layers_pattern === "string" ? [spec.layers_pattern] : spec.layers_pattern) : [];
+  const m = patterns.length ? patterns.map((p) => new RegExp(`^.*?\\.${p}\\.(\\d+)\\.`).exec(path)).find(Boolean) : /^.*?\.[^.]*\.(\d+)\./.exec(path);
+  if (!m) return false;
+  const idx = Number(m[1]);
+  return typeof layers === "number" ? idx === layers : layers.includes(idx);
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length]!;
+}
+
+/**
+ * The linear layers a config targets. Matching nothing is an error that lists the closest
+ * module names the model does have.
+ */
+export function targetedLinears(spec: TargetSpec, inventory: ModuleInventory, method: string, source: string): ModuleInventory["linear"] {
+  const hits = inventory.linear.filter((l) => isTargeted(spec, l.path));
+  if (hits.length === 0) {
+    const suffixes = [...new Set(inventory.linear.map((l) => l.path.split(".").slice(-2).join(".")).concat(inventory.linear.map((l) => l.path.split(".").pop()!)))];
+    const wanted = typeof spec.target_modules === "string" ? [spec.target_modules] : [...(spec.target_modules ?? [])];
+    const close = wanted.flatMap((w) => suffixes.map((s) => [s, editDistance(w, s)] as const)).sort((a, b) => a[1] - b[1]).slice(0, 5).map(([s]) => s);
+    throw new AdapterConfigError(
+      `${source}: ${method} target_modules ${JSON.stringify(spec.target_modules)} match no linear layer of this model; closest module names: ${[...new Set(close)].join(", ")} (all: ${[...new Set(inventory.linear.map((l) => l.path.split(".").pop()))].join(", ")})`,
+    );
+  }
+  return hits;
+}
+
+/** PEFT's per-module override lookup for rank_pattern / alpha_pattern: `(.*\.)?(pattern)$`. */
+export function patternValue<T>(patterns: Readonly<Record<string, T>> | null | undefined, path: string, fallback: T): T {
+  if (!patterns) return fallback;
+  for (const [p, v] of Object.entries(patterns)) if (new RegExp(`^(.*\\.)?(${p})$`).test(path)) return v;
+  return fallback;
+}
+
+/** PEFT's default LoRA targets per model type (utils/constants.py). */
+export const DEFAULT_LORA_TARGETS: Readonly<Record<string, string[]>> = {
+  bert: ["query", "value"], roberta: ["query", "value"], distilbert: ["q_lin", "v_lin"], gpt2: ["c_attn"],
+  llama: ["q_proj", "v_proj"], mistral: ["q_proj", "v_proj"], qwen2: ["q_proj", "v_proj"],
+};
+
+/** PEFT's default IA3 targets and their feed-forward subset. */
+export const DEFAULT_IA3_TARGETS: Readonly<Record<string, { target: string[]; feedforward: string[] }>> = {
+  bert: { target: ["key", "value", "output.dense"], feedforward: ["output.dense"] },
+  roberta: { target: ["key", "value", "output.dense"], feedforward: ["output.dense"] },
+  distilbert: { target: ["k_lin", "v_lin", "lin2"], feedforward: ["lin2"] },
+  gpt2: { target: ["c_attn", "mlp.c_proj"], feedforward: ["mlp.c_proj"] },
+  llama: { target: ["k_proj", "v_proj", "down_proj"], feedforward: ["down_proj"] },
+  mistral: { target: ["k_proj", "v_proj", "down_proj"], feedforward: ["down_proj"] },
+  qwen2: { target: ["q_proj", "v_proj", "down_proj"], feedforward: ["down_proj"] },
+};

@@ -1,0 +1,75 @@
+// What every PEFT method provides: a typed config mapped to and from PEFT's adapter_config.json,
+// and adapters that own their trainable tensors, hook into a model's graph, and convert to and
+// from PEFT's state-dict keys.
+import { type Graph, type Value } from "../ir/graph.js";
+import { type Tensor } from "../ir/tensor.js";
+import { type ModelHooks } from "../models/hooks.js";
+import { type PretrainedModel } from "../models/pretrained.js";
+
+/** Fields every config shares (PEFT's PeftConfig). */
+export interface BaseConfig {
+  /** Modules trained and saved in full besides the adapter (e.g. "classifier"). */
+  modules_to_save?: readonly string[] | null;
+  base_model_name_or_path?: string | null;
+  task_type?: string | null;
+  inference_mode?: boolean;
+}
+
+/** What an adapter gets when a graph is built. */
+export interface HookContext {
+  graph: Graph;
+  /** The graph value of one of the adapter's tensors (fed each run, so updates apply). */
+  bind(key: string): Value;
+  training: boolean;
+  model: PretrainedModel;
+  /**
+   * For mixed-adapter batches: a [batch, 1, 1] float gate that is 1 on rows using this adapter;
+   * undefined when the whole batch uses it.
+   */
+  rowGate: Value | undefined;
+}
+
+export interface Adapter<C extends BaseConfig = BaseConfig> {
+  readonly name: string;
+  readonly config: C;
+  /** Trainable tensors by key (the key is the in-graph parameter name). */
+  readonly tensors: Map<string, Tensor>;
+  /** Base-model parameters this method trains in place (BitFit, LN tuning, full fine-tuning). */
+  readonly trainsBaseParams?: readonly string[];
+  hooks(ctx: HookContext): ModelHooks;
+  /** The PEFT state dict (adapter name stripped), e.g. `base_model.model.<path>.lora_A.weight`. */
+  stateDict(): Map<string, Tensor>;
+  /** Load from a PEFT state dict; errors name the key and the expected shape. */
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void;
+  /** Merge into base weights (returns updated copies by base parameter name), where supported. */
+  mergedWeights?(weight: (name: string) => Tensor): Map<string, Tensor>;
+}
+
+export interface TunerDef<C extends BaseConfig = BaseConfig> {
+  /** PEFT's `peft_type` (or AdapterHub's architecture name for bottleneck adapters). */
+  readonly peftType: string;
+  /** Config from adapter_config.json (or user input): defaults filled, fields validated. */
+  parseConfig(json: Readonly<Record<string, unknown>>, source: string): C;
+  /** adapter_config.json content. */
+  toJSON(config: C): Record<string, unknown>;
+  create(model: PretrainedModel, config: C, name: string): Adapter<C>;
+}
+
+export class AdapterConfigError extends Error {}
+
+/** Validation helpers for configs (errors name the file and the field). */
+export function field<T>(json: Readonly<Record<string, unknown>>, key: string, fallback: T, check: (v: unknown) => boolean, expected: string, source: string): T {
+  const v = json[key];
+  if (v === undefined || v === null) return fallback;
+  if (!check(v)) throw new AdapterConfigError(`${source}: field "${key}" must be ${expected}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+export const isInt = (min = 0) => (v: unknown) => Number.isInteger(v) && (v as number) >= min;
+export const isNum = (min = -Infinity, max = Infinity) => (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= min && v <= max;
+export const isBool = (v: unknown) => typeof v === "boolean";
+export const isStr = (v: unknown) => typeof v === "string";
+export const isStrList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
+export const isStrOrList = (v: unknown) => typeof v === "string" || isStrList(v);
+
+/** PEFT's key prefix for the wrapped model's parameters. */
+export const MODEL_PREFIX = "base_model.model.";
