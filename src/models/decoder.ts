@@ -60,10 +60,11 @@ export class CausalAttention {
       this.present[`present.${i}.value`] = v;
     }
     let mask: Value | undefined = this.mask;
+    let prefix = 0;
     const hooked = this.b.hooks.keyValue?.({ path, layer: i, k, v, mask });
-    if (hooked) ({ k, v, mask } = hooked);
+    if (hooked) ({ k, v, mask, prefix = 0 } = hooked);
     // One new token sees every cached position: only the padding mask applies.
-    return scaledDotProductAttention(q, k, v, { mask, causal: !this.opts.withPast, dropout: { ratio: dropoutRatio, training: this.b.training } });
+    return scaledDotProductAttention(q, k, v, { mask, causal: !this.opts.withPast, causalPrefix: prefix, dropout: { ratio: dropoutRatio, training: this.b.training } });
   }
 }
 

@@ -37,6 +37,13 @@ export interface KeyValueHook {
   mask: Value | undefined;
 }
 
+export interface KeyValueResult {
+  k: Value;
+  v: Value;
+  mask: Value | undefined;
+  prefix?: number;
+}
+
 export interface EmbeddingHook {
   path: string;
   /** [batch, seq, hidden] input embeddings (after the lookup, before positions are added). */
@@ -51,7 +58,11 @@ export interface ModelHooks {
   parameter?: (name: string, graph: Graph) => Value | undefined;
   linear?: (h: LinearHook) => Value | undefined;
   sublayerOutput?: (h: SublayerHook) => Value | undefined;
-  keyValue?: (h: KeyValueHook) => { k: Value; v: Value; mask: Value | undefined } | undefined;
+  /**
+   * Replace keys/values (and their mask). `prefix` counts positions prepended to the keys that
+   * every query may attend to (prefix tuning), so causal masks shift past them.
+   */
+  keyValue?: (h: KeyValueHook) => KeyValueResult | undefined;
   inputEmbeddings?: (h: EmbeddingHook) => Value | undefined;
 }
 
@@ -76,7 +87,14 @@ export function composeHooks(list: readonly ModelHooks[]): ModelHooks {
       return base(h.x);
     },
     sublayerOutput: (h) => list.reduce((y, hooks) => hooks.sublayerOutput?.({ ...h, y }) ?? y, h.y),
-    keyValue: (h) => list.reduce((kv, hooks) => hooks.keyValue?.({ ...h, ...kv }) ?? kv, { k: h.k, v: h.v, mask: h.mask }),
+    keyValue: (h) =>
+      list.reduce<KeyValueResult>(
+        (kv, hooks) => {
+          const next = hooks.keyValue?.({ ...h, k: kv.k, v: kv.v, mask: kv.mask });
+          return next ? { ...next, prefix: (kv.prefix ?? 0) + (next.prefix ?? 0) } : kv;
+        },
+        { k: h.k, v: h.v, mask: h.mask },
+      ),
     inputEmbeddings: (h) => list.reduce((e, hooks) => hooks.inputEmbeddings?.({ ...h, embeds: e }) ?? e, h.embeds),
   };
 }

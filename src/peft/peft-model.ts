@@ -77,7 +77,7 @@ export class PeftModel {
     const heads = HEAD_MODULES[this.base.task] ?? [];
     const modules = [...new Set([...((config.modules_to_save as string[] | null | undefined) ?? []), ...heads])];
     const withTask = { ...config, task_type: config.task_type ?? task, modules_to_save: modules.length ? modules : (config.modules_to_save ?? null) };
-    const parsed = def.parseConfig(withTask, `adapter "${name}" config`);
+    const parsed = def.parseConfig(withTask, `adapter "${name}" config`, this.base);
     const adapter = def.create(this.base, parsed, name);
     this.adapters.set(name, adapter);
     if (this.active.length === 0) this.active = [name];
@@ -228,7 +228,7 @@ export class PeftModel {
       throw new AdapterConfigError(`${configPath}: ${(e as Error).message}`);
     }
     const def = tunerFor(json.peft_type, configPath);
-    const known = new Set([...Object.keys(def.toJSON(def.parseConfig(json, configPath))), "peft_version", "auto_mapping", "revision"]);
+    const known = new Set([...Object.keys(def.toJSON(def.parseConfig(json, configPath, this.base))), "peft_version", "auto_mapping", "revision"]);
     const unknown = Object.keys(json).filter((k) => !known.has(k));
     if (unknown.length) this.warn(`${configPath}: ignoring config fields peftjs does not use: ${unknown.join(", ")}`);
     const adapter = this.addAdapter(name, json as PeftConfigInput);

@@ -7,7 +7,7 @@ import { type TunerDef } from "./tuner.js";
 export const TUNERS = {
   LORA: {
     peftType: "LORA",
-    parseConfig: (json, source) => parseLoraConfig(json, source),
+    parseConfig: (json, source, model) => parseLoraConfig(json, source, model?.config.modelType),
     toJSON: loraConfigToJSON,
     create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),
   } satisfies TunerDef<LoraConfig>,

@@ -48,8 +48,11 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
 export interface TunerDef<C extends BaseConfig = BaseConfig> {
   /** PEFT's `peft_type` (or AdapterHub's architecture name for bottleneck adapters). */
   readonly peftType: string;
-  /** Config from adapter_config.json (or user input): defaults filled, fields validated. */
-  parseConfig(json: Readonly<Record<string, unknown>>, source: string): C;
+  /**
+   * Config from adapter_config.json (or user input): defaults filled (some depend on the model,
+   * e.g. default target modules or the hidden size), fields validated.
+   */
+  parseConfig(json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): C;
   /** adapter_config.json content. */
   toJSON(config: C): Record<string, unknown>;
   create(model: PretrainedModel, config: C, name: string): Adapter<C>;

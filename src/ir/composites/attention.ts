@@ -26,6 +26,8 @@ export interface AttentionOptions {
   mask?: Value;
   /** Add a causal mask. */
   causal?: boolean;
+  /** With `causal`: the first `causalPrefix` keys are a prefix every query may see. */
+  causalPrefix?: number;
   /** Score scale; default 1/sqrt(head_dim). */
   scale?: number;
   /** Dropout on the attention probabilities (training only). */
@@ -45,7 +47,12 @@ export function scaledDotProductAttention(q: Value, k: Value, v: Value, opts: At
   const d = q.shape[3] as number;
   let scores = mul(matmul(q, transpose(kk, [0, 1, 3, 2])), opts.scale ?? 1 / Math.sqrt(d));
   if (opts.mask) scores = add(scores, opts.mask);
-  if (opts.causal) scores = add(scores, causalMask(q, kk));
+  if (opts.causal) {
+    const p = opts.causalPrefix ?? 0;
+    const causal = causalMask(q, p ? slice(kk, [p], [Number.MAX_SAFE_INTEGER], [2]) : kk);
+    const qLen = slice(shapeOf(q), [q.rank - 2], [q.rank - 1], [0]);
+    scores = add(scores, p ? concat([constantOfShape(concat([qLen, q.graph.int64s([p])], 0), 0, q.dtype), causal], 1) : causal);
+  }
   const probs = opts.dropout ? dropout(softmax(scores, -1), opts.dropout.ratio, opts.dropout.training) : softmax(scores, -1);
   return matmul(probs, vv);
 }

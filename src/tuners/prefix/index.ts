@@ -1,0 +1,149 @@
+// Prefix tuning (Li & Liang 2021, "Prefix-Tuning: Optimizing Continuous Prompts for
+// Generation"): every layer's attention gets `num_virtual_tokens` trainable key/value pairs
+// prepended, optionally produced by a reparameterization MLP (prefix_projection). P-tuning v2
+// (Liu et al. 2022) is this method without the projection. Saved as PEFT does: one tensor
+// `prompt_embeddings` [num_virtual_tokens, num_layers * 2 * kv_dim] (keys and values of layer l
+// at rows 2l and 2l+1 of the second axis viewed as [num_layers * 2, kv_heads, head_dim]).
+// Grouped-query models get prefixes for their key/value heads.
+import { linear } from "../../ir/composites/linear.js";
+import { type Value } from "../../ir/graph.js";
+import { concat, expand, mul, reshape, shapeOf, slice, squeeze, tanh, transpose, unsqueeze } from "../../ir/ops/index.js";
+import { fillNormal } from "../../ir/random.js";
+import { type Tensor } from "../../ir/tensor.js";
+import { type PretrainedModel } from "../../models/pretrained.js";
+import { copyStateDict } from "../lora/adapter.js";
+import { ModulesToSave } from "../modules-to-save.js";
+import { parsePromptLearning, type PromptLearningConfig } from "../prompt/index.js";
+import { AdapterConfigError, field, isBool, isInt, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+
+export interface PrefixTuningConfig extends PromptLearningConfig {
+  peft_type: "PREFIX_TUNING";
+  /** Produce the prefixes with an MLP (embedding -> Linear -> tanh -> Linear), as in the paper. */
+  prefix_projection: boolean;
+  encoder_hidden_size: number;
+}
+
+export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
+  readonly tensors = new Map<string, Tensor>();
+  private readonly extra: ModulesToSave;
+  private readonly prefix: string;
+  private readonly kvHeads: number;
+  private readonly headDim: number;
+  /** Loaded from a file: the saved prefixes are used directly (PEFT's inference mode). */
+  private projected = false;
+
+  constructor(model: PretrainedModel, readonly config: PrefixTuningConfig, readonly name: string) {
+    const cfg = model.config;
+    this.kvHeads = cfg.kvHeads;
+    this.headDim = cfg.headDim;
+    const kvDim = this.kvHeads * this.headDim;
+    if (config.num_layers !== cfg.layers) throw new AdapterConfigError(`prefix tuning: num_layers ${config.num_layers} differs from the model's ${cfg.layers} layers`);
+    if (cfg.family !== "llama" && config.num_virtual_tokens + 1 > cfg.maxPositions) throw new AdapterConfigError(`prefix tuning: ${config.num_virtual_tokens} virtual tokens leave no room in ${cfg.maxPositions} positions`);
+    this.prefix = `prompt_encoder.${name}`;
+    const n = config.num_virtual_tokens;
+    const t = (shape: number[], std: number, seed: number): Tensor => {
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      if (std) fillNormal(data, std, seed);
+      return { dtype: "float32", shape, data };
+    };
+    if (config.prefix_projection) {
+      const E = config.encoder_hidden_size;
+      this.tensors.set(`${this.prefix}.embedding.weight`, t([n, config.token_dim], 1, 41));
+      this.tensors.set(`${this.prefix}.transform.0.weight`, t([E, config.token_dim], 1 / Math.sqrt(config.token_dim), 42));
+      this.tensors.set(`${this.prefix}.transform.0.bias`, t([E], 0, 0));
+      this.tensors.set(`${this.prefix}.transform.2.weight`, t([cfg.layers * 2 * kvDim, E], 1 / Math.sqrt(E), 43));
+      this.tensors.set(`${this.prefix}.transform.2.bias`, t([cfg.layers * 2 * kvDim], 0, 0));
+    } else {
+      this.tensors.set(`${this.prefix}.embedding.weight`, t([n, cfg.layers * 2 * kvDim], 1, 41));
+    }
+    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
+  }
+
+  /** [n, layers * 2 * kvDim] prefixes. */
+  private prefixes(ctx: HookContext): Value {
+    const emb = ctx.bind(`${this.prefix}.embedding.weight`);
+    if (!this.config.prefix_projection || this.projected) return emb;
+    const h = tanh(linear(emb, ctx.bind(`${this.prefix}.transform.0.weight`), ctx.bind(`${this.prefix}.transform.0.bias`)));
+    return linear(h, ctx.bind(`${this.prefix}.transform.2.weight`), ctx.bind(`${this.prefix}.transform.2.bias`));
+  }
+
+  hooks(ctx: HookContext) {
+    let table: Value | undefined;
+    const n = this.config.num_virtual_tokens;
+    return {
+      parameter: (p: string) => this.extra.parameter(p, ctx),
+      keyValue: (h: { layer: number; k: Value; v: Value; mask: Value | undefined }) => {
+        if (ctx.rowGate) throw new AdapterConfigError("prefix tuning changes the key length and cannot share a batch with other adapters (mixed-adapter batches)");
+        // [n, L * 2 * kvDim] -> [L * 2, kvHeads, n, headDim]
+        table ??= transpose(reshape(this.prefixes(ctx), [n, -1, this.kvHeads, this.headDim]), [1, 2, 0, 3]);
+        const batch = slice(shapeOf(h.k), [0], [1], [0]);
+        const one = (row: number) => {
+          const p = squeeze(slice(table!, [row], [row + 1], [0]), [0]); // [kvHeads, n, headDim]
+          return expand(unsqueeze(p, [0]), concat([batch, h.k.graph.int64s([this.kvHeads, n, this.headDim])], 0));
+        };
+        const k = concat([one(2 * h.layer), h.k], 2);
+        const v = concat([one(2 * h.layer + 1), h.v], 2);
+        const mask = h.mask && concat([expand(mul(slice(h.mask, [0], [1], [3]), 0), h.k.graph.int64s([1, 1, 1, n])), h.mask], 3);
+        return { k, v, mask, prefix: n };
+      },
+    };
+  }
+
+  stateDict(): Map<string, Tensor> {
+    return new Map([["prompt_embeddings", this.projectedTable()], ...this.extra.stateDict()]);
+  }
+
+  /** The prefixes as saved: through the projection MLP when there is one. */
+  private projectedTable(): Tensor {
+    const E = (k: string) => this.tensors.get(`${this.prefix}.${k}`)!;
+    if (!this.config.prefix_projection || this.projected) return E("embedding.weight");
+    const apply = (x: Float32Array, rows: number, W: Tensor, b: Tensor, act: boolean): Float32Array => {
+      const [O, I] = W.shape as [number, number];
+      const out = new Float32Array(rows * O);
+      for (let r = 0; r < rows; r++) {
+        for (let o = 0; o < O; o++) {
+          let s = (b.data as Float32Array)[o]!;
+          for (let i = 0; i < I; i++) s += (W.data as Float32Array)[o * I + i]! * x[r * I + i]!;
+          out[r * O + o] = act ? Math.tanh(s) : s;
+        }
+      }
+      return out;
+    };
+    const n = this.config.num_virtual_tokens;
+    const h = apply(E("embedding.weight").data as Float32Array, n, E("transform.0.weight"), E("transform.0.bias"), true);
+    const out = apply(h, n, E("transform.2.weight"), E("transform.2.bias"), false);
+    return { dtype: "float32", shape: [n, out.length / n], data: out };
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    if (this.config.prefix_projection) {
+      // The file holds projected prefixes; keep them as the embedding and skip the MLP.
+      const saved = sd.get("prompt_embeddings");
+      if (saved) this.tensors.set(`${this.prefix}.embedding.weight`, { dtype: "float32", shape: [...saved.shape], data: new Float32Array(saved.data.length) });
+      this.projected = true;
+    }
+    copyStateDict(this.tensors, new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+  }
+}
+
+export const PREFIX_TUNING: TunerDef<PrefixTuningConfig> = {
+  peftType: "PREFIX_TUNING",
+  parseConfig: (json, source, model) => {
+    const base = parsePromptLearning(json, source, model);
+    const kvDim = model ? model.config.kvHeads * model.config.headDim : base.token_dim;
+    return {
+      ...base,
+      token_dim: field(json, "token_dim", kvDim, isInt(1), "a positive integer", source),
+      peft_type: "PREFIX_TUNING",
+      prefix_projection: field(json, "prefix_projection", false, isBool, "a boolean", source),
+      encoder_hidden_size: field(json, "encoder_hidden_size", base.token_dim, isInt(1), "a positive integer", source),
+    };
+  },
+  toJSON: (c) => ({
+    peft_type: "PREFIX_TUNING", task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
+    num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules, num_attention_heads: c.num_attention_heads,
+    num_layers: c.num_layers, encoder_hidden_size: c.encoder_hidden_size, prefix_projection: c.prefix_projection, modules_to_save: c.modules_to_save ?? null, revision: null,
+  }),
+  create: (model, config, name) => new PrefixTuningAdapter(model, PREFIX_TUNING.parseConfig({ ...config }, "prefix tuning config", model), name),
+};

@@ -1,0 +1,232 @@
+// Input-level prompt learning. Prompt tuning (Lester et al. 2021, "The Power of Scale for
+// Parameter-Efficient Prompt Tuning"): trainable embeddings of `num_virtual_tokens` tokens are
+// prepended to the input embeddings. P-tuning (Liu et al. 2021, "GPT Understands, Too"): the
+// prompt comes out of a small encoder (an MLP) over trainable embeddings. Both save one tensor,
+// `prompt_embeddings` [num_virtual_tokens, hidden] (for P-tuning: the encoder's output).
+import { linear } from "../../ir/composites/linear.js";
+import { type Value } from "../../ir/graph.js";
+import { concat, dropout, expand, relu, shapeOf, slice, unsqueeze } from "../../ir/ops/index.js";
+import { fillNormal, seededRandom } from "../../ir/random.js";
+import { type Tensor } from "../../ir/tensor.js";
+import { type PretrainedModel } from "../../models/pretrained.js";
+import { copyStateDict } from "../lora/adapter.js";
+import { ModulesToSave } from "../modules-to-save.js";
+import { AdapterConfigError, field, isInt, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+
+const END = Number.MAX_SAFE_INTEGER;
+
+export interface PromptLearningConfig extends BaseConfig {
+  num_virtual_tokens: number;
+  token_dim: number;
+  num_transformer_submodules: number;
+  num_attention_heads: number;
+  num_layers: number;
+}
+
+export interface PromptTuningConfig extends PromptLearningConfig {
+  peft_type: "PROMPT_TUNING";
+  /** RANDOM (N(0, 1), like nn.Embedding), TEXT (embeddings of a text, repeated) or SAMPLE_VOCAB. */
+  prompt_tuning_init: "RANDOM" | "TEXT" | "SAMPLE_VOCAB";
+  prompt_tuning_init_text: string | null;
+  tokenizer_name_or_path: string | null;
+}
+
+export interface PTuningConfig extends PromptLearningConfig {
+  peft_type: "P_TUNING";
+  encoder_reparameterization_type: "MLP" | "LSTM";
+  encoder_hidden_size: number;
+  encoder_num_layers: number;
+  encoder_dropout: number;
+}
+
+export function parsePromptLearning(json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): PromptLearningConfig {
+  const n = field(json, "num_virtual_tokens", undefined as unknown as number, isInt(1), "a positive integer", source);
+  if (n === undefined) throw new AdapterConfigError(`${source}: num_virtual_tokens is required`);
+  const cfg = model?.config;
+  return {
+    num_virtual_tokens: n,
+    token_dim: field(json, "token_dim", cfg?.hidden ?? 0, isInt(1), "a positive integer", source),
+    num_transformer_submodules: field(json, "num_transformer_submodules", 1, isInt(1), "a positive integer", source),
+    num_attention_heads: field(json, "num_attention_heads", cfg?.heads ?? 0, isInt(1), "a positive integer", source),
+    num_layers: field(json, "num_layers", cfg?.layers ?? 0, isInt(1), "a positive integer", source),
+    modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
+    base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
+    task_type: (json.task_type as string | undefined) ?? null,
+    inference_mode: (json.inference_mode as boolean | undefined) ?? false,
+  };
+}
+
+const promptLearningJSON = (c: PromptLearningConfig & { peft_type: string }) => ({
+  peft_type: c.peft_type, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
+  num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules,
+  num_attention_heads: c.num_attention_heads, num_layers: c.num_layers, modules_to_save: c.modules_to_save ?? null, revision: null,
+});
+
+/** Adapters whose prompt is prepended to the input sequence. */
+export interface InputPromptAdapter extends Adapter {
+  readonly virtualTokens: number;
+}
+
+/** Replace the first `n` placeholder rows of the input embeddings with the prompt [n, H]. */
+function prependPrompt(embeds: Value, prompt: Value, n: number, gate: Value | undefined): Value {
+  if (gate) throw new AdapterConfigError("prompt methods change the sequence and cannot share a batch with other adapters (mixed-adapter batches)");
+  const batch = slice(shapeOf(embeds), [0], [1], [0]);
+  const p = expand(unsqueeze(prompt, [0]), concat([batch, embeds.graph.int64s(prompt.shape as number[])], 0));
+  return concat([p, slice(embeds, [n], [END], [1])], 1);
+}
+
+export class PromptTuningAdapter implements InputPromptAdapter {
+  readonly tensors = new Map<string, Tensor>();
+  private readonly extra: ModulesToSave;
+  readonly virtualTokens: number;
+
+  constructor(model: PretrainedModel, readonly config: PromptTuningConfig, readonly name: string) {
+    const { num_virtual_tokens: n, token_dim: H } = config;
+    this.virtualTokens = n;
+    if (H !== model.config.hidden) throw new AdapterConfigError(`prompt tuning: token_dim ${H} differs from the model's hidden size ${model.config.hidden}`);
+    const data = new Float32Array(n * H);
+    const embeddings = model.modules().embeddings;
+    const table = embeddings ? (model.weight(`${embeddings.path}.weight`).data as Float32Array) : undefined;
+    const copyRows = (ids: number[]) => ids.forEach((id, i) => data.set(table!.subarray(id * H, (id + 1) * H), i * H));
+    if (config.prompt_tuning_init === "TEXT") {
+      if (!config.prompt_tuning_init_text || !model.tokenizer) throw new AdapterConfigError(`prompt tuning: TEXT init needs prompt_tuning_init_text and a tokenizer`);
+      const ids = model.tokenizer.encode(config.prompt_tuning_init_text, { addSpecialTokens: false }).ids;
+      copyRows(Array.from({ length: n }, (_, i) => ids[i % ids.length]!));
+    } else if (config.prompt_tuning_init === "SAMPLE_VOCAB") {
+      const rand = seededRandom(11);
+      copyRows(Array.from({ length: n }, () => Math.floor(rand() * model.config.vocabSize)));
+    } else {
+      fillNormal(data, 1, 17);
+    }
+    this.tensors.set(`prompt_encoder.${name}.embedding.weight`, { dtype: "float32", shape: [n, H], data });
+    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
+  }
+
+  hooks(ctx: HookContext) {
+    return {
+      parameter: (p: string) => this.extra.parameter(p, ctx),
+      inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, ctx.bind(`prompt_encoder.${this.name}.embedding.weight`), this.virtualTokens, ctx.rowGate),
+    };
+  }
+
+  stateDict(): Map<string, Tensor> {
+    return new Map([["prompt_embeddings", this.tensors.get(`prompt_encoder.${this.name}.embedding.weight`)!], ...this.extra.stateDict()]);
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    copyStateDict(this.tensors, new Map([["prompt_embeddings", `prompt_encoder.${this.name}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+  }
+}
+
+export class PTuningAdapter implements InputPromptAdapter {
+  readonly tensors = new Map<string, Tensor>();
+  private readonly extra: ModulesToSave;
+  readonly virtualTokens: number;
+  private readonly prefix: string;
+  /** Set when loaded from a file: the saved encoder output is used as is (PEFT's inference mode). */
+  private frozenPrompt = false;
+
+  constructor(model: PretrainedModel, readonly config: PTuningConfig, readonly name: string) {
+    const { num_virtual_tokens: n, token_dim: H, encoder_hidden_size: E } = config;
+    this.virtualTokens = n;
+    if (config.encoder_reparameterization_type !== "MLP") throw new AdapterConfigError(`P-tuning: encoder_reparameterization_type "${config.encoder_reparameterization_type}" is not supported yet (use "MLP")`);
+    this.prefix = `prompt_encoder.${name}`;
+    const t = (shape: number[], std: number, seed: number) => {
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      if (std > 0) fillNormal(data, std, seed);
+      return { dtype: "float32" as const, shape, data };
+    };
+    this.tensors.set(`${this.prefix}.embedding.weight`, t([n, H], 1, 21));
+    // PEFT's MLP head: Linear(H, E) -> ReLU -> Linear(E, E) -> ReLU -> Linear(E, H).
+    const dims: [number, number][] = [[E, H], [E, E], [H, E]];
+    dims.forEach(([o, i], k) => {
+      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.weight`, t([o, i], 1 / Math.sqrt(i), 31 + k));
+      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.bias`, t([o], 0, 0));
+    });
+    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
+  }
+
+  private prompt(ctx: HookContext): Value {
+    const emb = ctx.bind(`${this.prefix}.embedding.weight`);
+    if (this.frozenPrompt) return emb;
+    let h = emb;
+    for (let k = 0; k < 3; k++) {
+      h = linear(h, ctx.bind(`${this.prefix}.mlp_head.${2 * k}.weight`), ctx.bind(`${this.prefix}.mlp_head.${2 * k}.bias`));
+      if (k < 2) h = dropout(relu(h), this.config.encoder_dropout, ctx.training);
+    }
+    return h;
+  }
+
+  hooks(ctx: HookContext) {
+    return {
+      parameter: (p: string) => this.extra.parameter(p, ctx),
+      inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, this.prompt(ctx), this.virtualTokens, ctx.rowGate),
+    };
+  }
+
+  /** PEFT saves the encoder's output, so the file is the same as for prompt tuning. */
+  stateDict(): Map<string, Tensor> {
+    return new Map([["prompt_embeddings", this.encoderOutput()], ...this.extra.stateDict()]);
+  }
+
+  private encoderOutput(): Tensor {
+    if (this.frozenPrompt) return this.tensors.get(`${this.prefix}.embedding.weight`)!;
+    const E = (k: string) => this.tensors.get(`${this.prefix}.${k}`)!;
+    let h = Float32Array.from(E("embedding.weight").data as Float32Array);
+    let width = this.config.token_dim;
+    for (let k = 0; k < 3; k++) {
+      const W = E(`mlp_head.${2 * k}.weight`);
+      const b = E(`mlp_head.${2 * k}.bias`).data as Float32Array;
+      const [O] = W.shape as [number, number];
+      const out = new Float32Array(this.virtualTokens * O);
+      for (let t = 0; t < this.virtualTokens; t++) {
+        for (let o = 0; o < O; o++) {
+          let s = b[o]!;
+          for (let i = 0; i < width; i++) s += (W.data as Float32Array)[o * width + i]! * h[t * width + i]!;
+          out[t * O + o] = k < 2 ? Math.max(0, s) : s;
+        }
+      }
+      h = out;
+      width = O;
+    }
+    return { dtype: "float32", shape: [this.virtualTokens, this.config.token_dim], data: h };
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    copyStateDict(this.tensors, new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+    this.frozenPrompt = true;
+  }
+}
+
+export const PROMPT_TUNING: TunerDef<PromptTuningConfig> = {
+  peftType: "PROMPT_TUNING",
+  parseConfig: (json, source, model) => ({
+    ...parsePromptLearning(json, source, model),
+    peft_type: "PROMPT_TUNING",
+    prompt_tuning_init: field(json, "prompt_tuning_init", "RANDOM" as const, (v) => v === "RANDOM" || v === "TEXT" || v === "SAMPLE_VOCAB", '"RANDOM", "TEXT" or "SAMPLE_VOCAB"', source),
+    prompt_tuning_init_text: field(json, "prompt_tuning_init_text", null, isStr, "a string", source),
+    tokenizer_name_or_path: field(json, "tokenizer_name_or_path", null, isStr, "a string", source),
+  }),
+  toJSON: (c) => ({ ...promptLearningJSON(c), prompt_tuning_init: c.prompt_tuning_init, prompt_tuning_init_text: c.prompt_tuning_init_text, tokenizer_name_or_path: c.tokenizer_name_or_path, tokenizer_kwargs: null }),
+  create: (model, config, name) => new PromptTuningAdapter(model, PROMPT_TUNING.parseConfig({ ...config }, "prompt tuning config", model), name),
+};
+
+export const P_TUNING: TunerDef<PTuningConfig> = {
+  peftType: "P_TUNING",
+  parseConfig: (json, source, model) => {
+    const base = parsePromptLearning(json, source, model);
+    return {
+      ...base,
+      peft_type: "P_TUNING",
+      encoder_reparameterization_type: field(json, "encoder_reparameterization_type", "MLP" as const, (v) => v === "MLP" || v === "LSTM", '"MLP" or "LSTM"', source),
+      encoder_hidden_size: field(json, "encoder_hidden_size", base.token_dim, isInt(1), "a positive integer", source),
+      encoder_num_layers: field(json, "encoder_num_layers", 2, isInt(1), "a positive integer", source),
+      encoder_dropout: field(json, "encoder_dropout", 0, isNum(0, 0.999), "a number in [0, 1)", source),
+    };
+  },
+  toJSON: (c) => ({ ...promptLearningJSON(c), encoder_reparameterization_type: c.encoder_reparameterization_type, encoder_hidden_size: c.encoder_hidden_size, encoder_num_layers: c.encoder_num_layers, encoder_dropout: c.encoder_dropout }),
+  create: (model, config, name) => new PTuningAdapter(model, P_TUNING.parseConfig({ ...config }, "P-tuning config", model), name),
+};
+
