@@ -100,3 +100,25 @@ export function normalizeAxis(axis: number, rank: number, what: string): number 
   }
   return a;
 }
+
+/**
+ * a + b for dims, keeping "symbol+k" / "symbol-k" forms canonical so that slicing n positions
+ * off "seq" and concatenating n back gives "seq" again.
+ */
+export function dimAdd(a: Dim, b: Dim): Dim {
+  if (typeof a === "number" && typeof b === "number") return a + b;
+  if (typeof a === "number") return dimAdd(b, a);
+  const [sa, ka] = splitOffset(a);
+  if (typeof b === "number") return withOffset(sa, ka + b);
+  const [sb, kb] = splitOffset(b);
+  return withOffset(`${sa}+${sb}`, ka + kb);
+}
+
+function splitOffset(d: string): [string, number] {
+  const m = /^(.*?)([+-]\d+)$/.exec(d);
+  return m && m[1] ? [m[1], Number(m[2])] : [d, 0];
+}
+
+function withOffset(sym: string, k: number): Dim {
+  return k === 0 ? sym : k > 0 ? `${sym}+${k}` : `${sym}${k}`;
+}

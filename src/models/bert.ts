@@ -51,11 +51,11 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
       if (kv) ({ k, v, mask: m } = kv);
       const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
       let a = drop(lin(`${L}.attention.output.dense`, ctx, H, H));
-      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.output`, layer: i, kind: "attention", y: a, residual: x }) ?? a;
+      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.output`, layer: i, kind: "attention", y: a, residual: x, norm: (t) => ln(`${L}.attention.output.LayerNorm`, t) }) ?? a;
       const h1 = ln(`${L}.attention.output.LayerNorm`, add(a, x));
       const inter = activation(cfg.activation, lin(`${L}.intermediate.dense`, h1, cfg.intermediate, H));
       let f = drop(lin(`${L}.output.dense`, inter, H, cfg.intermediate));
-      f = b.hooks.sublayerOutput?.({ path: `${L}.output`, layer: i, kind: "ffn", y: f, residual: h1 }) ?? f;
+      f = b.hooks.sublayerOutput?.({ path: `${L}.output`, layer: i, kind: "ffn", y: f, residual: h1, norm: (t) => ln(`${L}.output.LayerNorm`, t) }) ?? f;
       return ln(`${L}.output.LayerNorm`, add(f, h1));
     };
     h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);

@@ -61,18 +61,19 @@ export class ModelBuilder {
    * `init` is given, a missing weight is initialized (a new task head) instead of reported.
    */
   param(name: string, shape: readonly number[], opts: { aliases?: readonly string[]; init?: "normal" | "zeros" | "ones" } = {}): Value {
-    const supplied = this.hooks.parameter?.(name, this.graph);
-    if (supplied) {
-      if (supplied.shape.length !== shape.length || supplied.shape.some((d, i) => d !== shape[i])) {
-        throw new CheckpointError(`${this.source}: replacement for "${name}" has shape ${formatShape(supplied.shape)}, expected ${formatShape(shape)}`);
-      }
-      if (this.weights.has(name)) this.used.add(name);
-      return supplied;
-    }
-    // Tied weights (an LM head over the embeddings) share one graph parameter.
+    // A hook may supply a trained copy; tied weights (an LM head over the embeddings) share
+    // whatever their alias is bound to.
     for (const candidate of [name, ...(opts.aliases ?? [])]) {
-      const bound = this.graph.params.get(candidate);
-      if (bound) return bound.value;
+      const bound = this.bound.get(candidate);
+      if (bound) return this.remember(name, bound);
+      const supplied = this.hooks.parameter?.(candidate, this.graph);
+      if (supplied) {
+        if (supplied.shape.length !== shape.length || supplied.shape.some((d, i) => d !== shape[i])) {
+          throw new CheckpointError(`${this.source}: replacement for "${candidate}" has shape ${formatShape(supplied.shape)}, expected ${formatShape(shape)}`);
+        }
+        if (this.weights.has(candidate)) this.used.add(candidate);
+        return this.remember(candidate, this.remember(name, supplied));
+      }
     }
     const key = [name, ...(opts.aliases ?? []), ...this.prefixAliases(name)].find((k) => this.weights.has(k));
     if (key === undefined) {
@@ -87,7 +88,7 @@ export class ModelBuilder {
           if (opts.init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
           this.fresh.set(name, (t = { dtype: "float32", shape, data }));
         }
-        return this.graph.param(name, t);
+        return this.remember(name, this.graph.param(name, t));
       }
       this.missing.push(name);
       return this.graph.param(name, { dtype: "float32", shape, data: new Float32Array(n) });
@@ -97,7 +98,13 @@ export class ModelBuilder {
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       this.mismatched.push(`${key}: checkpoint has ${formatShape(t.shape)}, config implies ${formatShape(shape)}`);
     }
-    return this.graph.param(name, t);
+    return this.remember(name, this.graph.param(name, t));
+  }
+
+  private readonly bound = new Map<string, Value>();
+  private remember(name: string, v: Value): Value {
+    this.bound.set(name, v);
+    return v;
   }
 
   private modelPrefix = "";

@@ -4,6 +4,7 @@
 import { scaledDotProductAttention } from "../ir/composites/attention.js";
 import { crossEntropy } from "../ir/composites/losses.js";
 import { type Graph, type Value } from "../ir/graph.js";
+import { dimAdd } from "../ir/shape.js";
 import { concat, constantOfShape, gatherElements, expand, reduceSum, reshape, shapeOf, slice, squeeze, sub, unsqueeze } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
 import { additiveMask, flattenTokens } from "./layers.js";
@@ -25,8 +26,8 @@ export function decoderInputs(g: Graph, opts: DecoderOptions): ModelInputs {
   const seq = opts.withPast ? 1 : "seq";
   return {
     input_ids: g.input("input_ids", "int64", ["batch", seq]),
-    // With a cache the mask covers past and new tokens ("past+1", the concatenated key length).
-    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast ? "past+1" : "seq"]),
+    // With a cache the mask covers past and new tokens (past + 1, the concatenated key length).
+    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast ? dimAdd("past", 1) : "seq"]),
     position_ids: g.input("position_ids", "int64", ["batch", seq]),
   };
 }

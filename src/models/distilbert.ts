@@ -43,10 +43,10 @@ export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, w
       if (kv) ({ k, v, mask: m } = kv);
       const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
       let a = lin(`${L}.attention.out_lin`, ctx, H, H);
-      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.out_lin`, layer: i, kind: "attention", y: a, residual: x }) ?? a;
+      a = b.hooks.sublayerOutput?.({ path: `${L}.attention.out_lin`, layer: i, kind: "attention", y: a, residual: x, norm: (t) => ln(`${L}.sa_layer_norm`, t) }) ?? a;
       const h1 = ln(`${L}.sa_layer_norm`, add(a, x));
       let f = drop(lin(`${L}.ffn.lin2`, activation(cfg.activation, lin(`${L}.ffn.lin1`, h1, cfg.intermediate, H)), H, cfg.intermediate));
-      f = b.hooks.sublayerOutput?.({ path: `${L}.ffn.lin2`, layer: i, kind: "ffn", y: f, residual: h1 }) ?? f;
+      f = b.hooks.sublayerOutput?.({ path: `${L}.ffn.lin2`, layer: i, kind: "ffn", y: f, residual: h1, norm: (t) => ln(`${L}.output_layer_norm`, t) }) ?? f;
       return ln(`${L}.output_layer_norm`, add(f, h1));
     };
     h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);

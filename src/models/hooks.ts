@@ -24,6 +24,8 @@ export interface SublayerHook {
   y: Value;
   /** The residual stream the output is added to. */
   residual: Value;
+  /** The layer norm applied after the residual add (post-LN models), to reproduce AdapterHub's placements. */
+  norm?: (x: Value) => Value;
 }
 
 export interface KeyValueHook {

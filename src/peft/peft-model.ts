@@ -12,6 +12,7 @@ import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
 import { type ModelGraph } from "../models/task.js";
 import { tunerFor } from "../tuners/registry.js";
+import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -37,11 +38,6 @@ const HEAD_MODULES: Record<string, string[]> = {
   "question-answering": ["qa_outputs"],
 };
 
-/** The layer index of a module path (`...layer.3...`, `...h.3...`, `...layers.3...`). */
-export function layerOf(path: string): number | undefined {
-  const m = /\.(?:layer|layers|h)\.(\d+)\./.exec(`${path}.`);
-  return m ? Number(m[1]) : undefined;
-}
 
 export class PeftModel {
   readonly adapters = new Map<string, Adapter>();
@@ -132,10 +128,11 @@ export class PeftModel {
         if (ctx) return ctx;
         let bound = bindings.get(graph);
         if (!bound) bindings.set(graph, (bound = new Map()));
-        let rowGate: Value | undefined;
+        let rowGate: ((like: Value) => Value) | undefined;
         if (opts.mixedAdapters) {
           adapterIndex ??= graph.input("adapter_index", "int64", ["batch"]);
-          rowGate = reshape(cast(equal(adapterIndex, i), "float32"), [-1, 1, 1]);
+          const gate = cast(equal(adapterIndex, i), "float32");
+          rowGate = (like) => reshape(gate, [-1, ...Array<number>(like.rank - 1).fill(1)]);
         }
         return (ctx = {
           graph,
@@ -154,7 +151,7 @@ export class PeftModel {
         });
       };
       const skip = (path: string) => {
-        const layer = layerOf(path);
+        const layer = layerIndex(path);
         return layer !== undefined && this.disabledLayers.has(layer);
       };
       // One hook set per graph, created when the builder first calls in.
@@ -174,6 +171,33 @@ export class PeftModel {
     };
     names.forEach((n, i) => hookSets.push(perAdapter(this.adapters.get(n)!, i)));
     return this.base.build({ ...opts, hooks: composeHooks(hookSets) });
+  }
+
+  /** Virtual tokens prepended to inputs by the active prompt-tuning / P-tuning adapter. */
+  get virtualTokens(): number {
+    if (this.disabled) return 0;
+    return this.active.reduce((n, a) => n + ((this.adapters.get(a) as { virtualTokens?: number }).virtualTokens ?? 0), 0);
+  }
+
+  /**
+   * Feeds for a tokenized batch (see PretrainedModel.prepareInputs), with room for the virtual
+   * tokens of an active prompt method: placeholders in front of input_ids, their mask set, and
+   * per-token labels padded with -100.
+   */
+  prepareInputs(batch: { input_ids: Tensor<"int64">; attention_mask?: Tensor<"int64">; token_type_ids?: Tensor<"int64"> }, extra: Readonly<Record<string, Tensor>> = {}): Record<string, Tensor> {
+    const n = this.virtualTokens;
+    const [rows, seq] = batch.input_ids.shape as [number, number];
+    const front = (t: Tensor<"int64"> | undefined, fill: bigint, fallback: bigint): Tensor<"int64"> => {
+      const out = new BigInt64Array(rows * (seq + n));
+      for (let r = 0; r < rows; r++) {
+        out.fill(fill, r * (seq + n), r * (seq + n) + n);
+        for (let s = 0; s < seq; s++) out[r * (seq + n) + n + s] = t ? (t.data[r * seq + s] as bigint) : fallback;
+      }
+      return { dtype: "int64", shape: [rows, seq + n], data: out };
+    };
+    const feeds = n === 0 ? this.base.prepareInputs(batch) : this.base.prepareInputs({ input_ids: front(batch.input_ids, 0n, 0n), attention_mask: front(batch.attention_mask, 1n, 1n), token_type_ids: front(batch.token_type_ids, 0n, 0n) });
+    for (const [k, t] of Object.entries(extra)) feeds[k] = n && t.shape.length === 2 && t.shape[1] === seq && t.dtype === "int64" ? front(t as Tensor<"int64">, -100n, -100n) : t;
+    return feeds;
   }
 
   /** Adapter tensors of the active adapters, by in-graph name. */

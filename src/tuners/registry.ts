@@ -2,6 +2,12 @@
 // and its row in the shared conformance suite (a meta-test checks the suite covers this table).
 import { LoraAdapter } from "./lora/adapter.js";
 import { loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./lora/config.js";
+import { BOTTLENECK } from "./bottleneck/index.js";
+import { HYBRID } from "./hybrid/index.js";
+import { IA3 } from "./ia3/index.js";
+import { PREFIX_TUNING } from "./prefix/index.js";
+import { P_TUNING, PROMPT_TUNING } from "./prompt/index.js";
+import { BITFIT, FULL, LN_TUNING, TOP_K_LAYERS } from "./selective/index.js";
 import { type TunerDef } from "./tuner.js";
 
 export const TUNERS = {
@@ -11,10 +17,21 @@ export const TUNERS = {
     toJSON: loraConfigToJSON,
     create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),
   } satisfies TunerDef<LoraConfig>,
-} as const;
+  IA3,
+  PROMPT_TUNING,
+  P_TUNING,
+  PREFIX_TUNING,
+  BOTTLENECK,
+  HYBRID,
+  BITFIT,
+  LN_TUNING,
+  TOP_K_LAYERS,
+  FULL,
+  // `any`: each row has its own config type; the table only promises that every row is a TunerDef.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+} as const satisfies Record<string, TunerDef<any>>;
 
 export type TunerName = keyof typeof TUNERS;
-export type AnyTunerConfig = Parameters<(typeof TUNERS)[TunerName]["toJSON"]>[0];
 
 export function tunerFor(peftType: unknown, source: string): TunerDef {
   const def = (TUNERS as Record<string, TunerDef>)[String(peftType)];

@@ -91,3 +91,9 @@ export const DEFAULT_IA3_TARGETS: Readonly<Record<string, { target: string[]; fe
   mistral: { target: ["k_proj", "v_proj", "down_proj"], feedforward: ["down_proj"] },
   qwen2: { target: ["q_proj", "v_proj", "down_proj"], feedforward: ["down_proj"] },
 };
+
+/** The transformer layer index in a parameter or module path (`...layer.3.`, `h.3.`, `layers.3.`). */
+export function layerIndex(path: string): number | undefined {
+  const m = /(?:^|\.)(?:layer|layers|h)\.(\d+)\./.exec(`${path}.`);
+  return m ? Number(m[1]) : undefined;
+}

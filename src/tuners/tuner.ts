@@ -23,10 +23,10 @@ export interface HookContext {
   training: boolean;
   model: PretrainedModel;
   /**
-   * For mixed-adapter batches: a [batch, 1, 1] float gate that is 1 on rows using this adapter;
-   * undefined when the whole batch uses it.
+   * For mixed-adapter batches: a float gate, 1 on rows using this adapter and 0 elsewhere,
+   * shaped [batch, 1, ...] to broadcast against `like`; undefined when the whole batch uses it.
    */
-  rowGate: Value | undefined;
+  rowGate: ((like: Value) => Value) | undefined;
 }
 
 export interface Adapter<C extends BaseConfig = BaseConfig> {

@@ -3,7 +3,7 @@
 // shape vectors, so `reshape(dy, shapeOf(x))` infers x's (symbolic) shape exactly.
 import { type DType } from "../dtype.js";
 import { type LoweredNode, type LoweringContext, type Node, type OpDef, type Value } from "../graph.js";
-import { broadcastShapes, dimProduct, dimQuotient, formatShape, isStatic, normalizeAxis, type Dim } from "../shape.js";
+import { broadcastShapes, dimAdd, dimProduct, dimQuotient, formatShape, isStatic, normalizeAxis, type Dim } from "../shape.js";
 import { input } from "./define.js";
 
 const INT64_MAX = Number.MAX_SAFE_INTEGER; // large enough for "to the end" in Slice
@@ -88,7 +88,7 @@ export const Concat: OpDef<{ axis: number }> = {
       }
     }
     const shape = [...first.shape];
-    shape[ax] = xs.map((x) => x.shape[ax]!).reduce((a, b) => (typeof a === "number" && typeof b === "number" ? a + b : `${a}+${b}`));
+    shape[ax] = xs.map((x) => x.shape[ax]!).reduce(dimAdd);
     const known = first.rank === 1 && xs.every((x) => x.known) ? xs.flatMap((x) => x.known!) : undefined;
     return [{ dtype: first.dtype, shape, known }];
   },
@@ -120,6 +120,7 @@ function sliceDim(d: Dim, start: number, end: number, step: number): Dim {
   if (start === 0 && end >= INT64_MAX && step === 1) return d;
   if (start >= 0 && end >= 0 && end < INT64_MAX && step === 1) return end - start; // assumes d >= end
   if (start < 0 && end >= INT64_MAX && step === 1) return -start; // the last -start elements (assumes d >= -start)
+  if (start >= 0 && end >= INT64_MAX && step === 1) return dimAdd(d, -start);
   return `${d}[${start}:${end >= INT64_MAX ? "" : end}:${step}]`;
 }
 
@@ -188,9 +189,7 @@ export const Pad: OpDef<{ pads: readonly number[] }> = {
     if (pads.length !== 2 * x.rank) throw new RangeError(`pads has ${pads.length} entries, expected ${2 * x.rank}`);
     const shape = x.shape.map((d, i) => {
       const extra = pads[i]! + pads[i + x.rank]!;
-      if (extra === 0) return d;
-      if (typeof d !== "number") throw new RangeError(`cannot pad symbolic axis ${i}`);
-      return d + extra;
+      return extra === 0 ? d : dimAdd(d, extra);
     });
     return [{ dtype: x.dtype, shape }];
   },

@@ -1,9 +1,9 @@
 // IA3 (Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than
 // In-Context Learning"): learned vectors rescale activations. For attention projections the
 // output is scaled (l [out, 1]); for feed-forward layers the input (l [1, in]); all start at 1.
-import { type Value } from "../../ir/graph.js";
 import { add, mul, reshape, sub } from "../../ir/ops/index.js";
 import { type Tensor } from "../../ir/tensor.js";
+import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { copyStateDict } from "../lora/adapter.js";
 import { ModulesToSave } from "../modules-to-save.js";
@@ -62,7 +62,7 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
       if (!config.init_ia3_weights) data.forEach((_, i) => (data[i] = 1 + 0.1 * Math.sin(i + 1)));
       this.tensors.set(this.key(l.path), { dtype: "float32", shape, data });
     }
-    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
@@ -73,12 +73,12 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
   hooks(ctx: HookContext) {
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),
-      linear: (h: { path: string; x: Value; base: (x: Value) => Value }) => {
+      linear: (h: LinearHook) => {
         const layer = this.layers.get(h.path);
-        if (!layer) return undefined;
+        if (!layer) return this.extra.linear(h, ctx);
         let l = reshape(ctx.bind(this.key(h.path)), [-1]);
         // Rows not using this adapter get a scale of exactly 1.
-        if (ctx.rowGate) l = add(mul(sub(l, 1), ctx.rowGate), 1);
+        if (ctx.rowGate) l = add(mul(sub(l, 1), ctx.rowGate(h.x)), 1);
         return layer.feedforward ? h.base(mul(h.x, l)) : mul(h.base(h.x), l);
       },
     };

@@ -4,9 +4,10 @@
 // rescales each output unit by a trainable magnitude over the norm of the updated weight.
 import { linear } from "../../ir/composites/linear.js";
 import { type Value } from "../../ir/graph.js";
-import { add, div, dropout, matmul, mul, reduceSum, sqrt, stopGradient, sub, transpose } from "../../ir/ops/index.js";
+import { add, div, dropout, matmul, mul, reduceSum, sigmoid, sqrt, stopGradient, sub, transpose } from "../../ir/ops/index.js";
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
+import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { patternValue, targetedLinears } from "../targets.js";
 import { AdapterConfigError, MODEL_PREFIX, type Adapter, type HookContext } from "../tuner.js";
@@ -56,14 +57,22 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       this.tensors.set(this.key(l.path, "lora_A"), a);
       this.tensors.set(this.key(l.path, "lora_B"), b);
       if (config.use_dora) this.tensors.set(this.magnitudeKey(l.path), f32([l.outFeatures], (d) => d.set(rowNorms(this.baseWeight(layer), layer.layout))));
+      if (config.use_gating) {
+        this.tensors.set(this.gateKey(l.path, "weight"), f32([1, l.inFeatures]));
+        this.tensors.set(this.gateKey(l.path, "bias"), f32([1]));
+      }
     }
     const biasPaths = config.bias === "all" ? model.modules().linear.map((l) => l.path) : config.bias === "lora_only" ? [...this.layers.keys()] : [];
-    this.extra = new ModulesToSave(model, config.modules_to_save ?? [], biasPaths.map((p) => `${p}.bias`).filter((n) => model.weights.has(n) || model.weights.has(n.replace(/^[^.]+\./, ""))));
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? [], biasPaths.map((p) => `${p}.bias`).filter((n) => model.weights.has(n) || model.weights.has(n.replace(/^[^.]+\./, ""))));
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
   private key(path: string, which: "lora_A" | "lora_B"): string {
     return `${path}.${which}.${this.name}.weight`;
+  }
+
+  private gateKey(path: string, leaf: "weight" | "bias"): string {
+    return `${path}.lora_gate.${this.name}.${leaf}`;
   }
 
   private magnitudeKey(path: string): string {
@@ -77,9 +86,11 @@ export class LoraAdapter implements Adapter<LoraConfig> {
   hooks(ctx: HookContext) {
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),
-      linear: (h: { path: string; x: Value; weight: Value; bias: Value | undefined; base: (x: Value) => Value }) => {
-        const layer = this.layers.get(h.path);
-        if (!layer) return undefined;
+      linear: (hook: LinearHook) => {
+        const layer = this.layers.get(hook.path);
+        if (!layer) return this.extra.linear(hook, ctx);
+        // Trained bias copies (bias = "all" / "lora_only") stay part of the base path.
+        const h = { ...hook, base: (x: Value) => this.extra.linear({ ...hook, x }, ctx) ?? hook.base(x) };
         const A = ctx.bind(this.key(h.path, "lora_A"));
         const B = ctx.bind(this.key(h.path, "lora_B"));
         const x = dropout(h.x, this.config.lora_dropout, ctx.training);
@@ -96,7 +107,8 @@ export class LoraAdapter implements Adapter<LoraConfig> {
           if (h.bias) y = add(y, h.bias);
           delta = sub(y, h.base(h.x));
         }
-        if (ctx.rowGate) delta = mul(delta, ctx.rowGate);
+        if (this.config.use_gating) delta = mul(delta, sigmoid(linear(h.x, ctx.bind(this.gateKey(h.path, "weight")), ctx.bind(this.gateKey(h.path, "bias")))));
+        if (ctx.rowGate) delta = mul(delta, ctx.rowGate(delta));
         return add(h.base(h.x), delta);
       },
     };
@@ -108,6 +120,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       sd.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.tensors.get(this.key(path, "lora_A"))!);
       sd.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.tensors.get(this.key(path, "lora_B"))!);
       if (this.config.use_dora) sd.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.tensors.get(this.magnitudeKey(path))!);
+      if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) sd.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.tensors.get(this.gateKey(path, leaf))!);
     }
     for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
     return sd;
@@ -119,6 +132,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       expected.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.key(path, "lora_A"));
       expected.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.key(path, "lora_B"));
       if (this.config.use_dora) expected.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.magnitudeKey(path));
+      if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) expected.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.gateKey(path, leaf));
     }
     for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
     copyStateDict(this.tensors, expected, sd, source);
@@ -126,6 +140,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
 
   /** W + s B A for every adapted layer (DoRA: rescaled per output unit), by base parameter name. */
   mergedWeights(weight: (name: string) => Tensor): Map<string, Tensor> {
+    if (this.config.use_gating) throw new AdapterConfigError(`LoRA adapter "${this.name}": gated updates depend on the input and cannot be merged`);
     const out = new Map<string, Tensor>();
     for (const layer of this.layers.values()) {
       const name = `${layer.path}.weight`;

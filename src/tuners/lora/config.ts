@@ -23,6 +23,8 @@ export interface LoraConfig extends BaseConfig, TargetSpec {
   /** Per-module rank / alpha overrides, keyed by regex on the module path. */
   rank_pattern: Record<string, number>;
   alpha_pattern: Record<string, number>;
+  /** peftjs extension (UniPELT-style, Mao et al. 2022): the update is scaled by sigmoid(W_g x). Not read by PEFT. */
+  use_gating: boolean;
 }
 
 export function parseLoraConfig(json: Readonly<Record<string, unknown>>, source: string, modelType?: string): LoraConfig {
@@ -43,6 +45,7 @@ export function parseLoraConfig(json: Readonly<Record<string, unknown>>, source:
     init_lora_weights: init,
     rank_pattern: field(json, "rank_pattern", {}, (v) => typeof v === "object" && Object.values(v as object).every((x) => Number.isInteger(x) && x > 0), "an object of positive integers", source),
     alpha_pattern: field(json, "alpha_pattern", {}, (v) => typeof v === "object" && Object.values(v as object).every((x) => typeof x === "number"), "an object of numbers", source),
+    use_gating: field(json, "use_gating", false, isBool, "a boolean", source),
     target_modules: targets,
     exclude_modules: field(json, "exclude_modules", null, isStrOrList, "a regex string or a list", source),
     layers_to_transform: field(json, "layers_to_transform", null, (v) => Number.isInteger(v) || (Array.isArray(v) && v.every(Number.isInteger)), "an integer or list of integers", source),
@@ -77,5 +80,7 @@ export function loraConfigToJSON(c: LoraConfig): Record<string, unknown> {
     alpha_pattern: c.alpha_pattern,
     modules_to_save: c.modules_to_save ?? null,
     revision: null,
+    // Written only when used, so PEFT can read every other LoRA config.
+    ...(c.use_gating ? { use_gating: true } : {}),
   };
 }

@@ -56,7 +56,7 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     } else {
       this.tensors.set(`${this.prefix}.embedding.weight`, t([n, cfg.layers * 2 * kvDim], 1, 41));
     }
-    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
     for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
   }
 

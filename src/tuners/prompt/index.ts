@@ -68,7 +68,7 @@ export interface InputPromptAdapter extends Adapter {
 }
 
 /** Replace the first `n` placeholder rows of the input embeddings with the prompt [n, H]. */
-function prependPrompt(embeds: Value, prompt: Value, n: number, gate: Value | undefined): Value {
+function prependPrompt(embeds: Value, prompt: Value, n: number, gate: unknown): Value {
   if (gate) throw new AdapterConfigError("prompt methods change the sequence and cannot share a batch with other adapters (mixed-adapter batches)");
   const batch = slice(shapeOf(embeds), [0], [1], [0]);
   const p = expand(unsqueeze(prompt, [0]), concat([batch, embeds.graph.int64s(prompt.shape as number[])], 0));
@@ -99,7 +99,7 @@ export class PromptTuningAdapter implements InputPromptAdapter {
       fillNormal(data, 1, 17);
     }
     this.tensors.set(`prompt_encoder.${name}.embedding.weight`, { dtype: "float32", shape: [n, H], data });
-    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
@@ -144,7 +144,7 @@ export class PTuningAdapter implements InputPromptAdapter {
       this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.weight`, t([o, i], 1 / Math.sqrt(i), 31 + k));
       this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.bias`, t([o], 0, 0));
     });
-    this.extra = new ModulesToSave(model, config.modules_to_save ?? []);
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
     for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
   }
 

@@ -1,0 +1,110 @@
+// Methods that train a subset of the base model's own parameters (each adapter trains a copy,
+// so the base stays intact): BitFit (Ben Zaken et al. 2022, all bias terms), LayerNorm tuning
+// (Zhao et al. 2023; PEFT's LN_TUNING), top-k layer fine-tuning and full fine-tuning (the
+// baselines of Houlsby et al. 2019).
+import { type Tensor } from "../../ir/tensor.js";
+import { type PretrainedModel } from "../../models/pretrained.js";
+import { copyStateDict } from "../lora/adapter.js";
+import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
+import { layerIndex } from "../targets.js";
+import { AdapterConfigError, field, isInt, isStrList, isStrOrList, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+
+export type SelectiveType = "BITFIT" | "LN_TUNING" | "TOP_K_LAYERS" | "FULL";
+
+export interface SelectiveConfig extends BaseConfig {
+  peft_type: SelectiveType;
+  /** LN_TUNING: the norm modules to tune (default: every normalization layer). */
+  target_modules?: string | string[] | null;
+  /** TOP_K_LAYERS: how many of the last layers to train. */
+  k?: number;
+}
+
+const NORM_MODULES = ["LayerNorm", "layer_norm", "ln_1", "ln_2", "ln_f", "sa_layer_norm", "output_layer_norm", "input_layernorm", "post_attention_layernorm", "norm", "vocab_layer_norm"];
+
+/** The base parameters a selective config trains. */
+export function selectedParams(model: PretrainedModel, config: SelectiveConfig): string[] {
+  const all = [...model.modules().params.keys()];
+  switch (config.peft_type) {
+    case "BITFIT":
+      return all.filter((n) => n.endsWith(".bias"));
+    case "LN_TUNING": {
+      const t = config.target_modules ?? NORM_MODULES;
+      return typeof t === "string" ? all.filter((n) => new RegExp(`^(?:${t})$`).test(n.slice(0, n.lastIndexOf(".")))) : paramsOfModules(model, t);
+    }
+    case "FULL":
+      return all;
+    case "TOP_K_LAYERS": {
+      const k = config.k ?? 1;
+      const layers = model.config.layers;
+      if (k > layers) throw new AdapterConfigError(`TOP_K_LAYERS: k ${k} exceeds the model's ${layers} layers`);
+      // The top k layers and everything after the layer stack (final norm, heads).
+      return all.filter((n) => {
+        const i = layerIndex(n);
+        return i !== undefined ? i >= layers - k : /(^|\.)(ln_f|norm|pooler)\./.test(n) && !/embeddings?\./.test(n);
+      });
+    }
+  }
+}
+
+export class SelectiveAdapter implements Adapter<SelectiveConfig> {
+  readonly tensors = new Map<string, Tensor>();
+  private readonly params: ModulesToSave;
+  readonly trainsBaseParams: readonly string[];
+
+  constructor(model: PretrainedModel, readonly config: SelectiveConfig, readonly name: string) {
+    const selected = selectedParams(model, config);
+    if (selected.length === 0) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected (target_modules ${JSON.stringify(config.target_modules)})`);
+    // LN_TUNING keeps PEFT's key format: <module>.ln_tuning_layers.<param>.
+    const saveKey = config.peft_type === "LN_TUNING" ? (n: string) => `${MODEL_PREFIX}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}` : undefined;
+    this.params = new ModulesToSave(model, name, config.modules_to_save ?? [], selected, saveKey);
+    for (const [k, t] of this.params.tensors) this.tensors.set(k, t);
+    this.trainsBaseParams = this.params.names;
+  }
+
+  hooks(ctx: HookContext) {
+    if (ctx.rowGate) throw new AdapterConfigError(`${this.config.peft_type} replaces base weights and cannot share a batch with other adapters (mixed-adapter batches)`);
+    return { parameter: (n: string) => this.params.parameter(n, ctx) };
+  }
+
+  stateDict(): Map<string, Tensor> {
+    return this.params.stateDict();
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    copyStateDict(this.tensors, this.params.loadKeys(), sd, source);
+  }
+
+  /** The trained copies are the merged weights. */
+  mergedWeights(): Map<string, Tensor> {
+    return this.params.mergedWeights();
+  }
+}
+
+function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
+  const parse = (json: Readonly<Record<string, unknown>>, source: string): SelectiveConfig => ({
+    peft_type: peftType,
+    target_modules: peftType === "LN_TUNING" ? field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) : null,
+    k: peftType === "TOP_K_LAYERS" ? field(json, "k", 1, isInt(1), "a positive integer", source) : undefined,
+    modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
+    base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
+    task_type: (json.task_type as string | undefined) ?? null,
+    inference_mode: (json.inference_mode as boolean | undefined) ?? false,
+  });
+  return {
+    peftType,
+    parseConfig: parse,
+    toJSON: (c) => ({
+      peft_type: c.peft_type, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
+      ...(c.peft_type === "LN_TUNING" ? { target_modules: c.target_modules ?? null, exclude_modules: null } : {}),
+      ...(c.peft_type === "TOP_K_LAYERS" ? { k: c.k } : {}),
+      modules_to_save: c.modules_to_save ?? null,
+      revision: null,
+    }),
+    create: (model, config, name) => new SelectiveAdapter(model, parse({ ...config }, `${peftType} config`), name),
+  };
+}
+
+export const BITFIT = selective("BITFIT");
+export const LN_TUNING = selective("LN_TUNING");
+export const TOP_K_LAYERS = selective("TOP_K_LAYERS");
+export const FULL = selective("FULL");

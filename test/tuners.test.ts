@@ -1,0 +1,284 @@
+// The shared conformance suite: every PEFT method x every architecture family goes through the
+// same checks (identity at init where promised, parameter counts by hand, one step lowers the
+// loss, gradients against finite differences, save/load, merge, mixed-adapter batches).
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { seededRandom } from "../src/ir/random.js";
+import { int64, type Tensor } from "../src/ir/tensor.js";
+import { type ModelConfig } from "../src/models/config.js";
+import { loadModel, type PretrainedModel } from "../src/models/pretrained.js";
+import { type Task } from "../src/models/task.js";
+import { PeftModel, type PeftConfigInput } from "../src/peft/peft-model.js";
+import { compile } from "../src/runtime/session.js";
+import { TrainStep } from "../src/train/train-step.js";
+import { TUNERS } from "../src/tuners/registry.js";
+
+const FIXTURES = join(import.meta.dirname, "fixtures", "models");
+const ARCHS: { name: string; task: Task }[] = [
+  { name: "bert-tiny", task: "sequence-classification" },
+  { name: "gpt2-tiny", task: "causal-lm" },
+  { name: "llama-tiny", task: "causal-lm" },
+];
+
+interface Inv {
+  cfg: ModelConfig;
+  linear: Map<string, { in: number; out: number }>;
+  params: Map<string, readonly number[]>;
+}
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const sumParams = (inv: Inv, pick: (name: string) => boolean) => [...inv.params].filter(([n]) => pick(n)).reduce((a, [, s]) => a + size(s), 0);
+const linearSum = (inv: Inv, suffixes: string[], f: (l: { in: number; out: number }) => number) => [...inv.linear].filter(([p]) => suffixes.some((s) => p.endsWith(`.${s}`))).reduce((a, [, l]) => a + f(l), 0);
+/** The head PEFT trains for the task (classifier for sequence classification). */
+const head = (inv: Inv, task: Task) => (task === "sequence-classification" ? sumParams(inv, (n) => /^classifier\.|^score\./.test(n)) : 0);
+
+interface MethodCase {
+  config: (m: PretrainedModel) => PeftConfigInput;
+  /** Why the reload is equal only to float rounding, when it is (PEFT saves a reparameterized prompt). */
+  reloadTolerance?: { value: number; why: string };
+  /** Why the finite-difference check does not apply, when it does not. */
+  noGradCheck?: string;
+  /** Architectures the case applies to (default all), with the reason for leaving others out. */
+  only?: { archs: string[]; why: string };
+  /** Trainable parameters computed by hand from the config and the model's shapes. */
+  expected: (inv: Inv, task: Task) => number;
+  identityAtInit: boolean;
+  mergeable: boolean;
+  mixable: boolean;
+}
+
+/** Linear layers "all-linear" covers: every one but the output heads. */
+const allLinear = (inv: Inv) => [...inv.linear].filter(([p]) => !/(^|\.)(lm_head|classifier|score|qa_outputs)$/.test(p));
+const attnTargets = (t: string) => (t === "bert" ? ["query", "value"] : t === "gpt2" ? ["c_attn"] : ["q_proj", "v_proj"]);
+const ffTarget = (t: string) => (t === "bert" ? "output.dense" : t === "gpt2" ? "mlp.c_proj" : "down_proj");
+
+const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
+  LORA: [
+    {
+      config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType) }),
+      expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out)) + head(inv, task),
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
+    {
+      config: () => ({ peft_type: "LORA", r: 2, lora_alpha: 8, target_modules: "all-linear", use_rslora: true, rank_pattern: { "(layer|h|layers)\\.1\\..*": 3 }, bias: "lora_only" }),
+      expected: (inv, task) => allLinear(inv).reduce((a, [p, l]) => a + (/\.1\./.test(p) ? 3 : 2) * (l.in + l.out) + (inv.params.has(`${p}.bias`) ? l.out : 0), 0) + head(inv, task),
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
+    {
+      config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType), use_dora: true }),
+      expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out) + l.out) + head(inv, task),
+      noGradCheck: "DoRA detaches the weight norm (as PEFT does, section 4.3 of the paper), so its gradient is by design not the finite-difference one",
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
+  ],
+  IA3: [
+    {
+      config: () => ({ peft_type: "IA3" }),
+      expected: (inv, task) => {
+        const t = { bert: ["key", "value", "output.dense"], gpt2: ["c_attn", "mlp.c_proj"], llama: ["k_proj", "v_proj", "down_proj"] }[inv.cfg.modelType as "bert"]!;
+        return linearSum(inv, t, (l) => l.out) - linearSum(inv, [ffTarget(inv.cfg.modelType)], (l) => l.out - l.in) + head(inv, task);
+      },
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
+  ],
+  PROMPT_TUNING: [{ config: () => ({ peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 }), expected: (inv, task) => 3 * inv.cfg.hidden + head(inv, task), identityAtInit: false, mergeable: false, mixable: false }],
+  P_TUNING: [
+    {
+      config: () => ({ peft_type: "P_TUNING", num_virtual_tokens: 3, encoder_hidden_size: 8 }),
+      reloadTolerance: { value: 1e-5, why: "the saved prompt is the encoder's output, computed outside the graph" },
+      expected: (inv, task) => 3 * inv.cfg.hidden + (inv.cfg.hidden * 8 + 8) + (8 * 8 + 8) + (8 * inv.cfg.hidden + inv.cfg.hidden) + head(inv, task),
+      identityAtInit: false, mergeable: false, mixable: false,
+    },
+  ],
+  PREFIX_TUNING: [
+    { config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },
+    {
+      config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2, prefix_projection: true, encoder_hidden_size: 8 }),
+      reloadTolerance: { value: 1e-5, why: "the saved prefixes are the projection's output, computed outside the graph" },
+      expected: (inv, task) => {
+        const kv = inv.cfg.kvHeads * inv.cfg.headDim;
+        return 2 * kv + (kv * 8 + 8) + (8 * inv.cfg.layers * 2 * kv + inv.cfg.layers * 2 * kv) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: false,
+    },
+  ],
+  BOTTLENECK: [
+    {
+      // Houlsby placement, zero up-projection: exact identity at init; LayerNorms trained.
+      config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 8, init_weights: "mam_adapter" }),
+      // Trained LayerNorm copies cannot be selected per row, so no mixed batches here.
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        const b = H / 8;
+        return 2 * inv.cfg.layers * (H * b + b + b * H + H) + sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task);
+      },
+      identityAtInit: true, mergeable: false, mixable: false,
+    },
+    {
+      // gelu instead of the preset's relu: finite differences across relu kinks are unreliable.
+      config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "gelu" }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: true,
+    },
+    {
+      config: () => ({ peft_type: "BOTTLENECK", variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" }),
+      expected: (inv, task) => inv.cfg.layers * (2 * inv.cfg.hidden * (inv.cfg.hidden / 4) + inv.cfg.hidden / 4 + inv.cfg.hidden) + head(inv, task),
+      identityAtInit: true, mergeable: false, mixable: true,
+    },
+  ],
+  HYBRID: [
+    {
+      config: (m) => ({ peft_type: "HYBRID", gates: true, lora: { r: 2, target_modules: attnTargets(m.config.modelType) }, adapter: { variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" } }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out) + l.in + 1) + inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H + H + 1) + head(inv, task);
+      },
+      identityAtInit: true, mergeable: false, mixable: true,
+    },
+  ],
+  BITFIT: [{ only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested below)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  LN_TUNING: [{ config: () => ({ peft_type: "LN_TUNING" }), expected: (inv, task) => sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  TOP_K_LAYERS: [
+    {
+      config: () => ({ peft_type: "TOP_K_LAYERS", k: 1 }),
+      expected: (inv, task) => sumParams(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
+      identityAtInit: true, mergeable: true, mixable: false,
+    },
+  ],
+  FULL: [{ config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],
+};
+
+function inventory(m: PretrainedModel): Inv {
+  const mods = m.modules();
+  return { cfg: m.config, linear: new Map(mods.linear.map((l) => [l.path, { in: l.inFeatures, out: l.outFeatures }])), params: mods.params };
+}
+
+/** Perturb every adapter tensor, as if trained, so later checks are not trivially true. */
+function perturb(peft: PeftModel, name: string, seed: number): void {
+  const rand = seededRandom(seed);
+  for (const t of peft.adapters.get(name)!.tensors.values()) (t.data as Float32Array).forEach((v, i, d) => (d[i] = v + (rand() - 0.5) * 0.2));
+}
+
+async function batchFor(m: PretrainedModel, task: Task, rows = 2) {
+  const texts = ["the cat sat on the mat", "money in the bank", "the dog"].slice(0, rows);
+  const b = m.tokenizer!.encodeBatch(texts, { paddingSide: "right" });
+  const labels = task === "sequence-classification" ? int64([rows], [2, 0, 1].slice(0, rows)) : b.input_ids;
+  return { batch: b, labels };
+}
+
+async function run(peft: PeftModel | PretrainedModel, feeds: Record<string, Tensor>, out: "logits" | "loss", extra: { withLoss?: boolean; mixed?: boolean } = {}): Promise<Float32Array> {
+  const built = peft instanceof PeftModel ? peft.build({ withLoss: extra.withLoss, mixedAdapters: extra.mixed }) : peft.build({ withLoss: extra.withLoss });
+  const step = await compile({ out: built.outputs[out]! }, { threads: 1 });
+  const names = new Set(step.inputNames);
+  const res = await step.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => names.has(k))));
+  await step.release();
+  return res.out!.data as Float32Array;
+}
+
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+describe("PEFT methods x architectures (conformance)", () => {
+  it("every registered tuner is in the suite", () => {
+    assert.deepEqual(Object.keys(TUNERS).filter((k) => !(k in CASES)), []);
+    for (const [k, cases] of Object.entries(CASES)) assert.ok(cases.length > 0, k);
+  });
+
+  for (const [method, cases] of Object.entries(CASES)) {
+    cases.forEach((c, ci) => {
+      for (const arch of ARCHS) {
+        if (c.only && !c.only.archs.includes(arch.name)) {
+          it.skip(`${method}#${ci} on ${arch.name}: ${c.only.why}`);
+          continue;
+        }
+        it(`${method}#${ci} on ${arch.name}`, async () => {
+          const model = await loadModel(join(FIXTURES, arch.name), { task: arch.task });
+          const peft = PeftModel.create(model, c.config(model));
+          const { batch, labels } = await batchFor(model, arch.task);
+          const feeds = peft.prepareInputs(batch, { labels });
+
+          // Parameter count, by hand.
+          assert.equal(peft.countParameters().trainable, c.expected(inventory(model), arch.task), "trainable parameters");
+
+          // Identity at init.
+          const baseLogits = await run(model, model.prepareInputs(batch), "logits");
+          const initLogits = await run(peft, feeds, "logits");
+          if (c.identityAtInit) assert.ok(maxDiff(baseLogits, initLogits) < 1e-5, `identity at init (max diff ${maxDiff(baseLogits, initLogits)})`);
+
+          // Gradients against finite differences (float32: a directional derivative along a random direction).
+          perturb(peft, "default", 1);
+          const step = await TrainStep.create(peft.build({ withLoss: true }).outputs.loss!, { session: { threads: 1 } });
+          const checkGrad = !c.noGradCheck;
+          const trainable = [...peft.trainableTensors().keys()].sort();
+          assert.deepEqual(step.params.map((p) => p.name).sort(), trainable, "the graph trains exactly the adapter tensors");
+          const r0 = await step.run(feeds);
+          const rand = seededRandom(9);
+          const dirs = new Map(step.params.map((p) => [p.name, Float32Array.from(p.data as Float32Array, () => rand() - 0.5)]));
+          // A unit direction, so the finite-difference step is small in parameter space.
+          const len = Math.sqrt([...dirs.values()].reduce((a, d) => a + d.reduce((s, x) => s + x * x, 0), 0));
+          for (const d of dirs.values()) d.forEach((x, i) => (d[i] = x / len));
+          const shift = (s: number) => step.params.forEach((p) => (p.data as Float32Array).forEach((_, i, d) => (d[i]! += s * dirs.get(p.name)![i]!)));
+          const eps = 1e-2;
+          shift(eps);
+          const lp = (await step.run(feeds)).loss;
+          shift(-2 * eps);
+          const lm = (await step.run(feeds)).loss;
+          shift(eps);
+          const numeric = (lp - lm) / (2 * eps);
+          let analytic = 0;
+          for (const p of step.params) r0.grads.get(p.name)!.data.forEach((g, i) => (analytic += (g as number) * dirs.get(p.name)![i]!));
+          if (checkGrad) assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.max(1e-2, Math.abs(numeric)), `directional derivative ${analytic} vs finite differences ${numeric}`);
+
+          // One SGD step lowers the loss.
+          const norm2 = [...r0.grads.values()].reduce((a, g) => a + Array.from(g.data as Float32Array).reduce((s, x) => s + x * x, 0), 0);
+          const lr = 0.05 / Math.sqrt(norm2 + 1e-12);
+          for (const p of step.params) (p.data as Float32Array).forEach((_, i, d) => (d[i]! -= lr * (r0.grads.get(p.name)!.data[i] as number)));
+          assert.ok((await step.run(feeds)).loss < r0.loss, "one step lowers the loss");
+          await step.release();
+
+          // Save -> load reproduces outputs exactly.
+          const trained = await run(peft, feeds, "logits");
+          const dir = mkdtempSync(join(tmpdir(), "peftjs-adapter-"));
+          await peft.save(dir);
+          const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8"));
+          assert.equal(config.peft_type, method);
+          const loaded = await PeftModel.load(model, dir);
+          const reloaded = await run(loaded, loaded.prepareInputs(batch, { labels }), "logits");
+          if (c.reloadTolerance) assert.ok(maxDiff(reloaded, trained) < c.reloadTolerance.value, `save/load round trip (${c.reloadTolerance.why})`);
+          else assert.deepEqual(Array.from(reloaded), Array.from(trained), "save/load round trip");
+
+          // Merged equals unmerged.
+          if (c.mergeable) {
+            const merged = peft.mergeAndUnload({ safe: true });
+            const mergedLogits = await run(merged, merged.prepareInputs(batch), "logits");
+            assert.ok(maxDiff(mergedLogits, trained) < 1e-5, `merged vs unmerged (max diff ${maxDiff(mergedLogits, trained)})`);
+          }
+
+          // Mixed-adapter batches: each row equals a run with its adapter alone (or the base).
+          if (c.mixable) {
+            peft.addAdapter("other", c.config(model));
+            perturb(peft, "other", 2);
+            const three = await batchFor(model, arch.task, 3);
+            const rowsFeeds = { ...peft.prepareInputs(three.batch), adapter_index: int64([3], [0, 1, -1]) };
+            peft.setAdapter(["default", "other"]);
+            const mixed = await run(peft, rowsFeeds, "logits", { mixed: true });
+            const per = mixed.length / 3;
+            const single = async (names: string[] | null) => {
+              if (names) peft.setAdapter(names);
+              return names ? run(peft, peft.prepareInputs(three.batch), "logits") : peft.withAdaptersDisabled(() => run(peft, peft.prepareInputs(three.batch), "logits"));
+            };
+            const expectRows = [await single(["default"]), await single(["other"]), await single(null)];
+            expectRows.forEach((full, r) => {
+              const d = maxDiff(mixed.subarray(r * per, (r + 1) * per), full.subarray(r * per, (r + 1) * per));
+              assert.ok(d < 1e-5, `mixed batch row ${r} (max diff ${d})`);
+            });
+          }
+        });
+      }
+    });
+  }
+});
