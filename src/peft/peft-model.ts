@@ -11,6 +11,8 @@ import { type Tensor } from "../ir/tensor.js";
 import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
 import { type ModelGraph } from "../models/task.js";
+import { LoraAdapter } from "../tuners/lora/adapter.js";
+import { combineLora, type Combination } from "../tuners/lora/combine.js";
 import { tunerFor } from "../tuners/registry.js";
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
@@ -78,6 +80,26 @@ export class PeftModel {
     this.adapters.set(name, adapter);
     if (this.active.length === 0) this.active = [name];
     return adapter;
+  }
+
+  /**
+   * A new LoRA adapter combining existing ones (PEFT's `add_weighted_adapter`): "linear", "cat"
+   * or "svd" (see tuners/lora/combine.ts).
+   */
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, opts: { combination?: Combination; svdRank?: number } = {}): void {
+    const loras = adapters.map((n) => {
+      const a = this.adapters.get(n);
+      if (!(a instanceof LoraAdapter)) throw new Error(`add_weighted_adapter: "${n}" is ${a ? "not a LoRA adapter" : "not an adapter"}`);
+      return a;
+    });
+    const { rank, layers } = combineLora(loras, weights, opts.combination ?? "svd", opts.svdRank);
+    const first = loras[0]!.config;
+    const added = this.addAdapter(name, { ...first, r: rank, lora_alpha: rank, rank_pattern: {}, alpha_pattern: {}, target_modules: [...layers.keys()], layers_to_transform: null, use_rslora: false } as PeftConfigInput) as LoraAdapter;
+    for (const [path, { A, B }] of layers) {
+      const f = added.factors(path);
+      f.A.set(A);
+      f.B.set(B);
+    }
   }
 
   /** Make one adapter, or several at once (their effects add up), the active set. */

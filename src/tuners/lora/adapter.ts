@@ -83,6 +83,11 @@ export class LoraAdapter implements Adapter<LoraConfig> {
     return this.model.weights.get(`${layer.path}.weight`) as Tensor<"float32">;
   }
 
+  /** A, B (flat, [r, in] and [out, r]) and r of one adapted layer. */
+  factors(path: string): { A: Float32Array; B: Float32Array; r: number } {
+    return { A: this.tensors.get(this.key(path, "lora_A"))!.data as Float32Array, B: this.tensors.get(this.key(path, "lora_B"))!.data as Float32Array, r: this.layers.get(path)!.r };
+  }
+
   hooks(ctx: HookContext) {
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),

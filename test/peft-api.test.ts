@@ -1,0 +1,92 @@
+// The PeftModel API beyond the conformance suite: adapter management, layer ablation, combined
+// adapters, the parameter report and gradient checkpointing through adapters.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { seededRandom } from "../src/ir/random.js";
+import { loadModel, type PretrainedModel } from "../src/models/pretrained.js";
+import { PeftModel } from "../src/peft/peft-model.js";
+import { compile } from "../src/runtime/session.js";
+import { TrainStep } from "../src/train/train-step.js";
+import { int64 } from "../src/ir/tensor.js";
+
+const FIXTURES = join(import.meta.dirname, "fixtures", "models");
+const lora = (r: number) => ({ peft_type: "LORA", r, lora_alpha: 2 * r, target_modules: ["query", "value"] });
+
+function perturb(peft: PeftModel, name: string, seed: number): void {
+  const rand = seededRandom(seed);
+  for (const t of peft.adapters.get(name)!.tensors.values()) (t.data as Float32Array).forEach((v, i, d) => (d[i] = v + (rand() - 0.5) * 0.3));
+}
+
+async function logits(peft: PeftModel, base: PretrainedModel): Promise<Float32Array> {
+  const step = await compile({ l: peft.build().outputs.last_hidden_state }, { threads: 1 });
+  const out = await step.run(peft.prepareInputs(base.tokenizer!.encodeBatch(["the cat sat on the mat", "a dog"])));
+  await step.release();
+  return out.l!.data as Float32Array;
+}
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+describe("PeftModel API", () => {
+  it("adds, switches, combines and deletes adapters; disabling restores the base", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"));
+    const peft = PeftModel.create(base, lora(2), "a");
+    peft.addAdapter("b", lora(3));
+    perturb(peft, "a", 1);
+    perturb(peft, "b", 2);
+    const baseOut = await peft.withAdaptersDisabled(() => logits(peft, base));
+    const a = await logits(peft, base);
+    assert.ok(maxDiff(a, baseOut) > 1e-3, "adapter a changes the output");
+    peft.setAdapter(["a", "b"]);
+    const both = await logits(peft, base);
+
+    peft.addWeightedAdapter(["a", "b"], [1, 1], "cat", { combination: "cat" });
+    peft.setAdapter("cat");
+    assert.ok(maxDiff(await logits(peft, base), both) < 1e-5, "cat equals both adapters active");
+    peft.addWeightedAdapter(["a", "b"], [1, 1], "svd", { combination: "svd", svdRank: 5 });
+    peft.setAdapter("svd");
+    assert.ok(maxDiff(await logits(peft, base), both) < 1e-4, "full-rank svd equals both adapters active");
+    peft.addWeightedAdapter(["a"], [1], "lin", { combination: "linear" });
+    peft.setAdapter("lin");
+    assert.ok(maxDiff(await logits(peft, base), a) < 1e-5, "linear with one adapter and weight 1 equals it");
+    assert.throws(() => peft.addWeightedAdapter(["a", "b"], [1, 1], "x", { combination: "linear" }), /same r/);
+
+    peft.setAdapter("a");
+    peft.disableAdapterLayers(0, base.config.layers - 1);
+    assert.ok(maxDiff(await logits(peft, base), baseOut) < 1e-6, "adapters removed from every layer = base");
+    peft.disableAdapterLayers(1, 1);
+    peft.enableAllAdapterLayers();
+    peft.disableAdapterLayers(1, 1);
+    const partial = await logits(peft, base);
+    assert.ok(maxDiff(partial, a) > 1e-4 && maxDiff(partial, baseOut) > 1e-4, "removing layer 1's adapter changes the output, but not back to base");
+    peft.enableAllAdapterLayers();
+
+    peft.deleteAdapter("b");
+    assert.deepEqual(peft.activeAdapters, ["a"]);
+    assert.throws(() => peft.setAdapter("b"), /no adapter "b"; adapters: a, cat, svd, lin/);
+  });
+
+  it("prints the trainable-parameter report in PEFT's format", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"));
+    const lines: string[] = [];
+    PeftModel.create(base, lora(2)).printTrainableParameters((s) => lines.push(s));
+    // 2 layers x 2 modules x r (in + out) = 2 * 2 * 2 * 64; the base has 24,542 - head weights.
+    const all = [...base.modules().params.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0) + 512;
+    assert.deepEqual(lines, [`trainable params: 512 || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * 512) / all).toFixed(4)}`]);
+  });
+
+  it("gradient checkpointing through adapters gives the same loss and gradients", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const peft = PeftModel.create(base, lora(2));
+    perturb(peft, "default", 3);
+    const feeds = peft.prepareInputs(base.tokenizer!.encodeBatch(["the cat sat on the mat", "a dog"]), { labels: int64([2], [1, 2]) });
+    const run = async (gradientCheckpointing: boolean) => {
+      const step = await TrainStep.create(peft.build({ withLoss: true, gradientCheckpointing }).outputs.loss!, { session: { threads: 1 } });
+      const r = await step.run(feeds);
+      await step.release();
+      return r;
+    };
+    const [plain, ckpt] = [await run(false), await run(true)];
+    assert.ok(Math.abs(plain.loss - ckpt.loss) < 1e-6);
+    for (const [k, g] of plain.grads) assert.ok(maxDiff(g.data as Float32Array, ckpt.grads.get(k)!.data as Float32Array) < 1e-5, k);
+  });
+});
