@@ -4,65 +4,16 @@
 // that reads the same files. One JSON line per case.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import { compile, fillNormal, Generator, int64, loadModel, writeSafetensors, type Tensor } from "../src/index.js";
+import { compile, Generator, int64, loadModel } from "../src/index.js";
+import { gpt2Shapes, writeBertBase, writeCheckpoint } from "./checkpoints.js";
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
 const PYTHON = "/usr/bin/python3";
-
-async function writeCheckpoint(dir: string, config: Record<string, unknown>, shapes: Record<string, number[]>): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const tensors: Record<string, Tensor> = {};
-  let seed = 1;
-  for (const [name, shape] of Object.entries(shapes)) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (/LayerNorm\.weight|ln_.*\.weight/.test(name)) data.fill(1);
-    else if (!/bias|LayerNorm/.test(name)) fillNormal(data, 0.02, seed++);
-    tensors[name] = { dtype: "float32", shape, data };
-  }
-  await writeSafetensors(join(dir, "model.safetensors"), tensors);
-  await writeFile(join(dir, "config.json"), JSON.stringify(config));
-}
-
-function bertShapes(L: number, H: number, I: number, V: number, P: number): Record<string, number[]> {
-  const s: Record<string, number[]> = {
-    "embeddings.word_embeddings.weight": [V, H], "embeddings.position_embeddings.weight": [P, H], "embeddings.token_type_embeddings.weight": [2, H],
-    "embeddings.LayerNorm.weight": [H], "embeddings.LayerNorm.bias": [H],
-  };
-  for (let i = 0; i < L; i++) {
-    const p = `encoder.layer.${i}.`;
-    for (const [n, out, inp] of [["attention.self.query", H, H], ["attention.self.key", H, H], ["attention.self.value", H, H], ["attention.output.dense", H, H], ["intermediate.dense", I, H], ["output.dense", H, I]] as const) {
-      s[`${p}${n}.weight`] = [out, inp];
-      s[`${p}${n}.bias`] = [out];
-    }
-    for (const n of ["attention.output.LayerNorm", "output.LayerNorm"]) {
-      s[`${p}${n}.weight`] = [H];
-      s[`${p}${n}.bias`] = [H];
-    }
-  }
-  return s;
-}
-
-function gpt2Shapes(L: number, H: number, V: number, P: number): Record<string, number[]> {
-  const s: Record<string, number[]> = { "wte.weight": [V, H], "wpe.weight": [P, H], "ln_f.weight": [H], "ln_f.bias": [H] };
-  for (let i = 0; i < L; i++) {
-    const p = `h.${i}.`;
-    for (const [n, inp, out] of [["attn.c_attn", H, 3 * H], ["attn.c_proj", H, H], ["mlp.c_fc", H, 4 * H], ["mlp.c_proj", 4 * H, H]] as const) {
-      s[`${p}${n}.weight`] = [inp, out];
-      s[`${p}${n}.bias`] = [out];
-    }
-    for (const n of ["ln_1", "ln_2"]) {
-      s[`${p}${n}.weight`] = [H];
-      s[`${p}${n}.bias`] = [H];
-    }
-  }
-  return s;
-}
 
 async function torchReference(args: string[]): Promise<Record<string, unknown> | undefined> {
   if (!existsSync(PYTHON)) return undefined;
@@ -92,7 +43,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const bertDir = join(root, "bert");
     const gptDir = join(root, "gpt2");
-    await writeCheckpoint(bertDir, { model_type: "bert", hidden_size: 768, num_hidden_layers: L, num_attention_heads: 12, intermediate_size: 3072, vocab_size: 30522, max_position_embeddings: 512, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: "gelu" }, bertShapes(L, 768, 3072, 30522, 512));
+    await writeBertBase(bertDir, L);
     await writeCheckpoint(gptDir, { model_type: "gpt2", n_embd: 768, n_layer: L, n_head: 12, vocab_size: 50257, n_positions: 1024, layer_norm_epsilon: 1e-5, activation_function: "gelu_new" }, gpt2Shapes(L, 768, 50257, 1024));
     const common = ["--batch", String(B), "--seq", String(S), "--iters", String(iters), "--threads", String(threads), "--new-tokens", String(N)];
     const ref = await torchReference(["--bert", bertDir, "--gpt2", gptDir, ...common]);

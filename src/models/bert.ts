@@ -69,7 +69,8 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
       const d = tanh(b.linear("classifier.dense", x, H, H, { head: true }));
       outputs.logits = b.linear("classifier.out_proj", drop(d), classes, H, { head: true });
     } else {
-      const pooled = tanh(lin(`${prefix}pooler.dense`, firstToken(h), H, H));
+      // Like transformers, a checkpoint without a pooler gets a freshly initialized one.
+      const pooled = tanh(b.linear(`${prefix}pooler.dense`, firstToken(h), H, H, { head: true }));
       outputs.logits = b.linear("classifier", drop(pooled), classes, H, { head: true });
     }
     if (withLoss) outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));

@@ -43,6 +43,9 @@ export interface ModuleInventory {
   params: Map<string, readonly number[]>;
 }
 
+/** The base-model prefix of task-model parameter names, where it is not `<model_type>.`. */
+const BASE_PREFIX: Partial<Record<string, string>> = { gpt2: "transformer.", llama: "model." };
+
 const TASKS_BY_FAMILY = { bert: BERT_TASKS, distilbert: DISTILBERT_TASKS, gpt2: GPT2_TASKS, llama: LLAMA_TASKS } as const;
 
 /** A pretrained checkpoint: config, weights (float32) and tokenizer; builds graphs on demand. */
@@ -62,9 +65,13 @@ export class PretrainedModel {
 
   /** A base parameter by name: from the checkpoint, or a freshly initialized head. */
   weight(name: string): Tensor {
-    const t = this.freshWeights.get(name) ?? (this.weights.has(name) ? this.weights.get(name) : undefined);
-    if (!t) throw new CheckpointError(`${this.dir}: no parameter "${name}"`);
-    return t;
+    const fresh = this.freshWeights.get(name);
+    if (fresh) return fresh;
+    // Task models name parameters with the base-model prefix; base checkpoints do not (and back).
+    const prefix = BASE_PREFIX[this.config.family] ?? `${this.config.modelType}.`;
+    const key = [name, name.startsWith(prefix) ? name.slice(prefix.length) : prefix + name].find((k) => this.weights.has(k));
+    if (key === undefined) throw new CheckpointError(`${this.dir}: no parameter "${name}"`);
+    return this.weights.get(key);
   }
 
   /** Tasks this architecture supports. */

@@ -1,0 +1,116 @@
+// `npm run bench -- tuners`: what parameter-efficient methods buy on a BERT-base-sized model
+// (batch 8, seq 128): training-step time and peak RSS of full fine-tuning vs LoRA, Houlsby
+// adapters, prefix tuning, prompt tuning and BitFit, and batch-1 inference latency of the base
+// model vs LoRA unmerged / merged vs adapters. Each case runs in its own process (own peak RSS).
+// One JSON line per case, with ratios against full fine-tuning / the base model.
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import { compile, int64, loadModel, TrainStep } from "../src/index.js";
+import { PeftModel, type PeftConfigInput } from "../src/peft/peft-model.js";
+import { writeBertBase } from "./checkpoints.js";
+
+const run = promisify(execFile);
+const here = fileURLToPath(new URL(".", import.meta.url));
+
+const METHODS: Record<string, PeftConfigInput> = {
+  full: { peft_type: "FULL" },
+  lora: { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["query", "value"] },
+  houlsby: { peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 16 },
+  prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20 },
+  prompt: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20 },
+  bitfit: { peft_type: "BITFIT" },
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One case, in this process: prints a JSON line. */
+async function runCase(dir: string, kind: "train" | "infer", method: string, opts: { batch: number; seq: number; iters: number; threads: number; merged: boolean }): Promise<void> {
+  const base = await loadModel(dir, { task: "sequence-classification" });
+  const ids = Array.from({ length: opts.batch * opts.seq }, (_, i) => 1000 + ((i * 7919) % 20000));
+  const batch = { input_ids: int64([opts.batch, opts.seq], ids) };
+  const labels = int64([opts.batch], Array.from({ length: opts.batch }, (_, i) => i % 2));
+  const peft = method === "base" ? undefined : PeftModel.create(base, METHODS[method]!);
+  const times: number[] = [];
+  let createMs = 0;
+  if (kind === "train") {
+    const t0 = performance.now();
+    const step = await TrainStep.create(peft!.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: opts.threads } });
+    createMs = performance.now() - t0;
+    const feeds = peft!.prepareInputs(batch, { labels });
+    for (let i = 0; i <= opts.iters; i++) {
+      const s = performance.now();
+      await step.run(feeds);
+      if (i) times.push(performance.now() - s);
+    }
+  } else {
+    const model = peft && opts.merged ? peft.mergeAndUnload() : undefined;
+    const built = model ? model.build() : peft ? peft.build() : base.build();
+    const t0 = performance.now();
+    const step = await compile({ logits: built.outputs.logits! }, { threads: opts.threads });
+    createMs = performance.now() - t0;
+    const feeds = model ? model.prepareInputs(batch) : peft ? peft.prepareInputs(batch) : base.prepareInputs(batch);
+    for (let i = 0; i <= opts.iters; i++) {
+      const s = performance.now();
+      await step.run(feeds);
+      if (i) times.push(performance.now() - s);
+    }
+  }
+  const counts = peft?.countParameters();
+  console.log(JSON.stringify({ ms: +median(times).toFixed(1), ms_min: +Math.min(...times).toFixed(1), session_create_ms: Math.round(createMs), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), trainable: counts?.trainable ?? 0, all: counts?.all ?? 0 }));
+}
+
+async function child(args: string[]): Promise<Record<string, number>> {
+  const { stdout } = await run(process.execPath, ["--import", "tsx", join(here, "tuners.ts"), ...args], { maxBuffer: 1 << 20, timeout: 1_800_000 });
+  return JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      layers: { type: "string", default: "12" },
+      batch: { type: "string", default: "8" },
+      seq: { type: "string", default: "128" },
+      iters: { type: "string", default: "3" },
+      "infer-iters": { type: "string", default: "20" },
+      threads: { type: "string", default: "2" },
+      methods: { type: "string", default: Object.keys(METHODS).join(",") },
+    },
+  });
+  const root = mkdtempSync(join(tmpdir(), "peftjs-bench-tuners-"));
+  try {
+    const dir = join(root, "bert");
+    await writeBertBase(dir, Number(values.layers));
+    const common = ["--threads", values.threads];
+    let full: Record<string, number> | undefined;
+    for (const method of values.methods.split(",")) {
+      const r = await child(["--case", "train", "--method", method, "--dir", dir, "--batch", values.batch, "--seq", values.seq, "--iters", values.iters, ...common]);
+      full ??= method === "full" ? r : undefined;
+      console.log(JSON.stringify({
+        case: `train_${method}`, step_ms: r.ms, peak_rss_mb: r.peak_rss_mb, trainable_params: r.trainable, trainable_pct: +((100 * r.trainable!) / r.all!).toFixed(4),
+        time_vs_full: full ? +(r.ms! / full.ms!).toFixed(3) : null, rss_vs_full: full ? +(r.peak_rss_mb! / full.peak_rss_mb!).toFixed(3) : null, session_create_ms: r.session_create_ms,
+      }));
+    }
+    let baseMs: number | undefined;
+    for (const [name, method, merged] of [["base", "base", false], ["lora_unmerged", "lora", false], ["lora_merged", "lora", true], ["houlsby", "houlsby", false]] as const) {
+      const r = await child(["--case", "infer", "--method", method, "--dir", dir, "--batch", "1", "--seq", values.seq, "--iters", values["infer-iters"], ...(merged ? ["--merged"] : []), ...common]);
+      baseMs ??= r.ms;
+      console.log(JSON.stringify({ case: `infer_b1_${name}`, ms: r.ms, vs_base: +(r.ms! / baseMs!).toFixed(3), peak_rss_mb: r.peak_rss_mb }));
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// Child-process entry: `tuners.ts --case train|infer --method <m> --dir <checkpoint> ...`
+if (process.argv.includes("--case")) {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { case: { type: "string" }, method: { type: "string" }, dir: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, iters: { type: "string" }, threads: { type: "string" }, merged: { type: "boolean", default: false } },
+  });
+  await runCase(values.dir!, values.case as "train" | "infer", values.method!, { batch: Number(values.batch), seq: Number(values.seq), iters: Number(values.iters), threads: Number(values.threads), merged: values.merged });
+}
