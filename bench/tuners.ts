@@ -28,7 +28,7 @@ const METHODS: Record<string, PeftConfigInput> = {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One case, in this process: prints a JSON line. */
-async function runCase(dir: string, kind: "train" | "infer", method: string, opts: { batch: number; seq: number; iters: number; threads: number; merged: boolean }): Promise<void> {
+async function runCase(dir: string, kind: "train" | "infer", method: string, opts: { batch: number; seq: number; iters: number; threads: number; merged: boolean; prepacking: boolean; arena: boolean }): Promise<void> {
   const base = await loadModel(dir, { task: "sequence-classification" });
   const ids = Array.from({ length: opts.batch * opts.seq }, (_, i) => 1000 + ((i * 7919) % 20000));
   const batch = { input_ids: int64([opts.batch, opts.seq], ids) };
@@ -38,7 +38,7 @@ async function runCase(dir: string, kind: "train" | "infer", method: string, opt
   let createMs = 0;
   if (kind === "train") {
     const t0 = performance.now();
-    const step = await TrainStep.create(peft!.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: opts.threads } });
+    const step = await TrainStep.create(peft!.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: opts.threads, prepacking: opts.prepacking, memoryArena: opts.arena } });
     createMs = performance.now() - t0;
     const feeds = peft!.prepareInputs(batch, { labels });
     for (let i = 0; i <= opts.iters; i++) {
@@ -110,7 +110,10 @@ export async function main(argv: string[]): Promise<void> {
 if (process.argv.includes("--case")) {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { case: { type: "string" }, method: { type: "string" }, dir: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, iters: { type: "string" }, threads: { type: "string" }, merged: { type: "boolean", default: false } },
+    options: {
+      case: { type: "string" }, method: { type: "string" }, dir: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, iters: { type: "string" }, threads: { type: "string" },
+      merged: { type: "boolean", default: false }, "no-prepacking": { type: "boolean", default: false }, "no-arena": { type: "boolean", default: false },
+    },
   });
-  await runCase(values.dir!, values.case as "train" | "infer", values.method!, { batch: Number(values.batch), seq: Number(values.seq), iters: Number(values.iters), threads: Number(values.threads), merged: values.merged });
+  await runCase(values.dir!, values.case as "train" | "infer", values.method!, { batch: Number(values.batch), seq: Number(values.seq), iters: Number(values.iters), threads: Number(values.threads), merged: values.merged, prepacking: !values["no-prepacking"], arena: !values["no-arena"] });
 }

@@ -90,3 +90,41 @@ describe("PeftModel API", () => {
     for (const [k, g] of plain.grads) assert.ok(maxDiff(g.data as Float32Array, ckpt.grads.get(k)!.data as Float32Array) < 1e-5, k);
   });
 });
+
+describe("AdaLoRA rank allocation", () => {
+  it("prunes to the target budget on schedule, saves the kept triplets and reloads them", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const peft = PeftModel.create(base, { peft_type: "ADALORA", init_r: 4, target_r: 2, lora_alpha: 8, target_modules: ["query", "value"], total_step: 6, tinit: 1, tfinal: 2, deltaT: 1 });
+    const adapter = peft.adapters.get("default") as import("../src/tuners/adalora/index.js").AdaLoraAdapter;
+    const feeds = peft.prepareInputs(base.tokenizer!.encodeBatch(["the cat sat on the mat", "a dog", "the river bank"]), { labels: int64([3], [1, 2, 0]) });
+    const step = await TrainStep.create(peft.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: 1 } });
+    const { AdamW } = await import("../src/train/optimizers.js");
+    const opt = new AdamW(step.params, { lr: 0.01, weightDecay: 0 });
+    const budgets: number[] = [];
+    for (let s = 1; s <= 6; s++) {
+      const r = await step.run(feeds);
+      opt.step(r.grads);
+      peft.afterStep(s, r.grads);
+      budgets.push(adapter.budget);
+    }
+    await step.release();
+    // 4 modules x init_r 4 = 16 at first, down to 4 x target_r 2 = 8 in the final phase.
+    assert.equal(budgets[0], 16);
+    assert.deepEqual(budgets.slice(-2), [8, 8]);
+    assert.ok(budgets.every((b, i) => i === 0 || b <= budgets[i - 1]!), `non-increasing budget ${budgets}`);
+    const pattern = adapter.config.rank_pattern!;
+    assert.equal(Object.values(pattern).flat().filter(Boolean).length, 8);
+    const zeroed = [...adapter.tensors].filter(([k]) => k.includes(".lora_E.")).flatMap(([, t]) => Array.from(t.data as Float32Array)).filter((v) => v === 0).length;
+    assert.ok(zeroed >= 8, "pruned singular values are zero");
+
+    const before = await logits(peft, base);
+    const dir = (await import("node:fs")).mkdtempSync(join((await import("node:os")).tmpdir(), "peftjs-adalora-"));
+    await peft.save(dir);
+    const { readSafetensors } = await import("../src/io/safetensors.js");
+    const file = await readSafetensors(join(dir, "adapter_model.safetensors"));
+    const ranks = file.names().filter((n) => n.endsWith(".lora_E")).map((n) => file.tensors.get(n)!.shape[0]!);
+    assert.equal(ranks.reduce((a, b) => a + b, 0), 8, "only the kept triplets are saved");
+    const loaded = await PeftModel.load(base, dir);
+    assert.ok(maxDiff(await logits(loaded, base), before) < 1e-5, "reloaded outputs");
+  });
+});

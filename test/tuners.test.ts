@@ -73,6 +73,13 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: true, mixable: true,
     },
   ],
+  ADALORA: [
+    {
+      config: (m) => ({ peft_type: "ADALORA", init_r: 4, target_r: 2, lora_alpha: 8, target_modules: attnTargets(m.config.modelType), total_step: 10 }),
+      expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 4 * (l.in + l.out + 1)) + head(inv, task),
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
+  ],
   IA3: [
     {
       config: () => ({ peft_type: "IA3" }),

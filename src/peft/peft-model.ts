@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { type Graph, type Value } from "../ir/graph.js";
-import { cast, equal, reshape } from "../ir/ops/index.js";
+import { add, cast, equal, reshape } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
 import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
@@ -141,6 +141,7 @@ export class PeftModel {
   /** Build a graph with the active adapters; their tensors become trainable graph parameters. */
   build(opts: PeftGraphOptions = {}): ModelGraph {
     const bindings = new Map<Graph, Map<string, Value>>();
+    const auxLosses: Value[] = [];
     let adapterIndex: Value | undefined;
     const hookSets: ModelHooks[] = [];
     const names = this.disabled ? [] : this.active;
@@ -161,6 +162,7 @@ export class PeftModel {
           training: opts.training ?? false,
           model: this.base,
           rowGate,
+          addLoss: (term) => void auxLosses.push(term),
           bind: (key) => {
             let v = bound!.get(key);
             if (!v) {
@@ -192,7 +194,17 @@ export class PeftModel {
       };
     };
     names.forEach((n, i) => hookSets.push(perAdapter(this.adapters.get(n)!, i)));
-    return this.base.build({ ...opts, hooks: composeHooks(hookSets) });
+    const built = this.base.build({ ...opts, hooks: composeHooks(hookSets) });
+    if (built.outputs.loss && auxLosses.length) built.outputs.loss = auxLosses.reduce((l, t) => add(l, t), built.outputs.loss);
+    return built;
+  }
+
+  /**
+   * Let the active adapters react to a finished training step (AdaLoRA reallocates its rank
+   * budget from the gradients). Call after each optimizer step with that step's gradients.
+   */
+  afterStep(step: number, grads: ReadonlyMap<string, Tensor>): void {
+    for (const n of this.active) this.adapters.get(n)!.afterStep?.(step, grads);
   }
 
   /** Virtual tokens prepended to inputs by the active prompt-tuning / P-tuning adapter. */

@@ -2,6 +2,7 @@
 // and its row in the shared conformance suite (a meta-test checks the suite covers this table).
 import { LoraAdapter } from "./lora/adapter.js";
 import { loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./lora/config.js";
+import { ADALORA } from "./adalora/index.js";
 import { BOTTLENECK } from "./bottleneck/index.js";
 import { HYBRID } from "./hybrid/index.js";
 import { IA3 } from "./ia3/index.js";
@@ -17,6 +18,7 @@ export const TUNERS = {
     toJSON: loraConfigToJSON,
     create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),
   } satisfies TunerDef<LoraConfig>,
+  ADALORA,
   IA3,
   PROMPT_TUNING,
   P_TUNING,

@@ -27,6 +27,8 @@ export interface HookContext {
    * shaped [batch, 1, ...] to broadcast against `like`; undefined when the whole batch uses it.
    */
   rowGate: ((like: Value) => Value) | undefined;
+  /** Add a term to the training loss (e.g. AdaLoRA's orthogonality regularizer). */
+  addLoss(term: Value): void;
 }
 
 export interface Adapter<C extends BaseConfig = BaseConfig> {
@@ -41,6 +43,8 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
   stateDict(): Map<string, Tensor>;
   /** Load from a PEFT state dict; errors name the key and the expected shape. */
   loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void;
+  /** Called by the training loop after each step with that step's gradients (AdaLoRA's rank allocation). */
+  afterStep?(step: number, grads: ReadonlyMap<string, Tensor>): void;
   /** Merge into base weights (returns updated copies by base parameter name), where supported. */
   mergedWeights?(weight: (name: string) => Tensor): Map<string, Tensor>;
 }

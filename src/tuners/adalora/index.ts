@@ -1,0 +1,254 @@
+// AdaLoRA (Zhang et al. 2023, "Adaptive Budget Allocation for Parameter-Efficient
+// Fine-Tuning"): LoRA in SVD form, ΔW = P Λ Q (lora_B, lora_E, lora_A), starting at init_r per
+// module and pruned during training to an average of target_r: singular values with the lowest
+// smoothed importance (|w · ∂L/∂w| times its uncertainty, over the whole triplet) are masked,
+// following a cubic budget schedule. An orthogonality penalty keeps P and Q near-orthogonal.
+// Saved as PEFT does: `lora_A` [r, in], `lora_B` [out, r], `lora_E` [r, 1] (no `.weight`).
+import { linear } from "../../ir/composites/linear.js";
+import { type Value } from "../../ir/graph.js";
+import { add, dropout, matmul, mul, reduceSum, sqrt, sub, transpose } from "../../ir/ops/index.js";
+import { fillNormal } from "../../ir/random.js";
+import { type Tensor } from "../../ir/tensor.js";
+import { type LinearHook } from "../../models/hooks.js";
+import { type PretrainedModel } from "../../models/pretrained.js";
+import { copyStateDict } from "../lora/adapter.js";
+import { loraConfigToJSON, parseLoraConfig, type LoraConfig } from "../lora/config.js";
+import { ModulesToSave } from "../modules-to-save.js";
+import { targetedLinears } from "../targets.js";
+import { AdapterConfigError, field, isInt, isNum, MODEL_PREFIX, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+
+export interface AdaLoraConfig extends Omit<LoraConfig, "peft_type" | "rank_pattern"> {
+  peft_type: "ADALORA";
+  /** Average rank per module at the end of training. */
+  target_r: number;
+  /** Rank per module at the start. */
+  init_r: number;
+  /** Steps before pruning starts, and steps at the end with the final budget fixed. */
+  tinit: number;
+  tfinal: number;
+  /** Reallocate every deltaT steps. */
+  deltaT: number;
+  /** EMA coefficients of the importance and of its uncertainty. */
+  beta1: number;
+  beta2: number;
+  orth_reg_weight: number;
+  /** Total training steps (needed for the budget schedule). */
+  total_step: number | null;
+  /** Kept singular values per module (`<module>.lora_E` -> booleans), once allocated. */
+  rank_pattern: Record<string, boolean[]> | null;
+}
+
+export function parseAdaLoraConfig(json: Readonly<Record<string, unknown>>, source: string, modelType?: string): AdaLoraConfig {
+  const lora = parseLoraConfig({ ...json, rank_pattern: undefined, r: json.init_r ?? 12 }, source, modelType);
+  const cfg: AdaLoraConfig = {
+    ...lora,
+    peft_type: "ADALORA",
+    target_r: field(json, "target_r", 8, isInt(1), "a positive integer", source),
+    init_r: field(json, "init_r", 12, isInt(1), "a positive integer", source),
+    tinit: field(json, "tinit", 0, isInt(0), "a non-negative integer", source),
+    tfinal: field(json, "tfinal", 0, isInt(0), "a non-negative integer", source),
+    deltaT: field(json, "deltaT", 1, isInt(1), "a positive integer", source),
+    beta1: field(json, "beta1", 0.85, isNum(1e-9, 0.999999), "a number in (0, 1)", source),
+    beta2: field(json, "beta2", 0.85, isNum(1e-9, 0.999999), "a number in (0, 1)", source),
+    orth_reg_weight: field(json, "orth_reg_weight", 0.5, isNum(0), "a non-negative number", source),
+    total_step: field<number | null>(json, "total_step", null, isInt(1), "a positive integer", source),
+    rank_pattern: field<Record<string, boolean[]> | null>(json, "rank_pattern", null, (v) => typeof v === "object" && Object.values(v as object).every((l) => Array.isArray(l) && l.every((b) => typeof b === "boolean")), "an object of boolean lists", source),
+  };
+  if (cfg.target_r > cfg.init_r) throw new AdapterConfigError(`${source}: target_r ${cfg.target_r} exceeds init_r ${cfg.init_r}`);
+  if (cfg.total_step !== null && cfg.tinit >= cfg.total_step - cfg.tfinal) throw new AdapterConfigError(`${source}: tinit ${cfg.tinit} leaves no budgeting phase before total_step - tfinal = ${cfg.total_step - cfg.tfinal}`);
+  return cfg;
+}
+
+interface Layer {
+  path: string;
+  r: number;
+  inFeatures: number;
+  outFeatures: number;
+  layout: "linear" | "conv1d";
+}
+
+export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
+  readonly tensors = new Map<string, Tensor>();
+  readonly layers = new Map<string, Layer>();
+  private readonly extra: ModulesToSave;
+  private readonly ema = new Map<string, { ipt: Float64Array; unc: Float64Array }>();
+  /** Current budget (kept singular values over all modules). */
+  budget: number;
+  private readonly initBudget: number;
+
+  constructor(model: PretrainedModel, readonly config: AdaLoraConfig, readonly name: string) {
+    let seed = 101;
+    for (const l of targetedLinears(config, model.modules(), "AdaLoRA", `AdaLoRA adapter "${name}"`)) {
+      const pattern = config.rank_pattern && Object.entries(config.rank_pattern).find(([k]) => k === `${l.path}.lora_E` || k.endsWith(`.${l.path}.lora_E`))?.[1];
+      const r = pattern ? pattern.filter(Boolean).length : config.init_r;
+      if (r === 0) continue; // every triplet of this module was pruned
+      if (r > Math.min(l.inFeatures, l.outFeatures)) throw new AdapterConfigError(`AdaLoRA adapter "${name}": init_r ${r} is larger than layer ${l.path} allows (in ${l.inFeatures}, out ${l.outFeatures})`);
+      this.layers.set(l.path, { path: l.path, r, inFeatures: l.inFeatures, outFeatures: l.outFeatures, layout: l.layout });
+      const t = (shape: number[], std: number): Tensor => {
+        const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+        if (std) fillNormal(data, std, seed++);
+        return { dtype: "float32", shape, data };
+      };
+      this.tensors.set(this.key(l.path, "A"), t([r, l.inFeatures], 0.02));
+      this.tensors.set(this.key(l.path, "B"), t([l.outFeatures, r], 0.02));
+      this.tensors.set(this.key(l.path, "E"), t([r, 1], 0));
+    }
+    this.initBudget = this.budget = [...this.layers.values()].reduce((a, l) => a + l.r, 0);
+    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
+    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
+  }
+
+  private key(path: string, which: "A" | "B" | "E"): string {
+    return `${path}.lora_${which}.${this.name}`;
+  }
+
+  private scaling(layer: Layer): number {
+    return (this.config.lora_alpha > 0 ? this.config.lora_alpha : layer.r) / (layer.r + 1e-5);
+  }
+
+  hooks(ctx: HookContext) {
+    return {
+      parameter: (n: string) => this.extra.parameter(n, ctx),
+      linear: (h: LinearHook) => {
+        const layer = this.layers.get(h.path);
+        if (!layer) return this.extra.linear(h, ctx);
+        const [A, B, E] = (["A", "B", "E"] as const).map((w) => ctx.bind(this.key(h.path, w))) as [Value, Value, Value];
+        let delta = mul(linear(linear(dropout(h.x, this.config.lora_dropout, ctx.training), mul(A, E)), B), this.scaling(layer));
+        if (ctx.rowGate) delta = mul(delta, ctx.rowGate(delta));
+        // Orthogonality penalty: the mean over all matrices of ||A A^T - I||_F and ||B^T B - I||_F.
+        if (ctx.training && this.config.orth_reg_weight > 0) {
+          const eye = ctx.graph.constant({ dtype: "float32", shape: [layer.r, layer.r], data: Float32Array.from({ length: layer.r * layer.r }, (_, i) => (i % (layer.r + 1) === 0 ? 1 : 0)) });
+          const fro = (m: Value) => sqrt(reduceSum(mul(sub(m, eye), sub(m, eye)), [0, 1], false));
+          const term = add(fro(matmul(A, transpose(A, [1, 0]))), fro(matmul(transpose(B, [1, 0]), B)));
+          ctx.addLoss(mul(term, this.config.orth_reg_weight / (2 * this.layers.size)));
+        }
+        return add(h.base(h.x), delta);
+      },
+    };
+  }
+
+  /** Importance-driven budget allocation after a training step (the paper's Algorithm 1). */
+  afterStep(step: number, grads: ReadonlyMap<string, Tensor>): void {
+    const { total_step: total, tinit, tfinal, deltaT, beta1, beta2, target_r } = this.config;
+    if (total === null) throw new AdapterConfigError(`AdaLoRA adapter "${this.name}": set total_step to use rank allocation`);
+    if (step < total - tfinal) {
+      for (const [key, t] of this.tensors) {
+        if (!/\.lora_[ABE]\./.test(key)) continue;
+        const g = grads.get(key);
+        if (!g) throw new AdapterConfigError(`AdaLoRA: no gradient for "${key}" (pass the step's gradients)`);
+        let s = this.ema.get(key);
+        if (!s) this.ema.set(key, (s = { ipt: new Float64Array(t.data.length), unc: new Float64Array(t.data.length) }));
+        const w = t.data as Float32Array;
+        const gd = g.data as Float32Array;
+        for (let i = 0; i < w.length; i++) {
+          const ipt = Math.abs(w[i]! * gd[i]!);
+          s.ipt[i] = beta1 * s.ipt[i]! + (1 - beta1) * ipt;
+          s.unc[i] = beta2 * s.unc[i]! + (1 - beta2) * Math.abs(ipt - s.ipt[i]!);
+        }
+      }
+    }
+    const targetBudget = target_r * this.layers.size;
+    let mask = false;
+    if (step <= tinit) this.budget = this.initBudget;
+    else if (step > total - tfinal) {
+      this.budget = targetBudget;
+      mask = true;
+    } else {
+      const c = 1 - (step - tinit) / (total - tfinal - tinit);
+      this.budget = Math.floor((this.initBudget - targetBudget) * c ** 3 + targetBudget);
+      mask = step % deltaT === 0;
+    }
+    if (mask) this.maskToBudget();
+  }
+
+  /** Zero the singular values whose triplets score lowest, keeping `budget` of them. */
+  private maskToBudget(): void {
+    const score = (key: string, i: number) => this.ema.get(key)!.ipt[i]! * this.ema.get(key)!.unc[i]!;
+    const triplets: { path: string; k: number; s: number }[] = [];
+    for (const l of this.layers.values()) {
+      const [A, B, E] = [this.key(l.path, "A"), this.key(l.path, "B"), this.key(l.path, "E")];
+      if (!this.ema.has(A)) return; // no statistics yet
+      for (let k = 0; k < l.r; k++) {
+        let a = 0;
+        for (let i = 0; i < l.inFeatures; i++) a += score(A, k * l.inFeatures + i);
+        let b = 0;
+        for (let o = 0; o < l.outFeatures; o++) b += score(B, o * l.r + k);
+        triplets.push({ path: l.path, k, s: score(E, k) + a / l.inFeatures + b / l.outFeatures });
+      }
+    }
+    const cut = this.initBudget - this.budget;
+    if (cut <= 0) return;
+    const threshold = [...triplets].sort((x, y) => x.s - y.s)[cut - 1]!.s;
+    const pattern: Record<string, boolean[]> = {};
+    for (const l of this.layers.values()) pattern[`${l.path}.lora_E`] = new Array<boolean>(l.r).fill(true);
+    for (const t of triplets) {
+      if (t.s <= threshold) {
+        (this.tensors.get(this.key(t.path, "E"))!.data as Float32Array)[t.k] = 0;
+        pattern[`${t.path}.lora_E`]![t.k] = false;
+      }
+    }
+    this.config.rank_pattern = pattern;
+  }
+
+  /** PEFT's keys; with a rank pattern, only the kept singular triplets are saved. */
+  stateDict(): Map<string, Tensor> {
+    const sd = new Map<string, Tensor>();
+    for (const l of this.layers.values()) {
+      const keep = this.config.rank_pattern?.[`${l.path}.lora_E`];
+      const rows = keep ? keep.flatMap((k, i) => (k ? [i] : [])) : [...Array(l.r).keys()];
+      const A = this.tensors.get(this.key(l.path, "A"))!.data as Float32Array;
+      const B = this.tensors.get(this.key(l.path, "B"))!.data as Float32Array;
+      const E = this.tensors.get(this.key(l.path, "E"))!.data as Float32Array;
+      const n = rows.length;
+      sd.set(`${MODEL_PREFIX}${l.path}.lora_A`, { dtype: "float32", shape: [n, l.inFeatures], data: Float32Array.from(rows.flatMap((k) => Array.from(A.subarray(k * l.inFeatures, (k + 1) * l.inFeatures)))) });
+      sd.set(`${MODEL_PREFIX}${l.path}.lora_B`, { dtype: "float32", shape: [l.outFeatures, n], data: Float32Array.from({ length: l.outFeatures * n }, (_, i) => B[Math.floor(i / n) * l.r + rows[i % n]!]!) });
+      // A loader sets the rank to the kept count (PEFT: ranknum = r), which changes the scaling
+      // alpha / r; E absorbs the difference so the reloaded adapter computes the same update.
+      const rescale = (n + 1e-5) / (l.r + 1e-5);
+      sd.set(`${MODEL_PREFIX}${l.path}.lora_E`, { dtype: "float32", shape: [n, 1], data: Float32Array.from(rows, (k) => E[k]! * rescale) });
+    }
+    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
+    return sd;
+  }
+
+  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
+    const expected = new Map<string, string>();
+    for (const p of this.layers.keys()) for (const w of ["A", "B", "E"] as const) expected.set(`${MODEL_PREFIX}${p}.lora_${w}`, this.key(p, w));
+    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
+    copyStateDict(this.tensors, expected, sd, source);
+  }
+
+  mergedWeights(weight: (name: string) => Tensor): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const l of this.layers.values()) {
+      const W = weight(`${l.path}.weight`);
+      const A = this.tensors.get(this.key(l.path, "A"))!.data as Float32Array;
+      const B = this.tensors.get(this.key(l.path, "B"))!.data as Float32Array;
+      const E = this.tensors.get(this.key(l.path, "E"))!.data as Float32Array;
+      const merged = Float32Array.from(W.data as Float32Array);
+      const s = this.scaling(l);
+      for (let o = 0; o < l.outFeatures; o++) {
+        for (let i = 0; i < l.inFeatures; i++) {
+          let d = 0;
+          for (let k = 0; k < l.r; k++) d += B[o * l.r + k]! * E[k]! * A[k * l.inFeatures + i]!;
+          merged[l.layout === "linear" ? o * l.inFeatures + i : i * l.outFeatures + o]! += s * d;
+        }
+      }
+      out.set(`${l.path}.weight`, { dtype: "float32", shape: W.shape, data: merged });
+    }
+    for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
+    return out;
+  }
+}
+
+export const ADALORA: TunerDef<AdaLoraConfig> = {
+  peftType: "ADALORA",
+  parseConfig: (json, source, model) => parseAdaLoraConfig(json, source, model?.config.modelType),
+  toJSON: (c) => {
+    const { rank_pattern: _lora, r: _r, ...lora } = loraConfigToJSON({ ...c, peft_type: "LORA", rank_pattern: {} });
+    void _lora;
+    void _r;
+    return { ...lora, peft_type: "ADALORA", r: c.init_r, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
+  },
+  create: (model, config, name) => new AdaLoraAdapter(model, parseAdaLoraConfig({ ...config }, "AdaLoRA config", model.config.modelType), name),
+};
