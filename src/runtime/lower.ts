@@ -24,7 +24,7 @@ export interface LoweredModel {
   externalData: ExternalData[];
   /** Graph inputs fed by the caller (not trainable parameters), in order. */
   inputs: Value[];
-  /** Trainable parameters that the graph takes as inputs, in order. */
+  /** Parameters the graph takes as inputs (trainable ones; frozen too with frozenAsInputs), in order. */
   trainable: Param[];
   /** Names of the outputs, as requested. */
   outputs: string[];
@@ -79,7 +79,16 @@ export function neededNodes(roots: readonly Value[]): Node[] {
 }
 
 /** Lower the computation of `outputs` (name -> value) to ONNX. */
-export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName = "peftjs"): LoweredModel {
+export interface LowerOptions {
+  /**
+   * Feed frozen parameters as inputs on every run instead of baking them in as initializers.
+   * ORT then reads our buffers without keeping its own copy of the weights (less memory; no
+   * weight prepacking, so GEMMs are slightly slower).
+   */
+  frozenAsInputs?: boolean;
+}
+
+export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: LowerOptions = {}, graphName = "peftjs"): LoweredModel {
   const roots = Object.values(outputs);
   if (roots.length === 0) throw new Error("lowerToOnnx: no outputs requested");
   const nodes = neededNodes(roots);
@@ -121,7 +130,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, graphName 
       inputs.push(v);
     } else if (s.kind === "param") {
       n = s.param.name;
-      if (s.param.trainable) trainable.push(s.param);
+      if (s.param.trainable || opts.frozenAsInputs) trainable.push(s.param);
       else addInitializer(n, s.param.tensor);
     } else if (s.kind === "constant") {
       n = `const_${v.id}`;

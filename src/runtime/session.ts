@@ -21,6 +21,8 @@ export interface SessionOptions {
   saveModelTo?: string;
   /** Write ORT's per-node profile (Chrome trace JSON) with this file prefix. */
   profilePrefix?: string;
+  /** Frozen weights as run inputs rather than ORT-owned initializers (see LowerOptions). */
+  frozenWeightsAsInputs?: boolean;
 }
 
 const ORT_DTYPES: Partial<Record<DType, ort.Tensor.Type>> = {
@@ -67,7 +69,7 @@ export class CompiledGraph {
    *   const { y } = await step.run({ x: float32([1, 3], [-1, 0, 2]) });
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const model = lowerToOnnx(outputs);
+    const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs });
     if (opts.saveModelTo) {
       const { writeFile } = await import("node:fs/promises");
       await writeFile(opts.saveModelTo, model.bytes);
@@ -103,7 +105,7 @@ export class CompiledGraph {
 
   /** Trainable parameters fed automatically from their current data on every run. */
   get trainableParams(): readonly Param[] {
-    return this.model.trainable;
+    return this.model.trainable.filter((p) => p.trainable);
   }
 
   /** ONNX nodes per op type in the lowered graph (before ORT's own optimizations). */

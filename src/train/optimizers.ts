@@ -33,8 +33,9 @@ function gradFor(grads: ReadonlyMap<string, Tensor> | Readonly<Record<string, Te
  *   opt.step(gradsByParamName(out));
  */
 export class AdamW {
-  private readonly m = new Map<Param, Float64Array>();
-  private readonly v = new Map<Param, Float64Array>();
+  // float32 moments, like torch.optim.AdamW: two extra copies of the trained parameters.
+  private readonly m = new Map<Param, Float32Array>();
+  private readonly v = new Map<Param, Float32Array>();
   private t = 0;
   lr: number;
   readonly betas: [number, number];
@@ -51,8 +52,8 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     for (const p of params) {
       floatData(p);
-      this.m.set(p, new Float64Array(p.data.length));
-      this.v.set(p, new Float64Array(p.data.length));
+      this.m.set(p, new Float32Array(p.data.length));
+      this.v.set(p, new Float32Array(p.data.length));
     }
   }
 
