@@ -27,3 +27,14 @@ export { CheckpointError, weightMap, type WeightSource, type BuildOptions } from
 export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type KeyValueHook, type EmbeddingHook } from "./models/hooks.js";
 export { TASKS, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
 export { Generator, type GenerateOptions, type GenerationResult } from "./models/generate.js";
+export { PeftModel, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type PeftConfigInput, type PeftGraphOptions } from "./peft/peft-model.js";
+export { TUNERS, tunerFor, type TunerName } from "./tuners/registry.js";
+export { AdapterConfigError, type Adapter, type TunerDef, type HookContext, type BaseConfig } from "./tuners/tuner.js";
+export type { LoraConfig } from "./tuners/lora/config.js";
+export type { AdaLoraConfig } from "./tuners/adalora/index.js";
+export type { Ia3Config } from "./tuners/ia3/index.js";
+export type { PromptTuningConfig, PTuningConfig } from "./tuners/prompt/index.js";
+export type { PrefixTuningConfig } from "./tuners/prefix/index.js";
+export type { BottleneckConfig } from "./tuners/bottleneck/index.js";
+export type { HybridConfig } from "./tuners/hybrid/index.js";
+export type { SelectiveConfig } from "./tuners/selective/index.js";
