@@ -90,6 +90,6 @@ describe("bad adapters give clear errors", () => {
     cpSync(join(FIXTURES, "peft", "bert-lora-seq-cls"), dir, { recursive: true });
     writeFileSync(join(dir, "adapter_config.json"), JSON.stringify({ peft_type: "VERA", r: 4 }));
     const base = await loadModel(join(FIXTURES, "models", "bert-tiny"), { task: "sequence-classification" });
-    await assert.rejects(PeftModel.load(base, dir), /adapter_config.json: unknown peft_type "VERA"; supported: LORA, IA3, PROMPT_TUNING/);
+    await assert.rejects(PeftModel.load(base, dir), /adapter_config.json: unknown peft_type "VERA"; supported: LORA, ADALORA, IA3, PROMPT_TUNING/);
   });
 });

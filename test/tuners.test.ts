@@ -72,6 +72,11 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       noGradCheck: "DoRA detaches the weight norm (as PEFT does, section 4.3 of the paper), so its gradient is by design not the finite-difference one",
       identityAtInit: true, mergeable: true, mixable: true,
     },
+    {
+      config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: [m.modules().embeddings!.path.split(".").pop()!, ...attnTargets(m.config.modelType)] }),
+      expected: (inv, task) => 2 * (inv.cfg.vocabSize + inv.cfg.hidden) + linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out)) + head(inv, task),
+      identityAtInit: true, mergeable: true, mixable: true,
+    },
   ],
   ADALORA: [
     {

@@ -2,13 +2,12 @@
 // heads: sequence/token classification, extractive QA and masked LM.
 import { activation } from "../ir/composites/activations.js";
 import { scaledDotProductAttention } from "../ir/composites/attention.js";
-import { crossEntropy } from "../ir/composites/losses.js";
-import { linear } from "../ir/composites/linear.js";
-import { add, dropout, gather, layerNorm, mul, reshape, split, squeeze, tanh } from "../ir/ops/index.js";
+import { add, dropout, gather, layerNorm, tanh } from "../ir/ops/index.js";
 import { type Value } from "../ir/graph.js";
 import { type ModelBuilder } from "./builder.js";
 import { type ModelConfig } from "./config.js";
-import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
+import { questionAnswering, sequenceLoss, tiedDecoder, tokenClassification, tokenLoss } from "./heads.js";
+import { additiveMask, firstToken, mergeHeads, splitHeads } from "./layers.js";
 import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
 
 export const BERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
@@ -30,8 +29,9 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
 
   // Embeddings
   const emb = `${prefix}embeddings`;
-  let words = gather(p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]), inputs.input_ids);
-  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words }) ?? words;
+  const table = p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]);
+  let words = gather(table, inputs.input_ids);
+  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words, ids: inputs.input_ids, weight: table }) ?? words;
   let h = add(words, gather(p(`${emb}.position_embeddings.weight`, [cfg.maxPositions, H]), inputs.position_ids));
   if (inputs.token_type_ids) h = add(h, gather(p(`${emb}.token_type_embeddings.weight`, [cfg.typeVocabSize, H]), inputs.token_type_ids));
   h = drop(layerNorm(h, p(`${emb}.LayerNorm.weight`, [H]), p(`${emb}.LayerNorm.bias`, [H]), cfg.layerNormEps));
@@ -73,32 +73,22 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
       const pooled = tanh(b.linear(`${prefix}pooler.dense`, firstToken(h), H, H, { head: true }));
       outputs.logits = b.linear("classifier", drop(pooled), classes, H, { head: true });
     }
-    if (withLoss) outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));
+    if (withLoss) outputs.loss = sequenceLoss(outputs.logits, inputs);
   } else if (task === "token-classification") {
-    outputs.logits = b.linear("classifier", drop(h), classes, H, { head: true });
-    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+    tokenClassification(b, drop(h), classes, inputs, outputs, withLoss);
   } else if (task === "question-answering") {
-    const [s, e] = split(b.linear("qa_outputs", h, 2, H, { head: true }), [1, 1], -1);
-    outputs.start_logits = squeeze(s!, [2]);
-    outputs.end_logits = squeeze(e!, [2]);
-    if (withLoss) {
-      inputs.start_positions = g.input("start_positions", "int64", ["batch"]);
-      inputs.end_positions = g.input("end_positions", "int64", ["batch"]);
-      // transformers averages the start and end losses.
-      outputs.loss = mul(add(crossEntropy(outputs.start_logits, inputs.start_positions), crossEntropy(outputs.end_logits, inputs.end_positions)), 0.5);
-    }
+    questionAnswering(b, h, inputs, outputs, withLoss);
   } else if (task === "masked-lm") {
     const roberta = cfg.modelType === "roberta";
     const head = roberta ? "lm_head" : "cls.predictions";
     const t = activation(cfg.activation, b.linear(roberta ? "lm_head.dense" : "cls.predictions.transform.dense", h, H, H));
-    const tn = roberta
-      ? layerNorm(t, b.param("lm_head.layer_norm.weight", [H]), b.param("lm_head.layer_norm.bias", [H]), cfg.layerNormEps)
-      : layerNorm(t, b.param("cls.predictions.transform.LayerNorm.weight", [H]), b.param("cls.predictions.transform.LayerNorm.bias", [H]), cfg.layerNormEps);
+    const norm = roberta ? "lm_head.layer_norm" : "cls.predictions.transform.LayerNorm";
+    const tn = layerNorm(t, b.param(`${norm}.weight`, [H]), b.param(`${norm}.bias`, [H]), cfg.layerNormEps);
     // The decoder is tied to the word embeddings; its bias is `<head>.bias`.
     const decoder = b.param(`${head}.decoder.weight`, [cfg.vocabSize, H], { aliases: [`${emb}.word_embeddings.weight`] });
     const bias = b.param(`${head}.bias`, [cfg.vocabSize], { aliases: [`${head}.decoder.bias`] });
-    outputs.logits = b.hooks.linear?.({ path: `${head}.decoder`, x: tn, weight: decoder, bias, layout: "linear", base: (x) => linear(x, decoder, bias) }) ?? linear(tn, decoder, bias);
-    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+    outputs.logits = tiedDecoder(b, `${head}.decoder`, tn, decoder, bias);
+    if (withLoss) outputs.loss = tokenLoss(outputs.logits, inputs);
   }
   const { unexpected } = b.finish((n) => n.endsWith("position_ids") || (task !== "masked-lm" && (n.startsWith("cls.") || n.startsWith("lm_head."))) || (task === "base" && (n.startsWith("classifier") || n.startsWith("qa_outputs"))));
   return { graph: g, inputs, outputs, present: {}, unexpected, newlyInitialized: [...b.newlyInitialized] };

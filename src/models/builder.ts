@@ -61,8 +61,9 @@ export class ModelBuilder {
    * `init` is given, a missing weight is initialized (a new task head) instead of reported.
    */
   param(name: string, shape: readonly number[], opts: { aliases?: readonly string[]; init?: "normal" | "zeros" | "ones" } = {}): Value {
-    // A hook may supply a trained copy; tied weights (an LM head over the embeddings) share
-    // whatever their alias is bound to.
+    // In order of preference, for the name and then each alias: a value already bound to it
+    // (tied weights share one parameter), a trained copy a hook supplies, the checkpoint's tensor.
+    let key: string | undefined;
     for (const candidate of [name, ...(opts.aliases ?? [])]) {
       const bound = this.bound.get(candidate);
       if (bound) return this.remember(name, bound);
@@ -74,8 +75,9 @@ export class ModelBuilder {
         if (this.weights.has(candidate)) this.used.add(candidate);
         return this.remember(candidate, this.remember(name, supplied));
       }
+      key = [candidate, ...this.prefixAliases(candidate)].find((k) => this.weights.has(k));
+      if (key !== undefined) break;
     }
-    const key = [name, ...(opts.aliases ?? []), ...this.prefixAliases(name)].find((k) => this.weights.has(k));
     if (key === undefined) {
       const n = shape.reduce((a, b) => a * b, 1);
       if (opts.init) {

@@ -7,6 +7,7 @@ import { type Graph, type Value } from "../ir/graph.js";
 import { dimAdd } from "../ir/shape.js";
 import { concat, constantOfShape, gatherElements, expand, reduceSum, reshape, shapeOf, slice, squeeze, sub, unsqueeze } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
+import { sequenceLoss } from "./heads.js";
 import { additiveMask, flattenTokens } from "./layers.js";
 import { type ModelInputs, type ModelOutputs } from "./task.js";
 
@@ -91,7 +92,7 @@ export function decoderHead(outputs: ModelOutputs, inputs: ModelInputs, task: st
   if (!withLoss || !outputs.logits) return;
   const g = inputs.input_ids.graph;
   if (task === "causal-lm") outputs.loss = causalLmLoss(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch", "seq"])));
-  else if (task === "sequence-classification") outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));
+  else if (task === "sequence-classification") outputs.loss = sequenceLoss(outputs.logits, inputs);
 }
 
 /** The last position of [batch, seq, hidden]. */

@@ -1,13 +1,12 @@
 // DistilBERT: a 6-layer BERT without token types or pooler, with its own module names.
 import { activation } from "../ir/composites/activations.js";
 import { scaledDotProductAttention } from "../ir/composites/attention.js";
-import { crossEntropy } from "../ir/composites/losses.js";
-import { linear } from "../ir/composites/linear.js";
 import { type Value } from "../ir/graph.js";
-import { add, dropout, gather, layerNorm, mul, relu, reshape, split, squeeze } from "../ir/ops/index.js";
+import { add, dropout, gather, layerNorm, relu } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
 import { type ModelConfig } from "./config.js";
-import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
+import { questionAnswering, sequenceLoss, tiedDecoder, tokenClassification, tokenLoss } from "./heads.js";
+import { additiveMask, firstToken, mergeHeads, splitHeads } from "./layers.js";
 import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
 
 export const DISTILBERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
@@ -27,8 +26,9 @@ export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, w
     position_ids: g.input("position_ids", "int64", ["batch", "seq"]),
   };
   const emb = `${prefix}embeddings`;
-  let words = gather(p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]), inputs.input_ids);
-  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words }) ?? words;
+  const table = p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]);
+  let words = gather(table, inputs.input_ids);
+  words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words, ids: inputs.input_ids, weight: table }) ?? words;
   let h = drop(ln(`${emb}.LayerNorm`, add(words, gather(p(`${emb}.position_embeddings.weight`, [cfg.maxPositions, H]), inputs.position_ids))));
   const mask = additiveMask(inputs.attention_mask);
 
@@ -53,29 +53,19 @@ export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, w
   }
 
   const outputs: ModelOutputs = { last_hidden_state: h };
-  const classes = cfg.numLabels;
   if (task === "sequence-classification") {
     const pooled = drop(relu(b.linear("pre_classifier", firstToken(h), H, H, { head: true })));
-    outputs.logits = b.linear("classifier", pooled, classes, H, { head: true });
-    if (withLoss) outputs.loss = crossEntropy(outputs.logits, (inputs.labels = g.input("labels", "int64", ["batch"])));
+    outputs.logits = b.linear("classifier", pooled, cfg.numLabels, H, { head: true });
+    if (withLoss) outputs.loss = sequenceLoss(outputs.logits, inputs);
   } else if (task === "token-classification") {
-    outputs.logits = b.linear("classifier", drop(h), classes, H, { head: true });
-    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+    tokenClassification(b, drop(h), cfg.numLabels, inputs, outputs, withLoss);
   } else if (task === "question-answering") {
-    const [s, e] = split(b.linear("qa_outputs", drop(h), 2, H, { head: true }), [1, 1], -1);
-    outputs.start_logits = squeeze(s!, [2]);
-    outputs.end_logits = squeeze(e!, [2]);
-    if (withLoss) {
-      inputs.start_positions = g.input("start_positions", "int64", ["batch"]);
-      inputs.end_positions = g.input("end_positions", "int64", ["batch"]);
-      outputs.loss = mul(add(crossEntropy(outputs.start_logits, inputs.start_positions), crossEntropy(outputs.end_logits, inputs.end_positions)), 0.5);
-    }
+    questionAnswering(b, drop(h), inputs, outputs, withLoss);
   } else if (task === "masked-lm") {
     const t = layerNorm(activation(cfg.activation, b.linear("vocab_transform", h, H, H)), b.param("vocab_layer_norm.weight", [H]), b.param("vocab_layer_norm.bias", [H]), 1e-12);
     const decoder = b.param("vocab_projector.weight", [cfg.vocabSize, H], { aliases: [`${emb}.word_embeddings.weight`] });
-    const bias = b.param("vocab_projector.bias", [cfg.vocabSize]);
-    outputs.logits = b.hooks.linear?.({ path: "vocab_projector", x: t, weight: decoder, bias, layout: "linear", base: (x) => linear(x, decoder, bias) }) ?? linear(t, decoder, bias);
-    if (withLoss) outputs.loss = crossEntropy(flattenTokens(outputs.logits), reshape((inputs.labels = g.input("labels", "int64", ["batch", "seq"])), [-1]));
+    outputs.logits = tiedDecoder(b, "vocab_projector", t, decoder, b.param("vocab_projector.bias", [cfg.vocabSize]));
+    if (withLoss) outputs.loss = tokenLoss(outputs.logits, inputs);
   }
   const { unexpected } = b.finish((n) => n.endsWith("position_ids") || (task !== "masked-lm" && n.startsWith("vocab_")));
   return { graph: g, inputs, outputs, present: {}, unexpected, newlyInitialized: [...b.newlyInitialized] };

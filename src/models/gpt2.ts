@@ -1,9 +1,9 @@
 // GPT-2: pre-LN decoder with learned positions, fused c_attn and Conv1D ([in, out]) weights.
 import { activation } from "../ir/composites/activations.js";
-import { linear } from "../ir/composites/linear.js";
 import { type Value } from "../ir/graph.js";
 import { add, dropout, gather, layerNorm, split } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
+import { tiedDecoder } from "./heads.js";
 import { type ModelConfig } from "./config.js";
 import { CausalAttention, decoderHead, decoderInputs, lastPosition, lastTokenPool, type DecoderOptions } from "./decoder.js";
 import { mergeHeads, splitHeads } from "./layers.js";
@@ -28,7 +28,7 @@ export function buildGpt2(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
   const inputs = decoderInputs(g, opts);
   const wte = p(`${prefix}wte.weight`, [cfg.vocabSize, H]);
   let words = gather(wte, inputs.input_ids);
-  words = b.hooks.inputEmbeddings?.({ path: `${prefix}wte`, embeds: words }) ?? words;
+  words = b.hooks.inputEmbeddings?.({ path: `${prefix}wte`, embeds: words, ids: inputs.input_ids, weight: wte }) ?? words;
   let h = drop(add(words, gather(p(`${prefix}wpe.weight`, [cfg.maxPositions, H]), inputs.position_ids)));
 
   const attn = new CausalAttention(b, inputs, { kvHeads: cfg.heads, headDim: cfg.headDim }, opts);
@@ -52,7 +52,7 @@ export function buildGpt2(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
   if (task === "causal-lm") {
     const head = b.param("lm_head.weight", [cfg.vocabSize, H], { aliases: [`${prefix}wte.weight`] });
     const x = opts.lastTokenLogits ? lastPosition(h) : h;
-    outputs.logits = b.hooks.linear?.({ path: "lm_head", x, weight: head, bias: undefined, layout: "linear", base: (t) => linear(t, head) }) ?? linear(x, head);
+    outputs.logits = tiedDecoder(b, "lm_head", x, head, undefined);
   } else if (task === "sequence-classification") {
     outputs.logits = lastTokenPool(b.linear("score", h, cfg.numLabels, H, { bias: false, head: true }), inputs.attention_mask);
   }

@@ -50,6 +50,10 @@ export interface EmbeddingHook {
   path: string;
   /** [batch, seq, hidden] input embeddings (after the lookup, before positions are added). */
   embeds: Value;
+  /** The token ids looked up, [batch, seq]. */
+  ids: Value;
+  /** The embedding table [vocab, hidden]. */
+  weight: Value;
 }
 
 /**

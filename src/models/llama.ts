@@ -1,12 +1,12 @@
 // The Llama family (Llama 2/3, Qwen2, SmolLM, Mistral): pre-RMSNorm decoder with rotary
 // positions (incl. Llama-3 rope scaling), grouped-query attention and a SwiGLU MLP.
 import { silu } from "../ir/composites/activations.js";
-import { linear } from "../ir/composites/linear.js";
 import { rmsNorm } from "../ir/composites/norms.js";
 import { applyRotary, rotaryInverseFrequencies, rotaryTables } from "../ir/composites/rotary.js";
 import { type Value } from "../ir/graph.js";
 import { add, dropout, gather, mul } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
+import { tiedDecoder } from "./heads.js";
 import { type ModelConfig } from "./config.js";
 import { CausalAttention, decoderHead, decoderInputs, lastPosition, lastTokenPool, type DecoderOptions } from "./decoder.js";
 import { mergeHeads, splitHeads } from "./layers.js";
@@ -38,8 +38,9 @@ export function buildLlama(b: ModelBuilder, cfg: ModelConfig, task: Task, withLo
   const drop = (x: Value) => dropout(x, cfg.hiddenDropout, b.training);
 
   const inputs = decoderInputs(g, opts);
-  let h = gather(p(`${prefix}embed_tokens.weight`, [cfg.vocabSize, H]), inputs.input_ids);
-  h = b.hooks.inputEmbeddings?.({ path: `${prefix}embed_tokens`, embeds: h }) ?? h;
+  const table = p(`${prefix}embed_tokens.weight`, [cfg.vocabSize, H]);
+  let h = gather(table, inputs.input_ids);
+  h = b.hooks.inputEmbeddings?.({ path: `${prefix}embed_tokens`, embeds: h, ids: inputs.input_ids, weight: table }) ?? h;
   const rope = rotaryTables(inputs.position_ids, llamaInverseFrequencies(cfg));
   const attn = new CausalAttention(b, inputs, { kvHeads, headDim: D }, opts);
   // Qwen2 has q/k/v biases but none on o_proj; Llama's attention_bias covers all four.
@@ -71,7 +72,7 @@ export function buildLlama(b: ModelBuilder, cfg: ModelConfig, task: Task, withLo
   if (task === "causal-lm") {
     const head = b.param("lm_head.weight", [cfg.vocabSize, H], cfg.tieWordEmbeddings ? { aliases: [`${prefix}embed_tokens.weight`] } : {});
     const x = opts.lastTokenLogits ? lastPosition(h) : h;
-    outputs.logits = b.hooks.linear?.({ path: "lm_head", x, weight: head, bias: undefined, layout: "linear", base: (t) => linear(t, head) }) ?? linear(x, head);
+    outputs.logits = tiedDecoder(b, "lm_head", x, head, undefined);
   } else if (task === "sequence-classification") {
     outputs.logits = lastTokenPool(b.linear("score", h, cfg.numLabels, H, { bias: false, head: true }), inputs.attention_mask);
   }

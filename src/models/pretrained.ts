@@ -37,7 +37,7 @@ export interface ModuleInventory {
   linear: { path: string; layout: "linear" | "conv1d"; outFeatures: number; inFeatures: number }[];
   sublayers: { path: string; layer: number; kind: "attention" | "ffn"; hidden: number }[];
   attention: { path: string; layer: number }[];
-  embeddings: { path: string; hidden: number } | undefined;
+  embeddings: { path: string; hidden: number; vocab: number } | undefined;
   layers: number;
   /** Every parameter the task graph uses (HF names) and its shape. */
   params: Map<string, readonly number[]>;
@@ -117,7 +117,7 @@ export class PretrainedModel {
         },
         sublayerOutput: (h) => void inv.sublayers.push({ path: h.path, layer: h.layer, kind: h.kind, hidden: h.y.shape[h.y.rank - 1] as number }),
         keyValue: (h) => void inv.attention.push({ path: h.path, layer: h.layer }),
-        inputEmbeddings: (h) => void (inv.embeddings = { path: h.path, hidden: h.embeds.shape[2] as number }),
+        inputEmbeddings: (h) => void (inv.embeddings = { path: h.path, hidden: h.embeds.shape[2] as number, vocab: h.weight.shape[0] as number }),
       },
     });
     for (const [name, p] of built.graph.params) inv.params.set(name, p.shape);

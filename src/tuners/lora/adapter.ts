@@ -4,12 +4,12 @@
 // rescales each output unit by a trainable magnitude over the norm of the updated weight.
 import { linear } from "../../ir/composites/linear.js";
 import { type Value } from "../../ir/graph.js";
-import { add, div, dropout, matmul, mul, reduceSum, sigmoid, sqrt, stopGradient, sub, transpose } from "../../ir/ops/index.js";
+import { add, div, dropout, gather, matmul, mul, reduceSum, sigmoid, sqrt, stopGradient, sub, transpose } from "../../ir/ops/index.js";
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
-import { type LinearHook } from "../../models/hooks.js";
+import { type EmbeddingHook, type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { patternValue, targetedLinears } from "../targets.js";
+import { isTargeted, patternValue, targetedLinears } from "../targets.js";
 import { AdapterConfigError, MODEL_PREFIX, type Adapter, type HookContext } from "../tuner.js";
 import { type LoraConfig } from "./config.js";
 import { ModulesToSave } from "../modules-to-save.js";
@@ -42,7 +42,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
   ) {
     const source = `LoRA adapter "${name}"`;
     const rand = seededRandom(seed + 1);
-    for (const l of targetedLinears(config, model.modules(), "LoRA", source)) {
+    for (const l of model.modules().linear.filter((l) => isTargeted(config, l.path))) {
       const r = patternValue(config.rank_pattern, l.path, config.r);
       const alpha = patternValue(config.alpha_pattern, l.path, config.lora_alpha);
       if (r > Math.min(l.inFeatures, l.outFeatures)) {
@@ -62,9 +62,28 @@ export class LoraAdapter implements Adapter<LoraConfig> {
         this.tensors.set(this.gateKey(l.path, "bias"), f32([1]));
       }
     }
+    // LoRA on the input embedding (PEFT's lora.Embedding): A [r, vocab], B [hidden, r].
+    const emb = model.modules().embeddings;
+    if (emb && config.target_modules !== "all-linear" && isTargeted(config, emb.path)) {
+      const r = patternValue(config.rank_pattern, emb.path, config.r);
+      const alpha = patternValue(config.alpha_pattern, emb.path, config.lora_alpha);
+      this.embedding = { path: emb.path, r, scaling: config.use_rslora ? alpha / Math.sqrt(r) : alpha / r, vocab: emb.vocab, hidden: emb.hidden };
+      // PEFT initializes the embedding's A to zeros and B normally (the transpose of Linear's rule).
+      this.tensors.set(this.embKey("A"), f32([r, emb.vocab]));
+      this.tensors.set(this.embKey("B"), f32([emb.hidden, r], (d) => fillNormal(d, 1, seed * 31 + 7)));
+    } else if (this.layers.size === 0) {
+      targetedLinears(config, model.modules(), "LoRA", source); // throws, listing close names
+    }
     const biasPaths = config.bias === "all" ? model.modules().linear.map((l) => l.path) : config.bias === "lora_only" ? [...this.layers.keys()] : [];
     this.extra = new ModulesToSave(model, name, config.modules_to_save ?? [], biasPaths.map((p) => `${p}.bias`).filter((n) => model.weights.has(n) || model.weights.has(n.replace(/^[^.]+\./, ""))));
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
+  }
+
+  /** LoRA on the input embedding, when targeted. */
+  embedding: { path: string; r: number; scaling: number; vocab: number; hidden: number } | undefined;
+
+  private embKey(which: "A" | "B"): string {
+    return `${this.embedding!.path}.lora_embedding_${which}.${this.name}`;
   }
 
   private key(path: string, which: "lora_A" | "lora_B"): string {
@@ -91,6 +110,14 @@ export class LoraAdapter implements Adapter<LoraConfig> {
   hooks(ctx: HookContext) {
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),
+      inputEmbeddings: (h: EmbeddingHook) => {
+        const e = this.embedding;
+        if (!e || h.path !== e.path) return undefined;
+        // Rows of A^T picked by the token ids, then B: [batch, seq, r] @ [r, hidden].
+        let delta = mul(matmul(gather(transpose(ctx.bind(this.embKey("A")), [1, 0]), h.ids), transpose(ctx.bind(this.embKey("B")), [1, 0])), e.scaling);
+        if (ctx.rowGate) delta = mul(delta, ctx.rowGate(delta));
+        return add(h.embeds, delta);
+      },
       linear: (hook: LinearHook) => {
         const layer = this.layers.get(hook.path);
         if (!layer) return this.extra.linear(hook, ctx);
@@ -127,6 +154,10 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       if (this.config.use_dora) sd.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.tensors.get(this.magnitudeKey(path))!);
       if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) sd.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.tensors.get(this.gateKey(path, leaf))!);
     }
+    if (this.embedding) {
+      sd.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_A`, this.tensors.get(this.embKey("A"))!);
+      sd.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_B`, this.tensors.get(this.embKey("B"))!);
+    }
     for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
     return sd;
   }
@@ -139,6 +170,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       if (this.config.use_dora) expected.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.magnitudeKey(path));
       if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) expected.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.gateKey(path, leaf));
     }
+    if (this.embedding) for (const w of ["A", "B"] as const) expected.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_${w}`, this.embKey(w));
     for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
     copyStateDict(this.tensors, expected, sd, source);
   }
@@ -169,10 +201,31 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       }
       out.set(name, { dtype: "float32", shape: W.shape, data: merged });
     }
+    if (this.embedding) {
+      // The table [vocab, hidden] gains s (B A)^T.
+      const { path, r, vocab, hidden, scaling } = this.embedding;
+      const name = `${path}.weight`;
+      const W = weight(name);
+      const A = this.tensors.get(this.embKey("A"))!.data as Float32Array;
+      const B = this.tensors.get(this.embKey("B"))!.data as Float32Array;
+      const merged = Float32Array.from(W.data as Float32Array);
+      for (let v = 0; v < vocab; v++) for (let h = 0; h < hidden; h++) {
+        let d = 0;
+        for (let k = 0; k < r; k++) d += B[h * r + k]! * A[k * vocab + v]!;
+        merged[v * hidden + h]! += scaling * d;
+      }
+      out.set(name, { dtype: "float32", shape: W.shape, data: merged });
+      // An output head tied to this table keeps the original weights (the update applies to the
+      // input lookup only), so the merged model computes what the adapter did.
+      for (const head of TIED_HEADS) if (!this.model.weights.has(head)) out.set(head, W);
+    }
     for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
     return out;
   }
 }
+
+/** Output heads that transformers ties to the input embeddings, by architecture. */
+const TIED_HEADS = ["lm_head.weight", "cls.predictions.decoder.weight", "lm_head.decoder.weight", "vocab_projector.weight"];
 
 /** L2 norm of each output unit's weights. */
 function rowNorms(W: Tensor, layout: "linear" | "conv1d"): Float32Array {
