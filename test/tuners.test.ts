@@ -103,6 +103,17 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       expected: (inv, task) => 3 * inv.cfg.hidden + (inv.cfg.hidden * 8 + 8) + (8 * 8 + 8) + (8 * inv.cfg.hidden + inv.cfg.hidden) + head(inv, task),
       identityAtInit: false, mergeable: false, mixable: false,
     },
+    {
+      config: () => ({ peft_type: "P_TUNING", num_virtual_tokens: 3, encoder_reparameterization_type: "LSTM", encoder_hidden_size: 4, encoder_num_layers: 2 }),
+      // Per layer and direction: 4E x in + 4E x E + two 4E biases; then Linear(2E, 2E) and Linear(2E, H).
+      expected: (inv, task) => {
+        const [H, E] = [inv.cfg.hidden, 4];
+        const lstm = 2 * (4 * E * H + 4 * E * E + 8 * E) + 2 * (4 * E * 2 * E + 4 * E * E + 8 * E);
+        return 3 * H + lstm + (2 * E * 2 * E + 2 * E) + (2 * E * H + H) + head(inv, task);
+      },
+      reloadTolerance: { value: 1e-5, why: "the saved prompt is the encoder's output, computed outside the graph" },
+      identityAtInit: false, mergeable: false, mixable: false,
+    },
   ],
   PREFIX_TUNING: [
     { config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },

@@ -5,7 +5,7 @@
 // `prompt_embeddings` [num_virtual_tokens, hidden] (for P-tuning: the encoder's output).
 import { linear } from "../../ir/composites/linear.js";
 import { type Value } from "../../ir/graph.js";
-import { concat, dropout, expand, relu, shapeOf, slice, unsqueeze } from "../../ir/ops/index.js";
+import { add, concat, dropout, expand, mul, relu, shapeOf, sigmoid, slice, split, tanh, unsqueeze } from "../../ir/ops/index.js";
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
@@ -124,25 +124,47 @@ export class PTuningAdapter implements InputPromptAdapter {
   private readonly extra: ModulesToSave;
   readonly virtualTokens: number;
   private readonly prefix: string;
+  /** [out, in] of the MLP head's linear layers. */
+  private readonly mlp: [number, number][];
   /** Set when loaded from a file: the saved encoder output is used as is (PEFT's inference mode). */
   private frozenPrompt = false;
 
   constructor(model: PretrainedModel, readonly config: PTuningConfig, readonly name: string) {
     const { num_virtual_tokens: n, token_dim: H, encoder_hidden_size: E } = config;
     this.virtualTokens = n;
-    if (config.encoder_reparameterization_type !== "MLP") throw new AdapterConfigError(`P-tuning: encoder_reparameterization_type "${config.encoder_reparameterization_type}" is not supported yet (use "MLP")`);
     this.prefix = `prompt_encoder.${name}`;
-    const t = (shape: number[], std: number, seed: number) => {
+    let seed = 21;
+    const t = (shape: number[], init: "normal" | number): Tensor => {
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      if (std > 0) fillNormal(data, std, seed);
+      if (init === "normal") fillNormal(data, 1, seed++);
+      else {
+        const rand = seededRandom(seed++);
+        data.forEach((_, i) => (data[i] = (rand() * 2 - 1) * init));
+      }
       return { dtype: "float32" as const, shape, data };
     };
-    this.tensors.set(`${this.prefix}.embedding.weight`, t([n, H], 1, 21));
-    // PEFT's MLP head: Linear(H, E) -> ReLU -> Linear(E, E) -> ReLU -> Linear(E, H).
-    const dims: [number, number][] = [[E, H], [E, E], [H, E]];
-    dims.forEach(([o, i], k) => {
-      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.weight`, t([o, i], 1 / Math.sqrt(i), 31 + k));
-      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.bias`, t([o], 0, 0));
+    this.tensors.set(`${this.prefix}.embedding.weight`, t([n, H], "normal"));
+    if (config.encoder_reparameterization_type === "LSTM") {
+      // torch.nn.LSTM(H, E, num_layers, bidirectional=True): gates i, f, g, o; U(-1/sqrt(E), 1/sqrt(E)).
+      const bound = 1 / Math.sqrt(E);
+      for (let l = 0; l < config.encoder_num_layers; l++) {
+        for (const dir of ["", "_reverse"]) {
+          const k = `${this.prefix}.lstm_head.`;
+          this.tensors.set(`${k}weight_ih_l${l}${dir}`, t([4 * E, l === 0 ? H : 2 * E], bound));
+          this.tensors.set(`${k}weight_hh_l${l}${dir}`, t([4 * E, E], bound));
+          this.tensors.set(`${k}bias_ih_l${l}${dir}`, t([4 * E], bound));
+          this.tensors.set(`${k}bias_hh_l${l}${dir}`, t([4 * E], bound));
+        }
+      }
+      // PEFT's head after the LSTM: Linear(2E, 2E) -> ReLU -> Linear(2E, H).
+      this.mlp = [[2 * E, 2 * E], [H, 2 * E]];
+    } else {
+      // PEFT's MLP head: Linear(H, E) -> ReLU -> Linear(E, E) -> ReLU -> Linear(E, H).
+      this.mlp = [[E, H], [E, E], [H, E]];
+    }
+    this.mlp.forEach(([o, i], k) => {
+      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.weight`, t([o, i], 1 / Math.sqrt(i)));
+      this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.bias`, t([o], 1 / Math.sqrt(i)));
     });
     this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
     for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
@@ -152,10 +174,19 @@ export class PTuningAdapter implements InputPromptAdapter {
     const emb = ctx.bind(`${this.prefix}.embedding.weight`);
     if (this.frozenPrompt) return emb;
     let h = emb;
-    for (let k = 0; k < 3; k++) {
-      h = linear(h, ctx.bind(`${this.prefix}.mlp_head.${2 * k}.weight`), ctx.bind(`${this.prefix}.mlp_head.${2 * k}.bias`));
-      if (k < 2) h = dropout(relu(h), this.config.encoder_dropout, ctx.training);
+    if (this.config.encoder_reparameterization_type === "LSTM") {
+      for (let l = 0; l < this.config.encoder_num_layers; l++) {
+        if (l > 0) h = dropout(h, this.config.encoder_dropout, ctx.training);
+        const x = h;
+        const dir = (suffix: string, reverse: boolean) => lstmDirection(x, (w) => ctx.bind(`${this.prefix}.lstm_head.${w}_l${l}${suffix}`), this.virtualTokens, this.config.encoder_hidden_size, reverse);
+        h = concat([dir("", false), dir("_reverse", true)], 1);
+      }
     }
+    const last = this.mlp.length - 1;
+    this.mlp.forEach((_, k) => {
+      h = linear(h, ctx.bind(`${this.prefix}.mlp_head.${2 * k}.weight`), ctx.bind(`${this.prefix}.mlp_head.${2 * k}.bias`));
+      if (k < last) h = relu(h);
+    });
     return h;
   }
 
@@ -171,33 +202,92 @@ export class PTuningAdapter implements InputPromptAdapter {
     return new Map([["prompt_embeddings", this.encoderOutput()], ...this.extra.stateDict()]);
   }
 
+  /** The encoder's output [n, H], computed on the host. */
   private encoderOutput(): Tensor {
     if (this.frozenPrompt) return this.tensors.get(`${this.prefix}.embedding.weight`)!;
-    const E = (k: string) => this.tensors.get(`${this.prefix}.${k}`)!;
-    let h = Float32Array.from(E("embedding.weight").data as Float32Array);
+    const T = (k: string) => this.tensors.get(`${this.prefix}.${k}`)!.data as Float32Array;
+    const n = this.virtualTokens;
+    let h = Float32Array.from(T("embedding.weight"));
     let width = this.config.token_dim;
-    for (let k = 0; k < 3; k++) {
-      const W = E(`mlp_head.${2 * k}.weight`);
-      const b = E(`mlp_head.${2 * k}.bias`).data as Float32Array;
-      const [O] = W.shape as [number, number];
-      const out = new Float32Array(this.virtualTokens * O);
-      for (let t = 0; t < this.virtualTokens; t++) {
+    if (this.config.encoder_reparameterization_type === "LSTM") {
+      const E = this.config.encoder_hidden_size;
+      for (let l = 0; l < this.config.encoder_num_layers; l++) {
+        const out = new Float32Array(n * 2 * E);
+        for (const [d, suffix] of [[0, ""], [1, "_reverse"]] as const) {
+          const W = (w: string) => T(`lstm_head.${w}_l${l}${suffix}`);
+          const hs = lstmHost(h, width, W("weight_ih"), W("weight_hh"), W("bias_ih"), W("bias_hh"), n, E, d === 1);
+          for (let t = 0; t < n; t++) out.set(hs.subarray(t * E, (t + 1) * E), t * 2 * E + d * E);
+        }
+        h = out;
+        width = 2 * E;
+      }
+    }
+    this.mlp.forEach(([O], k) => {
+      const W = T(`mlp_head.${2 * k}.weight`);
+      const b = T(`mlp_head.${2 * k}.bias`);
+      const out = new Float32Array(n * O);
+      for (let t = 0; t < n; t++) {
         for (let o = 0; o < O; o++) {
           let s = b[o]!;
-          for (let i = 0; i < width; i++) s += (W.data as Float32Array)[o * width + i]! * h[t * width + i]!;
-          out[t * O + o] = k < 2 ? Math.max(0, s) : s;
+          for (let i = 0; i < width; i++) s += W[o * width + i]! * h[t * width + i]!;
+          out[t * O + o] = k < this.mlp.length - 1 ? Math.max(0, s) : s;
         }
       }
       h = out;
       width = O;
-    }
-    return { dtype: "float32", shape: [this.virtualTokens, this.config.token_dim], data: h };
+    });
+    return { dtype: "float32", shape: [n, this.config.token_dim], data: h };
   }
 
   loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
     copyStateDict(this.tensors, new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
     this.frozenPrompt = true;
   }
+}
+
+/** One direction of an LSTM layer over a [n, in] sequence (torch's gate order i, f, g, o) -> [n, E]. */
+function lstmDirection(x: Value, w: (name: string) => Value, n: number, E: number, reverse: boolean): Value {
+  const projected = linear(x, w("weight_ih"), w("bias_ih")); // every step's input projection at once
+  let h: Value = x.graph.constant({ dtype: "float32", shape: [1, E], data: new Float32Array(E) });
+  let c: Value = h;
+  const outputs = new Array<Value>(n);
+  for (let s = 0; s < n; s++) {
+    const t = reverse ? n - 1 - s : s;
+    const gates = add(slice(projected, [t], [t + 1], [0]), linear(h, w("weight_hh"), w("bias_hh")));
+    const [i, f, g, o] = split(gates, [E, E, E, E], 1);
+    c = add(mul(sigmoid(f!), c), mul(sigmoid(i!), tanh(g!)));
+    h = mul(sigmoid(o!), tanh(c));
+    outputs[t] = h;
+  }
+  return concat(outputs, 0);
+}
+
+/** The same LSTM direction on the host, for saving the encoder output. */
+function lstmHost(x: Float32Array, width: number, Wih: Float32Array, Whh: Float32Array, bih: Float32Array, bhh: Float32Array, n: number, E: number, reverse: boolean): Float32Array {
+  const sig = (v: number) => 1 / (1 + Math.exp(-v));
+  const out = new Float32Array(n * E);
+  let h = new Float32Array(E);
+  let c = new Float32Array(E);
+  for (let s = 0; s < n; s++) {
+    const t = reverse ? n - 1 - s : s;
+    const z = new Float64Array(4 * E);
+    for (let r = 0; r < 4 * E; r++) {
+      let v = bih[r]! + bhh[r]!;
+      for (let i = 0; i < width; i++) v += Wih[r * width + i]! * x[t * width + i]!;
+      for (let i = 0; i < E; i++) v += Whh[r * E + i]! * h[i]!;
+      z[r] = v;
+    }
+    const nh = new Float32Array(E);
+    const nc = new Float32Array(E);
+    for (let e = 0; e < E; e++) {
+      nc[e] = sig(z[E + e]!) * c[e]! + sig(z[e]!) * Math.tanh(z[2 * E + e]!);
+      nh[e] = sig(z[3 * E + e]!) * Math.tanh(nc[e]!);
+    }
+    h = nh;
+    c = nc;
+    out.set(h, t * E);
+  }
+  return out;
 }
 
 export const PROMPT_TUNING: TunerDef<PromptTuningConfig> = {
