@@ -60,6 +60,14 @@ describe("PeftModel API", () => {
     assert.ok(maxDiff(partial, a) > 1e-4 && maxDiff(partial, baseOut) > 1e-4, "removing layer 1's adapter changes the output, but not back to base");
     peft.enableAllAdapterLayers();
 
+    // merge() keeps the adapter: merged equals unmerged, unmerge() restores the hooked graph.
+    peft.merge({ safe: true });
+    assert.ok(peft.isMerged);
+    assert.ok(maxDiff(await logits(peft, base), a) < 1e-5, "merged equals unmerged");
+    assert.throws(() => peft.merge(), /already merged/);
+    peft.unmerge();
+    assert.ok(maxDiff(await logits(peft, base), a) < 1e-6, "unmerged again");
+
     peft.deleteAdapter("b");
     assert.deepEqual(peft.activeAdapters, ["a"]);
     assert.throws(() => peft.setAdapter("b"), /no adapter "b"; adapters: a, cat, svd, lin/);

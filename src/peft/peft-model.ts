@@ -144,7 +144,9 @@ export class PeftModel {
     const auxLosses: Value[] = [];
     let adapterIndex: Value | undefined;
     const hookSets: ModelHooks[] = [];
-    const names = this.disabled ? [] : this.active;
+    // Merged adapters live in the weights of `merged`; only the others hook in.
+    const names = this.disabled ? [] : this.active.filter((n) => !this.merged?.adapters.includes(n));
+    const model = this.disabled || !this.merged ? this.base : this.merged.model;
     const perAdapter = (adapter: Adapter, i: number): ModelHooks => {
       let ctx: HookContext | undefined;
       const context = (graph: Graph): HookContext => {
@@ -194,7 +196,7 @@ export class PeftModel {
       };
     };
     names.forEach((n, i) => hookSets.push(perAdapter(this.adapters.get(n)!, i)));
-    const built = this.base.build({ ...opts, hooks: composeHooks(hookSets) });
+    const built = model.build({ ...opts, hooks: composeHooks(hookSets) });
     if (built.outputs.loss && auxLosses.length) built.outputs.loss = auxLosses.reduce((l, t) => add(l, t), built.outputs.loss);
     return built;
   }
@@ -305,6 +307,28 @@ export class PeftModel {
     const m = new PeftModel(base);
     await m.loadAdapter(dir, name);
     return m;
+  }
+
+  private merged: { adapters: string[]; model: PretrainedModel } | undefined;
+
+  /**
+   * Fold the active adapters into (a copy of) the base weights for faster inference, keeping
+   * them so that `unmerge()` restores the unmerged model (PEFT's `merge_adapter`). Graphs built
+   * while merged use the merged weights; the base model itself is never modified.
+   */
+  merge(opts: { safe?: boolean } = {}): void {
+    if (this.merged) throw new Error(`adapters ${this.merged.adapters.join(", ")} are already merged; unmerge() first`);
+    this.merged = { adapters: [...this.active], model: this.mergeAndUnload(opts) };
+  }
+
+  /** Undo `merge()`. */
+  unmerge(): void {
+    if (!this.merged) throw new Error("no adapter is merged");
+    this.merged = undefined;
+  }
+
+  get isMerged(): boolean {
+    return this.merged !== undefined;
   }
 
   /**
