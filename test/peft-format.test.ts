@@ -85,6 +85,11 @@ describe("bad adapters give clear errors", () => {
     await assert.rejects(PeftModel.load(other, join(FIXTURES, "peft", "llama-ia3-causal-lm")), /"base_model.model.model.layers.0.self_attn.k_proj.ia3_l" has shape \[16, 1\], this base model needs \[8, 1\]/);
   });
 
+  it("BitFit on a model without bias terms (Llama)", async () => {
+    const base = await loadModel(join(FIXTURES, "models", "llama-tiny"), { task: "causal-lm" });
+    assert.throws(() => PeftModel.create(base, { peft_type: "BITFIT" }), /BITFIT adapter "default": no parameter of this model is selected/);
+  });
+
   it("an unknown peft_type lists the supported ones", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peftjs-bad-"));
     cpSync(join(FIXTURES, "peft", "bert-lora-seq-cls"), dir, { recursive: true });

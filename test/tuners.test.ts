@@ -164,7 +164,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: false, mixable: true,
     },
   ],
-  BITFIT: [{ only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested below)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  BITFIT: [{ only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested in peft-format.test.ts)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
   LN_TUNING: [{ config: () => ({ peft_type: "LN_TUNING" }), expected: (inv, task) => sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
   TOP_K_LAYERS: [
     {
