@@ -1,6 +1,6 @@
 // Building blocks shared by the architectures: masks, head reshapes, embeddings lookups.
 import { type Value } from "../ir/graph.js";
-import { cast, mul, reshape, shapeOf, slice, sub, transpose, unsqueeze } from "../ir/ops/index.js";
+import { cast, mul, reshape, slice, sub, transpose, unsqueeze } from "../ir/ops/index.js";
 import { maskValue } from "../ir/composites/attention.js";
 
 /** HF attention_mask [batch, seq] (1 = attend) -> additive float mask [batch, 1, 1, seq]. */
@@ -28,8 +28,3 @@ export function firstToken(x: Value): Value {
 export function flattenTokens(x: Value): Value {
   return reshape(x, [-1, x.shape[x.rank - 1] as number]);
 }
-
-export function batchSeqShape(x: Value): Value {
-  return slice(shapeOf(x), [0], [2], [0]);
-}
-
