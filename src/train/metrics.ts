@@ -17,7 +17,7 @@ export function classificationReport(labels: readonly number[], predictions: rea
   const confusion = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   labels.forEach((y, i) => confusion[y]![predictions[i]!]!++);
   const correct = labels.reduce((n, y, i) => n + (y === predictions[i] ? 1 : 0), 0);
-  const perClass = [];
+  const perClass: ClassificationReport["perClass"] = [];
   for (let c = 0; c < numClasses; c++) {
     const tp = confusion[c]![c]!;
     const support = confusion[c]!.reduce((a, b) => a + b, 0);

@@ -32,29 +32,47 @@ function gradFor(grads: ReadonlyMap<string, Tensor> | Readonly<Record<string, Te
  *   const out = await step.run(batch);
  *   opt.step(gradsByParamName(out));
  */
+/** Parameters sharing optimizer settings, e.g. a head trained at 10x the adapters' rate. */
+export interface ParamGroup {
+  params: readonly Param[];
+  /** Multiplies the optimizer's (scheduled) learning rate for this group (default 1). */
+  lrScale?: number;
+  weightDecay?: number;
+}
+
+/**
+ * AdamW with bias correction, matching torch.optim.AdamW; float32 moments like torch.
+ *
+ * @example
+ *   const opt = new AdamW(step.params, { lr: 1e-3 });
+ *   const { grads } = await step.run(batch);
+ *   opt.step(grads);
+ */
 export class AdamW {
-  // float32 moments, like torch.optim.AdamW: two extra copies of the trained parameters.
   private readonly m = new Map<Param, Float32Array>();
   private readonly v = new Map<Param, Float32Array>();
+  private readonly groups: Required<ParamGroup>[];
   private t = 0;
   lr: number;
   readonly betas: [number, number];
   readonly eps: number;
-  readonly weightDecay: number;
 
-  constructor(
-    readonly params: readonly Param[],
-    opts: AdamWOptions = {},
-  ) {
+  constructor(params: readonly Param[] | readonly ParamGroup[], opts: AdamWOptions = {}) {
     this.lr = opts.lr ?? 1e-3;
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0.01;
-    for (const p of params) {
+    const wd = opts.weightDecay ?? 0.01;
+    const groups = params.length && "params" in (params[0] as object) ? (params as readonly ParamGroup[]) : [{ params: params as readonly Param[] }];
+    this.groups = groups.map((g) => ({ params: g.params, lrScale: g.lrScale ?? 1, weightDecay: g.weightDecay ?? wd }));
+    for (const p of this.params) {
       floatData(p);
       this.m.set(p, new Float32Array(p.data.length));
       this.v.set(p, new Float32Array(p.data.length));
     }
+  }
+
+  get params(): Param[] {
+    return this.groups.flatMap((g) => g.params);
   }
 
   /** Number of steps taken. */
@@ -67,18 +85,42 @@ export class AdamW {
     const [b1, b2] = this.betas;
     const c1 = 1 - Math.pow(b1, this.t);
     const c2 = 1 - Math.pow(b2, this.t);
-    for (const p of this.params) {
-      const w = floatData(p);
-      const g = gradFor(grads, p);
-      const m = this.m.get(p)!;
-      const v = this.v.get(p)!;
-      for (let i = 0; i < w.length; i++) {
-        const gi = g[i]!;
-        m[i] = b1 * m[i]! + (1 - b1) * gi;
-        v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
-        w[i] = w[i]! * (1 - this.lr * this.weightDecay) - (this.lr * (m[i]! / c1)) / (Math.sqrt(v[i]! / c2) + this.eps);
+    for (const group of this.groups) {
+      const lr = this.lr * group.lrScale;
+      for (const p of group.params) {
+        const w = floatData(p);
+        const g = gradFor(grads, p);
+        const m = this.m.get(p)!;
+        const v = this.v.get(p)!;
+        for (let i = 0; i < w.length; i++) {
+          const gi = g[i]!;
+          m[i] = b1 * m[i]! + (1 - b1) * gi;
+          v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
+          w[i] = w[i]! * (1 - lr * group.weightDecay) - (lr * (m[i]! / c1)) / (Math.sqrt(v[i]! / c2) + this.eps);
+        }
       }
     }
+  }
+
+  /** The optimizer's state (moments by parameter name and the step count), for checkpoints. */
+  state(): { step: number; moments: Map<string, Tensor> } {
+    const moments = new Map<string, Tensor>();
+    for (const p of this.params) {
+      moments.set(`m:${p.name}`, { dtype: "float32", shape: p.shape, data: this.m.get(p)! });
+      moments.set(`v:${p.name}`, { dtype: "float32", shape: p.shape, data: this.v.get(p)! });
+    }
+    return { step: this.t, moments };
+  }
+
+  loadState(state: { step: number; moments: ReadonlyMap<string, Tensor> }, source: string): void {
+    for (const p of this.params) {
+      for (const [k, store] of [["m", this.m], ["v", this.v]] as const) {
+        const t = state.moments.get(`${k}:${p.name}`);
+        if (!t || t.data.length !== p.data.length) throw new RangeError(`${source}: optimizer state for "${p.name}" is missing or has the wrong size`);
+        store.get(p)!.set(t.data as Float32Array);
+      }
+    }
+    this.t = state.step;
   }
 }
 

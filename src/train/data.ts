@@ -1,0 +1,148 @@
+// Training data: JSONL / CSV records -> tokenized examples for a task -> padded batches
+// (dynamic padding, length-grouped, seeded shuffling that a resumed run can replay).
+import { readFile } from "node:fs/promises";
+import { extname } from "node:path";
+import { parse as parseCsv } from "csv-parse/sync";
+import { type Tokenizer } from "../io/tokenizer.js";
+import { seededRandom } from "../ir/random.js";
+import { int64, type Tensor } from "../ir/tensor.js";
+
+export class DataError extends Error {}
+
+export type DataRecord = Record<string, unknown>;
+
+/** Records from a .jsonl (one JSON object per line) or .csv / .tsv file (header row). */
+export async function readRecords(path: string): Promise<DataRecord[]> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    throw new DataError(`${path}: ${(e as Error).message}`);
+  }
+  const ext = extname(path).toLowerCase();
+  if (ext === ".csv" || ext === ".tsv") {
+    try {
+      return parseCsv(text, { columns: true, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", bom: true }) as DataRecord[];
+    } catch (e) {
+      throw new DataError(`${path}: ${(e as Error).message}`);
+    }
+  }
+  return text.split("\n").flatMap((line, i) => {
+    if (!line.trim()) return [];
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+      return [v as DataRecord];
+    } catch (e) {
+      throw new DataError(`${path}:${i + 1}: ${(e as Error).message}`);
+    }
+  });
+}
+
+/** One tokenized example: ids plus the task's targets. */
+export interface Example {
+  ids: number[];
+  typeIds: number[];
+  /** Sequence label (classification). */
+  label?: number;
+  /** Per-token labels (-100 = ignored): tagging and language modeling. */
+  tokenLabels?: number[];
+}
+
+export interface ClassificationData {
+  examples: Example[];
+  labels: string[];
+}
+
+const field = (r: DataRecord, names: readonly string[], where: string): unknown => {
+  for (const n of names) if (r[n] !== undefined && r[n] !== "") return r[n];
+  throw new DataError(`${where}: missing field ${names.map((n) => `"${n}"`).join(" or ")} (has ${Object.keys(r).join(", ")})`);
+};
+
+/**
+ * Text (or text pair) classification examples. Labels may be names or integer ids; names are
+ * mapped in sorted order unless `labelNames` fixes the order.
+ */
+export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; labelNames?: readonly string[]; source?: string }): ClassificationData {
+  const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
+  const raw = records.map((r, i) => String(field(r, ["label", "labels", "class", "target"], where(i))));
+  const names = opts.labelNames ? [...opts.labelNames] : [...new Set(raw)].sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a < b ? -1 : 1));
+  const index = new Map(names.map((n, i) => [n, i]));
+  const examples = records.map((r, i) => {
+    const text = String(field(r, ["text", "sentence", "sentence1", "question"], where(i)));
+    const pair = r.text_pair ?? r.sentence2 ?? undefined;
+    const label = index.get(raw[i]!);
+    if (label === undefined) throw new DataError(`${where(i)}: label "${raw[i]}" is not one of ${names.join(", ")}`);
+    const enc = tokenizer.encodeBatch([text], { pairs: pair === undefined ? undefined : [String(pair)], maxLength: opts.maxLength });
+    const n = enc.lengths[0]!;
+    return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), label };
+  });
+  return { examples, labels: names };
+}
+
+/** Causal-LM examples: each text becomes a sequence whose labels are its own ids. */
+export function languageModelingExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
+  return records.map((r, i) => {
+    const text = String(field(r, ["text", "content"], `${opts.source ?? "data"} record ${i + 1}`));
+    const enc = tokenizer.encodeBatch([text], { maxLength: opts.maxLength });
+    const ids = Array.from(enc.input_ids.data.slice(0, enc.lengths[0]!), Number);
+    return { ids, typeIds: ids.map(() => 0), tokenLabels: ids };
+  });
+}
+
+/** A seeded split into train / validation. */
+export function splitExamples<T>(items: readonly T[], validationFraction: number, seed: number): { train: T[]; validation: T[] } {
+  const order = shuffled(items.length, seededRandom(seed));
+  const n = Math.max(1, Math.round(items.length * validationFraction));
+  return { validation: order.slice(0, n).map((i) => items[i]!), train: order.slice(n).map((i) => items[i]!) };
+}
+
+function shuffled(n: number, rand: () => number): number[] {
+  const a = [...Array(n).keys()];
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+/**
+ * The order of examples in an epoch: shuffled with (seed, epoch), then grouped by length in
+ * windows of 50 batches so batches pad little (the windows stay in random order). Pure
+ * function of its arguments, so a resumed run replays it.
+ */
+export function epochBatches(examples: readonly Example[], batchSize: number, seed: number, epoch: number, opts: { shuffle?: boolean; groupByLength?: boolean } = {}): number[][] {
+  const order = opts.shuffle === false ? [...examples.keys()] : shuffled(examples.length, seededRandom(seed * 1_000_003 + epoch));
+  if (opts.groupByLength !== false) {
+    const window = batchSize * 50;
+    for (let s = 0; s < order.length; s += window) {
+      const part = order.slice(s, s + window).sort((a, b) => examples[b]!.ids.length - examples[a]!.ids.length);
+      order.splice(s, part.length, ...part);
+    }
+  }
+  const batches: number[][] = [];
+  for (let s = 0; s < order.length; s += batchSize) batches.push(order.slice(s, s + batchSize));
+  if (opts.shuffle !== false) {
+    const rand = seededRandom(seed * 7 + epoch + 1);
+    for (let i = batches.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [batches[i], batches[j]] = [batches[j]!, batches[i]!];
+    }
+  }
+  return batches;
+}
+
+/** Pad a batch to its longest example (dynamic padding), right side. */
+export function collate(examples: readonly Example[], padId: number): { input_ids: Tensor<"int64">; attention_mask: Tensor<"int64">; token_type_ids: Tensor<"int64">; labels?: Tensor<"int64"> } {
+  const width = Math.max(1, ...examples.map((e) => e.ids.length));
+  const rows = examples.length;
+  const pad = (xs: readonly number[], v: number) => [...xs, ...Array<number>(width - xs.length).fill(v)];
+  const out = {
+    input_ids: int64([rows, width], examples.flatMap((e) => pad(e.ids, padId))),
+    attention_mask: int64([rows, width], examples.flatMap((e) => pad(e.ids.map(() => 1), 0))),
+    token_type_ids: int64([rows, width], examples.flatMap((e) => pad(e.typeIds, 0))),
+  };
+  if (examples.every((e) => e.label !== undefined)) return { ...out, labels: int64([rows], examples.map((e) => e.label!)) };
+  if (examples.every((e) => e.tokenLabels)) return { ...out, labels: int64([rows, width], examples.flatMap((e) => pad(e.tokenLabels!, -100))) };
+  return out;
+}
