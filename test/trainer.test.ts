@@ -26,6 +26,10 @@ describe("Trainer", () => {
     assert.ok(log.some((e) => e.eval_accuracy !== undefined));
     assert.ok(existsSync(join(result.adapterDir, "adapter_model.safetensors")));
     assert.ok(existsSync(join(out, "checkpoint-last", "trainer_state.json")));
+    const report = readFileSync(join(out, "report.html"), "utf8");
+    assert.match(report, /Confusion matrix/);
+    assert.match(report, /new Chart\(/);
+    assert.ok(!/<script src=/.test(report), "no external scripts: viewable offline");
   });
 
   it("gradient accumulation equals one larger batch", async () => {

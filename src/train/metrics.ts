@@ -97,6 +97,25 @@ export function rocCurve(labels: readonly number[], scores: readonly number[]): 
   return { fpr, tpr };
 }
 
+/** Precision-recall curve points at every distinct threshold, for plotting. */
+export function prCurve(labels: readonly number[], scores: readonly number[]): { recall: number[]; precision: number[] } {
+  const pos = labels.filter((y) => y === 1).length;
+  const order = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]!);
+  const recall: number[] = [];
+  const precision: number[] = [];
+  let tp = 0;
+  let fp = 0;
+  for (let i = 0; i < order.length; ) {
+    let j = i;
+    while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
+    for (let k = i; k <= j; k++) (labels[order[k]!] === 1 ? tp++ : fp++);
+    recall.push(pos ? tp / pos : 0);
+    precision.push(tp / (tp + fp));
+    i = j + 1;
+  }
+  return { recall, precision };
+}
+
 /**
  * Token-level F1 for tagging: micro precision/recall over tokens whose gold or predicted tag is
  * not `outside` (e.g. the "O" tag id); ignored positions (label -100) are skipped.

@@ -10,8 +10,9 @@ import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 import { clipGradNorm } from "./grad-clip.js";
-import { averagePrecision, classificationReport, perplexity, rocAuc, tokenF1 } from "./metrics.js";
+import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, tokenF1 } from "./metrics.js";
 import { AdamW, type ParamGroup } from "./optimizers.js";
+import { writeReport, type ReportData } from "./report.js";
 import { learningRate, type ScheduleKind } from "./schedule.js";
 import { TrainStep } from "./train-step.js";
 
@@ -83,6 +84,8 @@ const TENSORS = "adapter_tensors.safetensors";
  *   const { finalMetrics } = await trainer.train();
  */
 export class Trainer {
+  /** Class names for reports (index = label id). */
+  labelNames: readonly string[] | undefined;
   readonly opts: Required<Omit<TrainerOptions, "maxSteps" | "evalEvery" | "saveEvery" | "earlyStopping" | "onLog">> & TrainerOptions;
   private readonly padId: number;
 
@@ -211,6 +214,8 @@ export class Trainer {
     }
     const adapterDir = join(o.outputDir, "adapter");
     await this.model.save(adapterDir);
+    const log = (await readFile(join(o.outputDir, "metrics.jsonl"), "utf8")).trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    await writeReport(join(o.outputDir, "report.html"), { title: `${this.model.base.dir} · ${this.model.activeAdapters.join(", ")}`, log, finalMetrics: lastMetrics, labels: this.labelNames, ...this.lastEvaluation });
     return { steps: state.step, finalMetrics: lastMetrics, bestMetric: state.bestMetric, bestStep: state.bestStep, stoppedEarly, adapterDir };
   }
 
@@ -224,6 +229,9 @@ export class Trainer {
     if (built.outputs.logits) out.logits = built.outputs.logits;
     return out;
   }
+
+  /** Details of the last evaluation, for the report. */
+  lastEvaluation: Pick<ReportData, "confusion" | "roc" | "pr"> = {};
 
   /** Loss and the task's metrics on the evaluation examples. */
   async evaluate(compiled?: CompiledGraph): Promise<Record<string, number>> {
@@ -269,7 +277,12 @@ export class Trainer {
     if (task === "sequence-classification") {
       const r = classificationReport(labels, preds, this.model.base.config.numLabels);
       Object.assign(metrics, { accuracy: r.accuracy, precision: r.precision, recall: r.recall, f1: r.f1 });
-      if (scores.length) Object.assign(metrics, { roc_auc: rocAuc(labels, scores), pr_auc: averagePrecision(labels, scores) });
+      this.lastEvaluation = { confusion: r.confusion };
+      if (scores.length) {
+        Object.assign(metrics, { roc_auc: rocAuc(labels, scores), pr_auc: averagePrecision(labels, scores) });
+        this.lastEvaluation.roc = rocCurve(labels, scores);
+        this.lastEvaluation.pr = prCurve(labels, scores);
+      }
     } else if (task === "token-classification") {
       metrics.token_f1 = tokenF1(labels, preds, 0).f1;
     } else if (task === "causal-lm") {
