@@ -49,6 +49,8 @@ export interface TrainerOptions {
   resume?: boolean;
   /** Every log entry (also written to metrics.jsonl). */
   onLog?: (entry: LogEntry) => void;
+  /** Where plain progress lines go when there is no progress bar (default console.log). */
+  print?: (line: string) => void;
 }
 
 export type LogEntry = { step: number; epoch: number } & Record<string, number | string | number[][] | undefined>;
@@ -86,7 +88,7 @@ const TENSORS = "adapter_tensors.safetensors";
 export class Trainer {
   /** Class names for reports (index = label id). */
   labelNames: readonly string[] | undefined;
-  readonly opts: Required<Omit<TrainerOptions, "maxSteps" | "evalEvery" | "saveEvery" | "earlyStopping" | "onLog">> & TrainerOptions;
+  readonly opts: Required<Omit<TrainerOptions, "maxSteps" | "evalEvery" | "saveEvery" | "earlyStopping" | "onLog" | "print">> & TrainerOptions;
   private readonly padId: number;
 
   constructor(
@@ -172,7 +174,7 @@ export class Trainer {
           bar?.update(state.step, { loss: loss.toFixed(4), lr: opt.lr.toExponential(2), tps: Math.round(tokens / seconds) });
           if (state.step % o.logEvery === 0 || state.step === 1) {
             const entry = { step: state.step, epoch: state.epoch, loss, lr: opt.lr, grad_norm: norm, tokens_per_s: tokens / seconds };
-            if (!bar) console.log(`step ${state.step}/${this.totalSteps} loss ${loss.toFixed(4)} lr ${opt.lr.toExponential(2)} ${Math.round(tokens / seconds)} tok/s`);
+            if (!bar) (o.print ?? console.log)(`step ${state.step}/${this.totalSteps} loss ${loss.toFixed(4)} lr ${opt.lr.toExponential(2)} ${Math.round(tokens / seconds)} tok/s`);
             await this.log(entry);
           }
           const endOfEpoch = state.batchInEpoch >= batches.length;

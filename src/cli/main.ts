@@ -1,0 +1,329 @@
+// The `peftjs` command line: train, eval, predict, generate, merge, info. Options may also come
+// from a JSON or YAML file (--config); flags given on the command line win.
+import { copyFile, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { parse as parseYaml } from "yaml";
+import { writeSafetensors } from "../io/safetensors.js";
+import { type Tensor } from "../ir/tensor.js";
+import { Generator } from "../models/generate.js";
+import { loadModel, type PretrainedModel } from "../models/pretrained.js";
+import { TASKS, type Task } from "../models/task.js";
+import { PeftModel, type PeftConfigInput } from "../peft/peft-model.js";
+import { compile } from "../runtime/session.js";
+import { classificationExamples, languageModelingExamples, readRecords, splitExamples, type DataRecord, type Example } from "../train/data.js";
+import { Trainer } from "../train/trainer.js";
+
+/** Method names as users type them -> PEFT types and their defaults. */
+const METHODS: Record<string, PeftConfigInput> = {
+  lora: { peft_type: "LORA", r: 8, lora_alpha: 16 },
+  dora: { peft_type: "LORA", r: 8, lora_alpha: 16, use_dora: true },
+  adalora: { peft_type: "ADALORA", init_r: 12, target_r: 8, lora_alpha: 16 },
+  ia3: { peft_type: "IA3" },
+  houlsby: { peft_type: "BOTTLENECK", variant: "double_seq_bn" },
+  pfeiffer: { peft_type: "BOTTLENECK", variant: "seq_bn" },
+  parallel: { peft_type: "BOTTLENECK", variant: "par_bn" },
+  prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20 },
+  "p-tuning-v2": { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20, prefix_projection: false },
+  prompt: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20 },
+  "p-tuning": { peft_type: "P_TUNING", num_virtual_tokens: 20 },
+  hybrid: { peft_type: "HYBRID", lora: { r: 8, lora_alpha: 16 }, adapter: { variant: "par_bn" } },
+  bitfit: { peft_type: "BITFIT" },
+  "ln-tuning": { peft_type: "LN_TUNING" },
+  "top-k": { peft_type: "TOP_K_LAYERS", k: 2 },
+  full: { peft_type: "FULL" },
+};
+
+class UsageError extends Error {
+  constructor(message: string, readonly hint: string) {
+    super(message);
+  }
+}
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError("not an integer");
+  return n;
+};
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError("not a number");
+  return n;
+};
+const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
+const keyValue = (v: string, prev: Record<string, unknown> = {}) => {
+  const i = v.indexOf("=");
+  if (i <= 0) throw new InvalidArgumentError(`expected key=value, got "${v}"`);
+  const raw = v.slice(i + 1);
+  let value: unknown = raw;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    // a plain string
+  }
+  return { ...prev, [v.slice(0, i)]: value };
+};
+
+async function configFile(path: string | undefined): Promise<Record<string, unknown>> {
+  if (!path) return {};
+  const text = await readFile(path, "utf8").catch((e: Error) => {
+    throw new UsageError(`cannot read config file ${path}: ${e.message}`, "pass a JSON or YAML file with --config");
+  });
+  try {
+    const v = (path.endsWith(".json") ? JSON.parse(text) : parseYaml(text)) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object of options");
+    // Keys may be written as in the flags (kebab-case) or camelCase.
+    return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), val]));
+  } catch (e) {
+    throw new UsageError(`${path}: ${(e as Error).message}`, "the config file holds the same options as the flags, e.g. `epochs: 3`");
+  }
+}
+
+/** Options from the config file, overridden by flags the user actually typed. */
+function merged(cmd: Command, file: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...cmd.opts() };
+  for (const [k, v] of Object.entries(file)) if (cmd.getOptionValueSource(k) !== "cli") out[k] = v;
+  return out;
+}
+
+function peftConfig(o: Record<string, unknown>): PeftConfigInput {
+  const method = String(o.method ?? "lora");
+  const base = METHODS[method];
+  if (!base) throw new UsageError(`unknown method "${method}"`, `methods: ${Object.keys(METHODS).join(", ")}`);
+  const c: Record<string, unknown> = { ...base };
+  const set = (key: string, v: unknown) => v !== undefined && (c[key] = v);
+  set("r", o.r);
+  set("init_r", o.r !== undefined && base.peft_type === "ADALORA" ? o.r : undefined);
+  set("lora_alpha", o.loraAlpha);
+  set("lora_dropout", o.loraDropout);
+  set("target_modules", o.targetModules);
+  set("num_virtual_tokens", o.numVirtualTokens);
+  set("reduction_factor", o.reductionFactor);
+  set("modules_to_save", o.modulesToSave);
+  Object.assign(c, (o.peft as Record<string, unknown> | undefined) ?? {});
+  return c as PeftConfigInput;
+}
+
+async function examplesFor(model: PretrainedModel, records: DataRecord[], maxLength: number, source: string, labelNames?: readonly string[]): Promise<{ examples: Example[]; labels?: string[] }> {
+  const tok = model.tokenizer;
+  if (!tok) throw new UsageError(`${model.dir} has no tokenizer.json`, "peftjs needs the checkpoint's tokenizer to read text data");
+  if (model.task === "sequence-classification") return classificationExamples(records, tok, { maxLength, labelNames, source });
+  if (model.task === "causal-lm") return { examples: languageModelingExamples(records, tok, { maxLength, source }) };
+  throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI yet`, "use sequence-classification or causal-lm, or the library API");
+}
+
+/** Guess the task from the data: a label field means classification, otherwise language modeling. */
+function taskOf(explicit: string | undefined, records: DataRecord[]): Task {
+  if (explicit) {
+    if (!(TASKS as readonly string[]).includes(explicit)) throw new UsageError(`unknown task "${explicit}"`, `tasks: ${TASKS.join(", ")}`);
+    return explicit as Task;
+  }
+  return records.some((r) => r.label !== undefined) ? "sequence-classification" : "causal-lm";
+}
+
+export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s)): Command {
+  const prog = new Command("peftjs").description("Parameter-efficient fine-tuning of Hugging Face transformers in TypeScript").version("0.1.0").showHelpAfterError(false);
+  prog.configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => process.stderr.write(s) });
+  prog.exitOverride();
+
+  prog
+    .command("train")
+    .description("fine-tune a model with a PEFT method on a JSONL/CSV file")
+    .requiredOption("--model <dir|repo>", "checkpoint directory or hub repo id")
+    .requiredOption("--data <file>", "training data (.jsonl or .csv): text + label for classification, text for language modeling")
+    .option("--eval <file>", "evaluation data (default: --val-split of the training data)")
+    .option("--val-split <fraction>", "held-out fraction when --eval is not given", num, 0.1)
+    .option("--task <task>", `one of ${TASKS.join(", ")} (default: guessed from the data)`)
+    .addOption(new Option("--method <name>", "PEFT method").choices(Object.keys(METHODS)).default("lora"))
+    .option("--output <dir>", "output directory", "peftjs-output")
+    .option("--epochs <n>", "training epochs", int, 3)
+    .option("--max-steps <n>", "optimizer steps (overrides --epochs)", int)
+    .option("--batch-size <n>", "examples per batch", int, 16)
+    .option("--grad-accum <n>", "batches per optimizer step", int, 1)
+    .option("--lr <rate>", "peak learning rate", num, 2e-4)
+    .option("--head-lr-scale <x>", "learning-rate multiplier for the task head", num, 1)
+    .option("--weight-decay <w>", "AdamW weight decay", num, 0.01)
+    .addOption(new Option("--schedule <kind>", "learning-rate schedule").choices(["linear", "cosine", "constant"]).default("linear"))
+    .option("--warmup-ratio <r>", "fraction of steps warming up", num, 0.06)
+    .option("--max-length <n>", "truncate inputs to this many tokens", int, 128)
+    .option("--eval-every <n>", "evaluate every n steps (default: each epoch)", int)
+    .option("--early-stopping <metric:patience>", "stop when a metric stops improving, e.g. f1:3")
+    .option("--seed <n>", "random seed", int, 42)
+    .option("--threads <n>", "CPU threads", int)
+    .option("--gradient-checkpointing", "recompute activations in the backward pass")
+    .option("--resume", "continue from <output>/checkpoint-last")
+    .option("--r <n>", "LoRA rank", int)
+    .option("--lora-alpha <a>", "LoRA alpha", num)
+    .option("--lora-dropout <p>", "LoRA dropout", num)
+    .option("--target-modules <list>", "modules to adapt, comma-separated (or all-linear)", list)
+    .option("--modules-to-save <list>", "modules trained in full and saved, comma-separated", list)
+    .option("--num-virtual-tokens <n>", "prompt / prefix length", int)
+    .option("--reduction-factor <n>", "bottleneck adapter reduction factor", num)
+    .option("--peft <key=value>", "any other method option, JSON values (repeatable)", keyValue)
+    .option("--config <file>", "options from a JSON or YAML file")
+    .action(async (_: unknown, cmd: Command) => {
+      const o = merged(cmd, await configFile(cmd.opts().config as string | undefined));
+      const records = await readRecords(String(o.data));
+      const task = taskOf(o.task as string | undefined, records);
+      const probe = records.filter((r) => r.label !== undefined).map((r) => String(r.label));
+      const labelNames = task === "sequence-classification" ? [...new Set(probe)].sort() : undefined;
+      const model = await loadModel(String(o.model), { task });
+      if (labelNames && labelNames.length > model.config.numLabels) (model.config as { numLabels: number }).numLabels = labelNames.length;
+      const peft = PeftModel.create(model, peftConfig(o));
+      peft.printTrainableParameters(out);
+      const all = await examplesFor(model, records, Number(o.maxLength), String(o.data), labelNames);
+      let train = all.examples;
+      let evaluation: Example[] | undefined;
+      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), Number(o.maxLength), String(o.eval), labelNames)).examples;
+      else if (Number(o.valSplit) > 0 && train.length > 1) ({ train, validation: evaluation } = splitExamples(train, Number(o.valSplit), Number(o.seed)));
+      let earlyStopping;
+      if (o.earlyStopping) {
+        const [metric, patience] = String(o.earlyStopping).split(":");
+        earlyStopping = { metric: metric!, patience: Number(patience ?? 3), mode: metric === "loss" ? ("min" as const) : ("max" as const) };
+      }
+      const trainer = new Trainer(peft, train, evaluation, {
+        outputDir: String(o.output), epochs: Number(o.epochs), maxSteps: o.maxSteps as number | undefined, batchSize: Number(o.batchSize), gradientAccumulation: Number(o.gradAccum),
+        lr: Number(o.lr), headLrScale: Number(o.headLrScale), weightDecay: Number(o.weightDecay), schedule: o.schedule as "linear", warmupRatio: Number(o.warmupRatio),
+        evalEvery: o.evalEvery as number | undefined, earlyStopping, seed: Number(o.seed), threads: (o.threads as number | undefined) ?? 0, gradientCheckpointing: Boolean(o.gradientCheckpointing), resume: Boolean(o.resume), print: out,
+      });
+      trainer.labelNames = all.labels;
+      const result = await trainer.train();
+      out(`final metrics: ${JSON.stringify(result.finalMetrics)}`);
+      out(`adapter: ${result.adapterDir}`);
+      out(`report: ${join(String(o.output), "report.html")}`);
+    });
+
+  prog
+    .command("eval")
+    .description("evaluate a model (and adapter) on a data file")
+    .requiredOption("--model <dir|repo>", "checkpoint")
+    .requiredOption("--data <file>", "evaluation data")
+    .option("--adapter <dir>", "adapter directory")
+    .option("--task <task>", "task (default: guessed from the data)")
+    .option("--max-length <n>", "truncate inputs", int, 128)
+    .option("--batch-size <n>", "examples per batch", int, 16)
+    .action(async (o: Record<string, string | number | undefined>) => {
+      const records = await readRecords(String(o.data));
+      const model = await loadModel(String(o.model), { task: taskOf(o.task as string | undefined, records) });
+      const peft = o.adapter ? await PeftModel.load(model, String(o.adapter)) : new PeftModel(model);
+      const { examples } = await examplesFor(model, records, Number(o.maxLength), String(o.data));
+      const trainer = new Trainer(peft, examples, examples, { outputDir: join(process.cwd(), ".peftjs-eval"), batchSize: Number(o.batchSize), progress: false });
+      out(JSON.stringify(await trainer.evaluate()));
+    });
+
+  prog
+    .command("predict")
+    .description("classify texts with a model (and adapter)")
+    .requiredOption("--model <dir|repo>", "checkpoint")
+    .option("--adapter <dir>", "adapter directory")
+    .option("--text <text...>", "texts to classify")
+    .option("--data <file>", "a .jsonl/.csv file with a text field")
+    .action(async (o: { model: string; adapter?: string; text?: string[]; data?: string }) => {
+      const texts = o.text ?? (o.data ? (await readRecords(o.data)).map((r) => String(r.text ?? "")) : []);
+      if (texts.length === 0) throw new UsageError("nothing to predict", "pass --text or --data");
+      const model = await loadModel(o.model, { task: "sequence-classification" });
+      const peft = o.adapter ? await PeftModel.load(model, o.adapter) : new PeftModel(model);
+      const step = await compile({ logits: peft.build().outputs.logits! });
+      for (const text of texts) {
+        const logits = Array.from((await step.run(peft.prepareInputs(model.tokenizer!.encodeBatch([text])))).logits!.data as Float32Array);
+        const m = Math.max(...logits);
+        const p = logits.map((z) => Math.exp(z - m));
+        const sum = p.reduce((a, b) => a + b, 0);
+        const best = logits.indexOf(m);
+        out(JSON.stringify({ text, label: model.config.id2label[best] ?? best, probabilities: p.map((x) => +(x / sum).toFixed(4)) }));
+      }
+    });
+
+  prog
+    .command("generate")
+    .description("generate text with a causal LM (and adapter), streaming tokens")
+    .requiredOption("--model <dir|repo>", "checkpoint")
+    .requiredOption("--prompt <text>", "prompt")
+    .option("--adapter <dir>", "adapter directory")
+    .option("--max-new-tokens <n>", "tokens to generate", int, 64)
+    .option("--temperature <t>", "0 = greedy", num, 0)
+    .option("--top-k <k>", "sample from the k most likely tokens", int)
+    .option("--top-p <p>", "nucleus sampling threshold", num)
+    .option("--seed <n>", "sampling seed", int, 0)
+    .action(async (o: { model: string; prompt: string; adapter?: string; maxNewTokens: number; temperature: number; topK?: number; topP?: number; seed: number }) => {
+      const model = await loadModel(o.model, { task: "causal-lm" });
+      const peft = o.adapter ? await PeftModel.load(model, o.adapter) : undefined;
+      const lm = peft ? peft.mergeAndUnload() : model;
+      const gen = await Generator.create(lm);
+      // Stream: print what each new token adds to the decoded text.
+      const tokens: number[] = [];
+      let shown = "";
+      write(o.prompt);
+      await gen.generate([o.prompt], {
+        maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed,
+        onToken: (t) => {
+          tokens.push(t);
+          const text = lm.tokenizer!.decode(tokens, { skipSpecialTokens: true });
+          write(text.slice(shown.length));
+          shown = text;
+        },
+      });
+      write("\n");
+      await gen.release();
+    });
+
+  prog
+    .command("merge")
+    .description("fold an adapter into the base weights and write a full checkpoint")
+    .requiredOption("--model <dir|repo>", "base checkpoint")
+    .requiredOption("--adapter <dir>", "adapter directory")
+    .requiredOption("--output <dir>", "where to write the merged checkpoint")
+    .option("--task <task>", "the adapter's task", "base")
+    .action(async (o: { model: string; adapter: string; output: string; task: string }) => {
+      const base = await loadModel(o.model, { task: taskOf(o.task, []) });
+      const peft = await PeftModel.load(base, o.adapter);
+      const merged = peft.mergeAndUnload({ safe: true });
+      const tensors = new Map<string, Tensor>();
+      for (const name of merged.modules().params.keys()) tensors.set(name, merged.weight(name));
+      await writeSafetensors(join(o.output, "model.safetensors"), tensors, { format: "pt" });
+      for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(base.dir, f), join(o.output, f)).catch(() => undefined);
+      out(`merged ${tensors.size} tensors into ${o.output}`);
+    });
+
+  prog
+    .command("info")
+    .description("describe a checkpoint (architecture, parameters) and optionally an adapter")
+    .argument("<model>", "checkpoint directory or hub repo id")
+    .option("--adapter <dir>", "adapter directory")
+    .option("--task <task>", "head to inspect", "base")
+    .action(async (dir: string, o: { adapter?: string; task: string }) => {
+      const model = await loadModel(dir, { task: taskOf(o.task, []) });
+      const c = model.config;
+      const params = [...model.modules().params.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+      out(`${model.dir}: ${c.modelType} (${c.layers} layers, hidden ${c.hidden}, ${c.heads} heads${c.kvHeads !== c.heads ? `, ${c.kvHeads} kv heads` : ""}, vocab ${c.vocabSize})`);
+      out(`parameters (${model.task}): ${params.toLocaleString("en-US")}`);
+      out(`tasks: ${model.supportedTasks.join(", ")}`);
+      out(`tokenizer: ${model.tokenizer ? `yes (${model.tokenizer.vocabSize} tokens)` : "none"}`);
+      out(`linear layers: ${model.modules().linear.length} (e.g. ${model.modules().linear.slice(0, 3).map((l) => l.path).join(", ")})`);
+      if (o.adapter) {
+        const peft = await PeftModel.load(model, o.adapter);
+        const a = peft.adapters.get("default")!;
+        out(`adapter ${o.adapter}: ${(a.config as { peft_type?: string }).peft_type}`);
+        peft.printTrainableParameters(out);
+      }
+    });
+
+  return prog;
+}
+
+/** Run the CLI; returns the exit code. Errors are one line plus a hint. */
+export async function main(argv: readonly string[], io?: { out: (s: string) => void; write: (s: string) => void }): Promise<number> {
+  const prog = program(io?.out, io?.write);
+  try {
+    await prog.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number; hint?: string };
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+    if (err.code?.startsWith("commander.")) return err.exitCode ?? 1; // commander already printed the problem
+    process.stderr.write(`peftjs: ${err.message.split("\n")[0]}\n`);
+    process.stderr.write(`hint: ${err instanceof UsageError ? err.hint : `run "peftjs ${argv[0] ?? ""} --help"`}\n`);
+    return 1;
+  }
+}
+

@@ -1,0 +1,79 @@
+// The command line, end to end on the tiny checkpoints: train -> info / eval / predict / merge,
+// generate, config files, and one-line errors with non-zero exit codes.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { main } from "../src/cli/main.js";
+import { RECORDS } from "./support/tiny-training.js";
+
+const FIXTURES = join(import.meta.dirname, "fixtures", "models");
+const BERT = join(FIXTURES, "bert-tiny");
+
+async function run(argv: string[]): Promise<{ code: number; out: string }> {
+  let out = "";
+  const code = await main(argv, { out: (s) => (out += `${s}\n`), write: (s) => (out += s) });
+  return { code, out };
+}
+
+describe("peftjs CLI", () => {
+  it("train, then info / eval / predict / merge with the adapter", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-cli-"));
+    const data = join(dir, "train.jsonl");
+    writeFileSync(data, RECORDS.map((r) => JSON.stringify(r)).join("\n"));
+    const config = join(dir, "run.yaml");
+    writeFileSync(config, "epochs: 2\nbatch-size: 4\nlr: 0.01\nthreads: 1\n");
+    const output = join(dir, "out");
+    const train = await run(["train", "--model", BERT, "--data", data, "--output", output, "--config", config, "--method", "lora", "--r", "4", "--target-modules", "query,value", "--epochs", "3"]);
+    assert.equal(train.code, 0, train.out);
+    assert.match(train.out, /trainable params: [\d,]+ \|\| all params/);
+    assert.match(train.out, /step 1\/\d+ loss/);
+    assert.match(train.out, /final metrics: \{"loss":/);
+    const adapter = join(output, "adapter");
+    assert.ok(existsSync(join(adapter, "adapter_model.safetensors")));
+    assert.ok(existsSync(join(output, "report.html")));
+
+    const info = await run(["info", BERT, "--adapter", adapter, "--task", "sequence-classification"]);
+    assert.equal(info.code, 0);
+    assert.match(info.out, /bert \(2 layers, hidden 32, 4 heads, vocab 89\)[\s\S]*adapter .*: LORA[\s\S]*trainable params/);
+
+    const evaluation = await run(["eval", "--model", BERT, "--adapter", adapter, "--data", data]);
+    assert.equal(evaluation.code, 0);
+    assert.match(evaluation.out, /"accuracy":/);
+
+    const predict = await run(["predict", "--model", BERT, "--adapter", adapter, "--text", "the cat sat", "money"]);
+    assert.equal(predict.code, 0);
+    assert.equal(predict.out.trim().split("\n").length, 2);
+    assert.match(predict.out, /"probabilities":\[/);
+
+    const merged = join(dir, "merged");
+    const merge = await run(["merge", "--model", BERT, "--adapter", adapter, "--output", merged, "--task", "sequence-classification"]);
+    assert.equal(merge.code, 0);
+    const again = await run(["predict", "--model", merged, "--text", "the cat sat", "money"]);
+    const probs = (s: string) => s.trim().split("\n").map((l) => (JSON.parse(l) as { probabilities: number[] }).probabilities);
+    const [a, b] = [probs(predict.out), probs(again.out)];
+    a.forEach((row, i) => row.forEach((p, j) => assert.ok(Math.abs(p - b[i]![j]!) < 1e-3, "merged checkpoint predicts like base + adapter")));
+  });
+
+  it("generate streams a continuation", async () => {
+    const r = await run(["generate", "--model", join(FIXTURES, "llama-tiny"), "--prompt", "the cat", "--max-new-tokens", "5"]);
+    assert.equal(r.code, 0);
+    assert.ok(r.out.startsWith("the cat") && r.out.length > "the cat\n".length);
+  });
+
+  it("errors are one line plus a hint, with a non-zero exit code", async () => {
+    const bin = join(import.meta.dirname, "..", "bin", "peftjs.js");
+    const bad = spawnSync(process.execPath, [bin, "train", "--model", BERT, "--data", join(BERT, "missing.jsonl")], { encoding: "utf8" });
+    assert.equal(bad.status, 1);
+    assert.deepEqual(bad.stderr.trim().split("\n").length, 2);
+    assert.match(bad.stderr, /^peftjs: .*missing.jsonl: ENOENT/);
+    assert.match(bad.stderr, /hint: run "peftjs train --help"/);
+    const method = await run(["train", "--model", BERT, "--data", "x.jsonl", "--method", "magic"]);
+    assert.equal(method.code, 1);
+    const help = spawnSync(process.execPath, [bin, "train", "--help"], { encoding: "utf8" });
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--target-modules <list>/);
+  });
+});
