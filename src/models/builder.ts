@@ -22,11 +22,20 @@ export function weightMap(tensors: ReadonlyMap<string, Tensor> | Readonly<Record
 
 export class CheckpointError extends Error {}
 
+/** transformers' initialization by parameter name: norms weights 1, biases 0, the rest N(0, std). */
+function defaultInit(name: string): "normal" | "zeros" | "ones" {
+  if (name.endsWith(".bias")) return "zeros";
+  if (/(LayerNorm|layer_norm|layernorm|ln_\w+|norm)\.weight$/.test(name)) return "ones";
+  return "normal";
+}
+
 export interface BuildOptions {
   /** Dropout on (training graph) or off. */
   training?: boolean;
   /** Recompute each layer's activations in the backward pass (less memory, more time). */
   gradientCheckpointing?: boolean;
+  /** Initialize every weight the checkpoint lacks (a model built from a config, for pretraining). */
+  initializeMissing?: boolean;
   hooks?: ModelHooks;
 }
 
@@ -34,6 +43,7 @@ export class ModelBuilder {
   readonly graph = new Graph();
   readonly training: boolean;
   readonly checkpointing: boolean;
+  readonly initializeMissing: boolean;
   readonly hooks: ModelHooks;
   private readonly missing: string[] = [];
   private readonly mismatched: string[] = [];
@@ -52,6 +62,7 @@ export class ModelBuilder {
   ) {
     this.training = opts.training ?? false;
     this.checkpointing = opts.gradientCheckpointing ?? false;
+    this.initializeMissing = opts.initializeMissing ?? false;
     this.hooks = opts.hooks ?? {};
   }
 
@@ -80,14 +91,15 @@ export class ModelBuilder {
     }
     if (key === undefined) {
       const n = shape.reduce((a, b) => a * b, 1);
-      if (opts.init) {
+      const init = opts.init ?? (this.initializeMissing ? defaultInit(name) : undefined);
+      if (init) {
         this.newlyInitialized.push(name);
         // New heads are created once per model and reused by every graph built from it.
         let t = this.fresh.get(name);
         if (!t) {
           const data = new Float32Array(n);
-          if (opts.init === "ones") data.fill(1);
-          if (opts.init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
+          if (init === "ones") data.fill(1);
+          if (init === "normal") fillNormal(data, this.initStd, this.newlyInitialized.length * 7919);
           this.fresh.set(name, (t = { dtype: "float32", shape, data }));
         }
         return this.remember(name, this.graph.param(name, t));

@@ -1,9 +1,9 @@
 // Loading a Hugging Face checkpoint directory (or hub repo id, through the download cache) and
 // building its graphs for a task.
-import { readFile, stat } from "node:fs/promises";
+import { copyFile, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { toFloat32 } from "../io/half.js";
-import { loadSafetensorsWeights } from "../io/safetensors.js";
+import { float32ToFloat16Bits, toFloat32 } from "../io/half.js";
+import { loadSafetensorsWeights, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { resolveCheckpoint, type HubOptions } from "../io/hub.js";
 import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
@@ -60,6 +60,37 @@ export class PretrainedModel {
     assertTask(task, TASKS_BY_FAMILY[config.family], config.modelType);
   }
 
+  /** Built from a config alone: every weight is freshly initialized (pretraining). */
+  fromScratch = false;
+
+  /**
+   * A randomly initialized model from a config object (transformers' `from_config`), e.g. to
+   * pretrain. `dir` is where it will be saved.
+   */
+  static fromConfig(config: Record<string, unknown>, tokenizer: Tokenizer | undefined, task: Task, dir: string): PretrainedModel {
+    const m = new PretrainedModel(dir, parseModelConfig(config, `${dir}/config.json`), { names: () => [], has: () => false, get: (n) => { throw new CheckpointError(`no weight ${n}`); } }, tokenizer, task);
+    m.fromScratch = true;
+    return m;
+  }
+
+  /**
+   * Write the model as a Hugging Face checkpoint: config.json, model.safetensors (float32, or
+   * float16 to halve the size) and the tokenizer files.
+   */
+  async save(dir: string, opts: { dtype?: "float32" | "float16"; tokenizerFiles?: Record<string, unknown> } = {}): Promise<void> {
+    const tensors = new Map<string, Tensor>();
+    for (const name of this.modules().params.keys()) {
+      const t = toFloat32(this.weight(name));
+      tensors.set(name, opts.dtype === "float16" ? { dtype: "float16", shape: t.shape, data: Uint16Array.from(t.data, float32ToFloat16Bits) } : t);
+    }
+    await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+    await writeFileAtomic(join(dir, "config.json"), JSON.stringify({ ...this.config.raw, torch_dtype: opts.dtype ?? "float32" }, null, 2));
+    for (const [file, content] of Object.entries(opts.tokenizerFiles ?? {})) await writeFileAtomic(join(dir, file), JSON.stringify(content, null, 1));
+    if (!opts.tokenizerFiles && this.dir !== dir) {
+      for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(this.dir, f), join(dir, f)).catch(() => undefined);
+    }
+  }
+
   /** Head weights the checkpoint lacks, initialized on first build and shared by later builds. */
   readonly freshWeights = new Map<string, Tensor>();
 
@@ -84,7 +115,7 @@ export class PretrainedModel {
    * weights without copying; build as often as needed (train / eval / decode graphs).
    */
   build(opts: GraphOptions = {}): ModelGraph {
-    const b = new ModelBuilder(this.weights, this.dir, opts, this.freshWeights);
+    const b = new ModelBuilder(this.weights, this.dir, { initializeMissing: this.fromScratch, ...opts }, this.freshWeights);
     const initRange = this.config.raw.initializer_range;
     if (typeof initRange === "number") b.initStd = initRange;
     const withLoss = opts.withLoss ?? false;

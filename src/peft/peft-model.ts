@@ -353,6 +353,8 @@ export class PeftModel {
       has: (name: string) => updated.has(name) || weights.has(name) || fresh.has(name),
       get: (name: string) => updated.get(name) ?? (weights.has(name) ? weights.get(name) : fresh.get(name)!),
     };
-    return new PretrainedModel(this.base.dir, this.base.config, merged, this.base.tokenizer, this.base.task);
+    const result = new PretrainedModel(this.base.dir, this.base.config, merged, this.base.tokenizer, this.base.task);
+    result.fromScratch = this.base.fromScratch;
+    return result;
   }
 }

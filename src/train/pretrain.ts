@@ -1,0 +1,116 @@
+// Pretraining small models from scratch on a text corpus: a byte-level BPE tokenizer trained on
+// the corpus, then a RoBERTa-style encoder (masked LM) or a GPT-2-style decoder (causal LM)
+// trained on 128-token blocks. Output is a Hugging Face checkpoint directory.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { trainByteLevelBpe } from "../io/bpe-trainer.js";
+import { Tokenizer } from "../io/tokenizer.js";
+import { seededRandom } from "../ir/random.js";
+import { PretrainedModel } from "../models/pretrained.js";
+import { PeftModel } from "../peft/peft-model.js";
+import { splitExamples, type Example } from "./data.js";
+import { Trainer } from "./trainer.js";
+
+export interface PretrainOptions {
+  kind: "encoder" | "decoder";
+  texts: readonly string[];
+  outputDir: string;
+  vocabSize?: number;
+  hidden?: number;
+  layers?: number;
+  heads?: number;
+  /** Tokens per training sequence. */
+  block?: number;
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  threads?: number;
+  print?: (line: string) => void;
+  /** Description of the corpus, recorded with the model. */
+  corpus?: string;
+}
+
+/** Cut the concatenated token stream into blocks; for the encoder, wrap each in <s> ... </s>. */
+function blocks(ids: readonly number[], size: number, wrap: [number, number] | undefined): number[][] {
+  const inner = wrap ? size - 2 : size;
+  const out: number[][] = [];
+  for (let s = 0; s + inner <= ids.length; s += inner) {
+    const b = ids.slice(s, s + inner);
+    out.push(wrap ? [wrap[0], ...b, wrap[1]] : b);
+  }
+  return out;
+}
+
+/** BERT's masking: 15% of tokens are predicted; of those 80% become <mask>, 10% random, 10% kept. */
+function maskedExample(ids: readonly number[], rand: () => number, mask: number, vocab: number, special: ReadonlySet<number>): Example {
+  const input = [...ids];
+  const labels = ids.map(() => -100);
+  ids.forEach((id, i) => {
+    if (special.has(id) || rand() >= 0.15) return;
+    labels[i] = id;
+    const r = rand();
+    if (r < 0.8) input[i] = mask;
+    else if (r < 0.9) input[i] = Math.floor(rand() * vocab);
+  });
+  return { ids: input, typeIds: input.map(() => 0), tokenLabels: labels };
+}
+
+export interface PretrainResult {
+  dir: string;
+  parameters: number;
+  steps: number;
+  finalTrainLoss: number;
+  finalEvalLoss: number;
+  seconds: number;
+}
+
+export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
+  const { kind, outputDir } = opts;
+  const vocabSize = opts.vocabSize ?? 8192;
+  const block = opts.block ?? 128;
+  const hidden = opts.hidden ?? 256;
+  const layers = opts.layers ?? 4;
+  const heads = opts.heads ?? 4;
+  const seed = opts.seed ?? 1;
+  const print = opts.print ?? console.log;
+  const started = performance.now();
+
+  const specials = kind === "encoder" ? ["<s>", "<pad>", "</s>", "<unk>", "<mask>"] : ["<|endoftext|>"];
+  const trained = trainByteLevelBpe(opts.texts, { vocabSize, specialTokens: specials, postProcessor: kind === "encoder" ? "roberta" : "none", modelMaxLength: block });
+  if (kind === "decoder") Object.assign(trained.config, { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" });
+  const tokenizer = Tokenizer.fromJSON(trained.tokenizer, trained.config);
+  const vocab = tokenizer.vocabSize;
+  print(`tokenizer: ${vocab} tokens`);
+
+  const config =
+    kind === "encoder"
+      ? { model_type: "roberta", architectures: ["RobertaForMaskedLM"], vocab_size: vocab, hidden_size: hidden, num_hidden_layers: layers, num_attention_heads: heads, intermediate_size: 4 * hidden, hidden_act: "gelu", max_position_embeddings: block + 2, type_vocab_size: 1, layer_norm_eps: 1e-5, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1, pad_token_id: 1, bos_token_id: 0, eos_token_id: 2, initializer_range: 0.02, tie_word_embeddings: true }
+      : { model_type: "gpt2", architectures: ["GPT2LMHeadModel"], vocab_size: vocab, n_embd: hidden, n_layer: layers, n_head: heads, n_positions: block, activation_function: "gelu_new", layer_norm_epsilon: 1e-5, resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1, bos_token_id: 0, eos_token_id: 0, initializer_range: 0.02, tie_word_embeddings: true };
+  const task = kind === "encoder" ? "masked-lm" : "causal-lm";
+  const model = PretrainedModel.fromConfig(config, tokenizer, task, outputDir);
+
+  const stream = opts.texts.flatMap((t) => tokenizer.encode(t, { addSpecialTokens: false }).ids.concat(kind === "decoder" ? [0] : []));
+  const sequences = blocks(stream, block, kind === "encoder" ? [0, 2] : undefined);
+  const rand = seededRandom(seed);
+  const special = new Set([0, 1, 2, 3, 4]);
+  const examples: Example[] = sequences.map((ids) => (kind === "encoder" ? maskedExample(ids, rand, 4, vocab, special) : { ids, typeIds: ids.map(() => 0), tokenLabels: ids }));
+  const { train, validation } = splitExamples(examples, 0.02, seed);
+  print(`corpus: ${stream.length} tokens -> ${train.length} training blocks of ${block}, ${validation.length} held out`);
+
+  const peft = PeftModel.create(model, { peft_type: "FULL" });
+  const parameters = peft.countParameters().trainable;
+  print(`model: ${config.model_type}, ${parameters.toLocaleString("en-US")} parameters`);
+  const trainer = new Trainer(peft, train, validation, {
+    outputDir: join(outputDir, "pretraining"), maxSteps: opts.steps ?? 600, batchSize: opts.batchSize ?? 32, lr: opts.lr ?? 1e-3, schedule: "cosine", warmupRatio: 0.05,
+    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor((opts.steps ?? 600) / 6)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false,
+  });
+  let lastLoss = NaN;
+  trainer.opts.onLog = (e) => void (typeof e.loss === "number" && (lastLoss = e.loss));
+  const result = await trainer.train();
+  const merged = peft.mergeAndUnload();
+  await merged.save(outputDir, { dtype: "float16", tokenizerFiles: { "tokenizer.json": trained.tokenizer, "tokenizer_config.json": trained.config } });
+  const record: PretrainResult = { dir: outputDir, parameters, steps: result.steps, finalTrainLoss: lastLoss, finalEvalLoss: result.finalMetrics.loss ?? NaN, seconds: (performance.now() - started) / 1000 };
+  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize: opts.batchSize ?? 32, lr: opts.lr ?? 1e-3, seed } }, null, 2));
+  return record;
+}
