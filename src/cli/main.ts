@@ -12,6 +12,7 @@ import { PeftModel, type PeftConfigInput } from "../peft/peft-model.js";
 import { compile } from "../runtime/session.js";
 import { classificationExamples, languageModelingExamples, readRecords, splitExamples, type DataRecord, type Example } from "../train/data.js";
 import { pretrain } from "../train/pretrain.js";
+import { demo } from "./demo.js";
 import { Trainer } from "../train/trainer.js";
 
 /** Method names as users type them -> PEFT types and their defaults. */
@@ -298,6 +299,18 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       await merged.save(o.output);
       const tensors = merged.modules().params;
       out(`merged ${tensors.size} tensors into ${o.output}`);
+    });
+
+  prog
+    .command("demo")
+    .description("fine-tune the shipped pretrained encoder with LoRA on spam detection and State of the Union party classification")
+    .option("--model <dir>", "encoder checkpoint (default: the one shipped in models/encoder-mini)")
+    .option("--output <dir>", "where adapters and reports go", "peftjs-demo")
+    .option("--per-class <n>", "examples per class", int, 400)
+    .option("--epochs <n>", "epochs", int, 4)
+    .option("--threads <n>", "CPU threads", int)
+    .action(async (o: { model?: string; output: string; perClass: number; epochs: number; threads?: number }) => {
+      await demo({ ...o, print: out, progress: Boolean(process.stdout.isTTY) });
     });
 
   prog

@@ -1,7 +1,7 @@
 // Pretraining small models from scratch on a text corpus: a byte-level BPE tokenizer trained on
 // the corpus, then a RoBERTa-style encoder (masked LM) or a GPT-2-style decoder (causal LM)
 // trained on 128-token blocks. Output is a Hugging Face checkpoint directory.
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { trainByteLevelBpe } from "../io/bpe-trainer.js";
 import { Tokenizer } from "../io/tokenizer.js";
@@ -108,6 +108,8 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   let lastLoss = NaN;
   trainer.opts.onLog = (e) => void (typeof e.loss === "number" && (lastLoss = e.loss));
   const result = await trainer.train();
+  // Keep the run's log and report; the training checkpoints are as large as the model copies.
+  for (const d of ["checkpoint-last", "checkpoint-best", "adapter"]) await rm(join(outputDir, "pretraining", d), { recursive: true, force: true });
   const merged = peft.mergeAndUnload();
   await merged.save(outputDir, { dtype: "float16", tokenizerFiles: { "tokenizer.json": trained.tokenizer, "tokenizer_config.json": trained.config } });
   const record: PretrainResult = { dir: outputDir, parameters, steps: result.steps, finalTrainLoss: lastLoss, finalEvalLoss: result.finalMetrics.loss ?? NaN, seconds: (performance.now() - started) / 1000 };
