@@ -99,6 +99,27 @@ describe("PeftModel API", () => {
   });
 });
 
+describe("two-stage training", () => {
+  it("a frozen first adapter stays fixed while a second one trains on top", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const peft = PeftModel.create(base, lora(2), "general");
+    perturb(peft, "general", 5);
+    peft.addAdapter("task", { peft_type: "BOTTLENECK", variant: "par_bn", reduction_factor: 4 });
+    peft.freezeAdapter("general");
+    peft.setAdapter(["general", "task"]);
+    const before = [...peft.adapters.get("general")!.tensors.values()].map((t) => Float32Array.from(t.data as Float32Array));
+    const step = await TrainStep.create(peft.build({ withLoss: true }).outputs.loss!, { session: { threads: 1 } });
+    assert.ok(step.params.every((p) => !p.name.includes(".general.")), "only the task adapter (and its head) is trained");
+    assert.ok(step.params.some((p) => p.name.includes(".task.")));
+    const { AdamW } = await import("../src/train/optimizers.js");
+    const opt = new AdamW(step.params, { lr: 0.01 });
+    const feeds = peft.prepareInputs(base.tokenizer!.encodeBatch(["the cat sat", "money"]), { labels: int64([2], [1, 0]) });
+    for (let i = 0; i < 3; i++) opt.step((await step.run(feeds)).grads);
+    [...peft.adapters.get("general")!.tensors.values()].forEach((t, i) => assert.deepEqual(Array.from(t.data as Float32Array), Array.from(before[i]!)));
+    await step.release();
+  });
+});
+
 describe("AdaLoRA rank allocation", () => {
   it("prunes to the target budget on schedule, saves the kept triplets and reloads them", async () => {
     const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });

@@ -170,7 +170,7 @@ export class PeftModel {
             if (!v) {
               const t = adapter.tensors.get(key);
               if (!t) throw new Error(`adapter "${adapter.name}" has no tensor "${key}"`);
-              bound!.set(key, (v = graph.params.get(key)?.value ?? graph.param(key, t, { trainable: true })));
+              bound!.set(key, (v = graph.params.get(key)?.value ?? graph.param(key, t, { trainable: !this.frozen.has(adapter.name) })));
             }
             return v;
           },
@@ -240,8 +240,20 @@ export class PeftModel {
   trainableTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     if (this.disabled) return out;
-    for (const n of this.active) for (const [k, t] of this.adapters.get(n)!.tensors) out.set(k, t);
+    for (const n of this.active) if (!this.frozen.has(n)) for (const [k, t] of this.adapters.get(n)!.tensors) out.set(k, t);
     return out;
+  }
+
+  private readonly frozen = new Set<string>();
+
+  /**
+   * Keep an adapter active but stop training it: two-stage training, e.g. a general adapter
+   * trained first, frozen, and a task adapter trained on top (`setAdapter([general, task])`).
+   */
+  freezeAdapter(name: string, frozen = true): void {
+    if (!this.adapters.has(name)) throw new Error(`no adapter "${name}"`);
+    if (frozen) this.frozen.add(name);
+    else this.frozen.delete(name);
   }
 
   /** Trainable (active adapters) and total parameter counts, as PEFT reports them. */

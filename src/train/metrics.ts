@@ -53,26 +53,36 @@ export function rocAuc(labels: readonly number[], scores: readonly number[]): nu
 }
 
 /**
- * Area under the precision-recall curve as average precision (scikit-learn's definition):
- * sum over thresholds of (R_n - R_{n-1}) P_n, tied scores forming one threshold. NaN without
- * positives.
+ * Cumulative true/false positive counts at each distinct score threshold, from the highest
+ * score down (tied scores form one threshold).
  */
-export function averagePrecision(labels: readonly number[], scores: readonly number[]): number {
-  const pos = labels.filter((y) => y === 1).length;
-  if (pos === 0) return NaN;
+function thresholdSweep(labels: readonly number[], scores: readonly number[]): { tp: number; fp: number }[] {
   const order = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]!);
+  const points: { tp: number; fp: number }[] = [];
   let tp = 0;
   let fp = 0;
-  let prevRecall = 0;
-  let ap = 0;
   for (let i = 0; i < order.length; ) {
     let j = i;
     while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
     for (let k = i; k <= j; k++) (labels[order[k]!] === 1 ? tp++ : fp++);
-    const recall = tp / pos;
-    ap += (recall - prevRecall) * (tp / (tp + fp));
-    prevRecall = recall;
+    points.push({ tp, fp });
     i = j + 1;
+  }
+  return points;
+}
+
+/**
+ * Area under the precision-recall curve as average precision (scikit-learn's definition):
+ * sum over thresholds of (R_n - R_{n-1}) P_n. NaN without positives.
+ */
+export function averagePrecision(labels: readonly number[], scores: readonly number[]): number {
+  const pos = labels.filter((y) => y === 1).length;
+  if (pos === 0) return NaN;
+  let prevRecall = 0;
+  let ap = 0;
+  for (const { tp, fp } of thresholdSweep(labels, scores)) {
+    ap += (tp / pos - prevRecall) * (tp / (tp + fp));
+    prevRecall = tp / pos;
   }
   return ap;
 }
@@ -81,39 +91,15 @@ export function averagePrecision(labels: readonly number[], scores: readonly num
 export function rocCurve(labels: readonly number[], scores: readonly number[]): { fpr: number[]; tpr: number[] } {
   const pos = labels.filter((y) => y === 1).length;
   const neg = labels.length - pos;
-  const order = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]!);
-  const fpr = [0];
-  const tpr = [0];
-  let tp = 0;
-  let fp = 0;
-  for (let i = 0; i < order.length; ) {
-    let j = i;
-    while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
-    for (let k = i; k <= j; k++) (labels[order[k]!] === 1 ? tp++ : fp++);
-    fpr.push(neg ? fp / neg : 0);
-    tpr.push(pos ? tp / pos : 0);
-    i = j + 1;
-  }
-  return { fpr, tpr };
+  const points = thresholdSweep(labels, scores);
+  return { fpr: [0, ...points.map((p) => (neg ? p.fp / neg : 0))], tpr: [0, ...points.map((p) => (pos ? p.tp / pos : 0))] };
 }
 
 /** Precision-recall curve points at every distinct threshold, for plotting. */
 export function prCurve(labels: readonly number[], scores: readonly number[]): { recall: number[]; precision: number[] } {
   const pos = labels.filter((y) => y === 1).length;
-  const order = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]!);
-  const recall: number[] = [];
-  const precision: number[] = [];
-  let tp = 0;
-  let fp = 0;
-  for (let i = 0; i < order.length; ) {
-    let j = i;
-    while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
-    for (let k = i; k <= j; k++) (labels[order[k]!] === 1 ? tp++ : fp++);
-    recall.push(pos ? tp / pos : 0);
-    precision.push(tp / (tp + fp));
-    i = j + 1;
-  }
-  return { recall, precision };
+  const points = thresholdSweep(labels, scores);
+  return { recall: points.map((p) => (pos ? p.tp / pos : 0)), precision: points.map((p) => p.tp / (p.tp + p.fp)) };
 }
 
 /**
