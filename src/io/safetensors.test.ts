@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { seededRandom } from "../ir/random.js";
 import { type Tensor } from "../ir/tensor.js";
 import {
   bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, loadSafetensorsWeights, parseSafetensors,
@@ -20,17 +21,6 @@ const tmp = () => {
 };
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/** mulberry32: a tiny seeded PRNG in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One tensor of every IR dtype, plus empty and scalar tensors. */
 const SAMPLE: Record<string, Tensor> = {
@@ -383,7 +373,7 @@ describe("safetensors: malformed files", () => {
   it("randomized corruption: 300 seeded mutations either raise SafetensorsError or parse consistently", { timeout: 60_000 }, () => {
     const valid = serializeSafetensors(SAMPLE, { format: "pt", step: "12" });
     const headerEnd = 8 + Number(new DataView(valid.buffer).getBigUint64(0, true));
-    const rand = mulberry32(0x5afe7e45);
+    const rand = seededRandom(0x5afe7e45);
     const pick = (n: number) => Math.floor(rand() * n);
     const garbage = (n: number) => Uint8Array.from({ length: n }, () => (rand() < 0.5 ? pick(256) : '{}[]":,0123456789 -.eE'.charCodeAt(pick(22))));
     const counts = { rejected: 0, accepted: 0 };

@@ -10,7 +10,7 @@ import { constants as bufferConstants } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BYTES_PER_ELEMENT, typedArrayView, type DType, type TensorArray } from "../ir/dtype.js";
+import { BYTES_PER_ELEMENT, TYPED_ARRAY, typedArrayView, type DType, type TensorArray } from "../ir/dtype.js";
 import { numel, type Tensor } from "../ir/tensor.js";
 
 export { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toFloat32 } from "./half.js";
@@ -94,17 +94,6 @@ const CODE_OF: Readonly<Record<DType, string>> = {
   int64: "I64",
 };
 
-const TYPED_ARRAY_OF: Readonly<Record<DType, Function>> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  float16: Uint16Array,
-  bfloat16: Uint16Array,
-  int64: BigInt64Array,
-  int32: Int32Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  bool: Uint8Array,
-};
 
 /** Same limit as the reference implementation (MAX_HEADER_SIZE). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -444,7 +433,7 @@ function plan(tensors: NamedTensors, metadata: Readonly<Record<string, string>> 
     if (!Array.isArray(sh)) fail(`shape must be a list of non-negative integers, got ${brief(sh)}`);
     const shape = sh as unknown[];
     shape.forEach((d, i) => isIndex(d) || fail(`shape[${i}] is ${brief(d)}, expected a non-negative integer`));
-    const ctor = TYPED_ARRAY_OF[dtype];
+    const ctor = TYPED_ARRAY[dtype];
     if (!(data instanceof ctor)) fail(`data for ${dtype} must be a ${ctor.name}, got ${(data as object | null | undefined)?.constructor?.name ?? brief(data)}`);
     const n = numel(shape as number[]);
     if ((data as TensorArray).length !== n) {

@@ -43,16 +43,19 @@ export function allocate<D extends DType>(dtype: D, n: number): TypedArrayOf[D] 
 
 /** A typed-array view (no copy) of `n` elements of `dtype` at `byteOffset` of `buffer`. */
 export function typedArrayView<D extends DType>(dtype: D, buffer: ArrayBufferLike, byteOffset: number, n: number): TypedArrayOf[D] {
-  const ctor = {
-    float32: Float32Array,
-    float64: Float64Array,
-    float16: Uint16Array,
-    bfloat16: Uint16Array,
-    int64: BigInt64Array,
-    int32: Int32Array,
-    int8: Int8Array,
-    uint8: Uint8Array,
-    bool: Uint8Array,
-  }[dtype];
-  return new ctor(buffer as ArrayBuffer, byteOffset, n) as TypedArrayOf[D];
+  const ctor = TYPED_ARRAY[dtype] as new (b: ArrayBuffer, o: number, n: number) => TypedArrayOf[D];
+  return new ctor(buffer as ArrayBuffer, byteOffset, n);
 }
+
+/** The typed-array class storing each dtype. */
+export const TYPED_ARRAY: Readonly<Record<DType, Function>> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
