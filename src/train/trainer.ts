@@ -160,8 +160,11 @@ export class Trainer {
               throw this.diverged(state.step, (e as Error).message);
             }
             loss += r.loss / micro.length;
-            if (!grads) grads = new Map([...r.grads].map(([k, g]) => [k, { ...g, data: Float32Array.from(g.data as Float32Array, (x) => x / micro.length) }]));
-            else for (const [k, g] of r.grads) (grads.get(k)!.data as Float32Array).forEach((x, i, d) => (d[i] = x + (g.data[i] as number) / micro.length));
+            // The run's gradient arrays are fresh, so they are scaled and summed in place: no copy
+            // of (for full fine-tuning) every weight's gradient per step.
+            if (micro.length > 1) for (const g of r.grads.values()) (g.data as Float32Array).forEach((x, i, d) => (d[i] = x / micro.length));
+            if (!grads) grads = r.grads;
+            else for (const [k, g] of r.grads) (grads.get(k)!.data as Float32Array).forEach((x, i, d) => (d[i] = x + (g.data[i] as number)));
           }
           const norm = clipGradNorm(grads!.values(), o.maxGradNorm);
           if (!Number.isFinite(norm)) throw this.diverged(state.step, `gradient norm is ${norm}`);
