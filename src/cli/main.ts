@@ -10,7 +10,7 @@ import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { TASKS, type Task } from "../models/task.js";
 import { PeftModel, type PeftConfigInput } from "../peft/peft-model.js";
 import { compile } from "../runtime/session.js";
-import { classificationExamples, languageModelingExamples, readRecords, splitExamples, type DataRecord, type Example } from "../train/data.js";
+import { classificationExamples, languageModelingExamples, questionAnsweringExamples, readRecords, tokenClassificationExamples, splitExamples, type DataRecord, type Example } from "../train/data.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
 import { Trainer } from "../train/trainer.js";
@@ -108,9 +108,18 @@ function peftConfig(o: Record<string, unknown>): PeftConfigInput {
 async function examplesFor(model: PretrainedModel, records: DataRecord[], maxLength: number, source: string, labelNames?: readonly string[]): Promise<{ examples: Example[]; labels?: string[] }> {
   const tok = model.tokenizer;
   if (!tok) throw new UsageError(`${model.dir} has no tokenizer.json`, "peftjs needs the checkpoint's tokenizer to read text data");
-  if (model.task === "sequence-classification") return classificationExamples(records, tok, { maxLength, labelNames, source });
-  if (model.task === "causal-lm") return { examples: languageModelingExamples(records, tok, { maxLength, source }) };
-  throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI yet`, "use sequence-classification or causal-lm, or the library API");
+  switch (model.task) {
+    case "sequence-classification":
+      return classificationExamples(records, tok, { maxLength, labelNames, source });
+    case "token-classification":
+      return tokenClassificationExamples(records, tok, { maxLength, labelNames, source });
+    case "question-answering":
+      return { examples: questionAnsweringExamples(records, tok, { maxLength, source }) };
+    case "causal-lm":
+      return { examples: languageModelingExamples(records, tok, { maxLength, source }) };
+    default:
+      throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI`, "use sequence-classification, token-classification, question-answering or causal-lm, or the library API");
+  }
 }
 
 /** Moby-Dick and the State of the Union addresses before 1900 (later ones are evaluation data). */
@@ -130,13 +139,16 @@ async function corpusFiles(files: readonly string[]): Promise<{ texts: string[];
   return { texts, description: files.join(", ") };
 }
 
-/** Guess the task from the data: a label field means classification, otherwise language modeling. */
+/** Guess the task from the data: tokens + tags means tagging, question + context QA, a label classification, else language modeling. */
 function taskOf(explicit: string | undefined, records: DataRecord[]): Task {
   if (explicit) {
     if (!(TASKS as readonly string[]).includes(explicit)) throw new UsageError(`unknown task "${explicit}"`, `tasks: ${TASKS.join(", ")}`);
     return explicit as Task;
   }
-  return records.some((r) => r.label !== undefined) ? "sequence-classification" : "causal-lm";
+  const has = (k: string) => records.some((r) => r[k] !== undefined);
+  if (has("tokens") || has("words")) return "token-classification";
+  if (has("question") && has("context")) return "question-answering";
+  return has("label") ? "sequence-classification" : "causal-lm";
 }
 
 export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s)): Command {
@@ -148,7 +160,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .command("train")
     .description("fine-tune a model with a PEFT method on a JSONL/CSV file")
     .requiredOption("--model <dir|repo>", "checkpoint directory or hub repo id")
-    .requiredOption("--data <file>", "training data (.jsonl or .csv): text + label for classification, text for language modeling")
+    .requiredOption("--data <file>", "training data (.jsonl or .csv): text + label (classification), tokens + tags (tagging), question + context + answers (QA), or text (language modeling)")
     .option("--eval <file>", "evaluation data (default: --val-split of the training data)")
     .option("--val-split <fraction>", "held-out fraction when --eval is not given", num, 0.1)
     .option("--task <task>", `one of ${TASKS.join(", ")} (default: guessed from the data)`)
@@ -183,16 +195,15 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       const o = merged(cmd, await configFile(cmd.opts().config as string | undefined));
       const records = await readRecords(String(o.data));
       const task = taskOf(o.task as string | undefined, records);
-      const probe = records.filter((r) => r.label !== undefined).map((r) => String(r.label));
-      const labelNames = task === "sequence-classification" ? [...new Set(probe)].sort() : undefined;
       const model = await loadModel(String(o.model), { task });
-      if (labelNames && labelNames.length > model.config.numLabels) (model.config as { numLabels: number }).numLabels = labelNames.length;
+      const all = await examplesFor(model, records, Number(o.maxLength), String(o.data));
+      // The head is sized by the labels the data uses (before the adapter copies it).
+      if (all.labels && all.labels.length > model.config.numLabels) (model.config as { numLabels: number }).numLabels = all.labels.length;
       const peft = PeftModel.create(model, peftConfig(o));
       peft.printTrainableParameters(out);
-      const all = await examplesFor(model, records, Number(o.maxLength), String(o.data), labelNames);
       let train = all.examples;
       let evaluation: Example[] | undefined;
-      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), Number(o.maxLength), String(o.eval), labelNames)).examples;
+      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), Number(o.maxLength), String(o.eval), all.labels)).examples;
       else if (Number(o.valSplit) > 0 && train.length > 1) ({ train, validation: evaluation } = splitExamples(train, Number(o.valSplit), Number(o.seed)));
       let earlyStopping;
       if (o.earlyStopping) {

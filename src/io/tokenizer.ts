@@ -52,6 +52,8 @@ export class Tokenizer {
     private readonly hf: HfTokenizer,
     readonly config: Readonly<Record<string, unknown>>,
     readonly vocabSize: number,
+    /** Byte-level pre-tokenizer (GPT-2, RoBERTa): a word inside a sentence carries its leading space. */
+    readonly byteLevel = false,
   ) {
     const id = (key: string): number | undefined => {
       const v = config[key];
@@ -99,12 +101,70 @@ export class Tokenizer {
     const vocab = model?.vocab;
     let size = vocab ? (Array.isArray(vocab) ? vocab.length : Object.keys(vocab).length) : 0;
     for (const t of (json.added_tokens as { id: number }[] | undefined) ?? []) size = Math.max(size, t.id + 1);
-    return new Tokenizer(hf, config, size);
+    const byteLevel = JSON.stringify(json.pre_tokenizer ?? null).includes('"ByteLevel"');
+    return new Tokenizer(hf, config, size, byteLevel);
   }
 
   encode(text: string, opts: EncodeOptions = {}): Encoded {
     const e = this.hf.encode(text, { text_pair: opts.pair ?? null, add_special_tokens: opts.addSpecialTokens ?? true, return_token_type_ids: true });
     return { ids: e.ids, attentionMask: e.attention_mask, tokenTypeIds: e.token_type_ids ?? e.ids.map(() => 0) };
+  }
+
+  /**
+   * Ids of one pre-split word (transformers' `is_split_into_words`): byte-level tokenizers see it
+   * with a leading space, as inside a sentence (their `add_prefix_space`); no special tokens.
+   */
+  encodeWord(word: string): number[] {
+    return this.encode(this.byteLevel ? ` ${word}` : word, { addSpecialTokens: false }).ids;
+  }
+
+  /** The post-processor's template, found by encoding a probe: `[prefix] a [middle] b [suffix]`. */
+  private templates = new Map<boolean, { ids: number[]; types: number[]; a: [number, number]; b: [number, number] }>();
+
+  /**
+   * Add the special tokens the post-processor adds ([CLS] a [SEP] b [SEP], <s> a </s></s> b </s>,
+   * BOS a, ...) around content that is already tokenized, e.g. words encoded one by one.
+   * `starts` are where the first (and second) content begins.
+   */
+  wrapSpecialTokens(first: readonly number[], second?: readonly number[]): Encoded & { starts: number[] } {
+    const pair = second !== undefined;
+    let t = this.templates.get(pair);
+    if (!t) {
+      const full = this.encode("a", { pair: pair ? "b" : undefined });
+      const locate = (text: string, from: number): [number, number] => {
+        const xs = this.encode(text, { addSpecialTokens: false }).ids;
+        for (let i = from; i + xs.length <= full.ids.length; i++) if (xs.every((x, k) => full.ids[i + k] === x)) return [i, i + xs.length];
+        throw new TokenizerError(`cannot locate "${text}" in the tokenizer's special-token template ${JSON.stringify(full.ids)}`);
+      };
+      const a = locate("a", 0);
+      // Without a post-processor the JS tokenizer drops a pair's second text; Python's
+      // tokenizers concatenate the two, and so does this.
+      const dropsPair = pair && full.ids.length === a[1];
+      t = { ids: full.ids, types: full.tokenTypeIds, a, b: !pair ? [full.ids.length, full.ids.length] : dropsPair ? [a[1], a[1]] : locate("b", a[1]) };
+      this.templates.set(pair, t);
+    }
+    const out: Encoded & { starts: number[] } = { ids: [], attentionMask: [], tokenTypeIds: [], starts: [] };
+    const special = (from: number, to: number) => {
+      out.ids.push(...t.ids.slice(from, to));
+      out.tokenTypeIds.push(...t.types.slice(from, to));
+    };
+    const content = (xs: readonly number[], type: number) => {
+      out.starts.push(out.ids.length);
+      out.ids.push(...xs);
+      out.tokenTypeIds.push(...xs.map(() => type));
+    };
+    special(0, t.a[0]);
+    content(first, t.types[t.a[0]] ?? 0);
+    special(t.a[1], t.b[0]);
+    if (second) content(second, t.types[t.b[0]] ?? 0);
+    special(t.b[1], t.ids.length);
+    out.attentionMask = out.ids.map(() => 1);
+    return out;
+  }
+
+  /** How many special tokens wrapping adds (single text or pair). */
+  specialTokenCount(pair = false): number {
+    return this.wrapSpecialTokens([], pair ? [] : undefined).ids.length;
   }
 
   tokenize(text: string): string[] {

@@ -89,6 +89,14 @@ export class ModelBuilder {
       key = [candidate, ...this.prefixAliases(candidate)].find((k) => this.weights.has(k));
       if (key !== undefined) break;
     }
+    if (key !== undefined && opts.init) {
+      const found = this.weights.get(key).shape;
+      if (found.length !== shape.length || found.some((d, i) => d !== shape[i])) {
+        // A task head sized for another label set: a new head, as transformers' ignore_mismatched_sizes.
+        this.used.add(key);
+        key = undefined;
+      }
+    }
     if (key === undefined) {
       const n = shape.reduce((a, b) => a * b, 1);
       const init = opts.init ?? (this.initializeMissing ? defaultInit(name) : undefined);

@@ -178,7 +178,16 @@ export class PretrainedModel {
       }
     }
     const feeds: Record<string, Tensor> = { input_ids: ids, attention_mask: mask, position_ids: positions };
-    if (this.config.typeVocabSize > 0) feeds.token_type_ids = batch.token_type_ids ?? { dtype: "int64", shape: [rows, seq], data: new BigInt64Array(rows * seq) };
+    const types = this.config.typeVocabSize;
+    if (types > 0) {
+      // RoBERTa-style models (one type embedding) take no token types: their tokenizers mark a
+      // pair's second text, but transformers never feeds that to them.
+      const given = types > 1 ? batch.token_type_ids : undefined;
+      given?.data.forEach((t, i) => {
+        if (t < 0n || t >= BigInt(types)) throw new RangeError(`token_type_ids[${Math.floor(i / seq)}][${i % seq}] = ${t} is outside type_vocab_size ${types} of ${this.dir}`);
+      });
+      feeds.token_type_ids = given ?? { dtype: "int64", shape: [rows, seq], data: new BigInt64Array(rows * seq) };
+    }
     return feeds;
   }
 

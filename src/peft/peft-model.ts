@@ -232,7 +232,10 @@ export class PeftModel {
       return { dtype: "int64", shape: [rows, seq + n], data: out };
     };
     const feeds = n === 0 ? this.base.prepareInputs(batch) : this.base.prepareInputs({ input_ids: front(batch.input_ids, 0n, 0n), attention_mask: front(batch.attention_mask, 1n, 1n), token_type_ids: front(batch.token_type_ids, 0n, 0n) });
-    for (const [k, t] of Object.entries(extra)) feeds[k] = n && t.shape.length === 2 && t.shape[1] === seq && t.dtype === "int64" ? front(t as Tensor<"int64">, -100n, -100n) : t;
+    for (const [k, t] of Object.entries(extra)) {
+      if (n && (k === "start_positions" || k === "end_positions")) feeds[k] = { dtype: "int64", shape: t.shape, data: (t.data as BigInt64Array).map((p) => p + BigInt(n)) };
+      else feeds[k] = n && t.shape.length === 2 && t.shape[1] === seq && t.dtype === "int64" ? front(t as Tensor<"int64">, -100n, -100n) : t;
+    }
     return feeds;
   }
 

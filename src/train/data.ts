@@ -47,6 +47,12 @@ export interface Example {
   label?: number;
   /** Per-token labels (-100 = ignored): tagging and language modeling. */
   tokenLabels?: number[];
+  /** Extractive QA: the answer's first and last token (0 and 0, the first token, when it was truncated away). */
+  startPosition?: number;
+  endPosition?: number;
+  /** Extractive QA: the reference answers (for exact match / F1), and where the context starts. */
+  answers?: string[];
+  contextStart?: number;
 }
 
 export interface ClassificationData {
@@ -66,7 +72,7 @@ const field = (r: DataRecord, names: readonly string[], where: string): unknown 
 export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; labelNames?: readonly string[]; source?: string }): ClassificationData {
   const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
   const raw = records.map((r, i) => String(field(r, ["label", "labels", "class", "target"], where(i))));
-  const names = opts.labelNames ? [...opts.labelNames] : [...new Set(raw)].sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a < b ? -1 : 1));
+  const names = opts.labelNames ? [...opts.labelNames] : sortedLabels(raw);
   const index = new Map(names.map((n, i) => [n, i]));
   const examples = records.map((r, i) => {
     const text = String(field(r, ["text", "sentence", "sentence1", "question"], where(i)));
@@ -87,6 +93,99 @@ export function languageModelingExamples(records: readonly DataRecord[], tokeniz
     const enc = tokenizer.encodeBatch([text], { maxLength: opts.maxLength });
     const ids = Array.from(enc.input_ids.data.slice(0, enc.lengths[0]!), Number);
     return { ids, typeIds: ids.map(() => 0), tokenLabels: ids };
+  });
+}
+
+const TAG_FIELDS = ["tags", "ner_tags", "pos_tags", "labels", "label"] as const;
+
+/**
+ * Token classification (NER, POS) from pre-split words: `tokens` (or `words`) and `tags`
+ * (`ner_tags`, ...) of equal length, names or integer ids. As in transformers' run_ner, the first
+ * sub-token of each word carries the word's tag and the others are ignored (-100).
+ */
+export function tokenClassificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; labelNames?: readonly string[]; source?: string }): ClassificationData {
+  const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
+  const rows = records.map((r, i) => {
+    const words = field(r, ["tokens", "words"], where(i));
+    const tags = field(r, TAG_FIELDS, where(i));
+    if (!Array.isArray(words) || !Array.isArray(tags)) throw new DataError(`${where(i)}: "tokens" and "tags" must be arrays`);
+    if (words.length !== tags.length) throw new DataError(`${where(i)}: ${words.length} tokens but ${tags.length} tags`);
+    return { words: words.map(String), tags: tags.map(String) };
+  });
+  const names = opts.labelNames ? [...opts.labelNames] : sortedLabels(rows.flatMap((r) => r.tags));
+  const index = new Map(names.map((n, i) => [n, i]));
+  const room = opts.maxLength - tokenizer.specialTokenCount();
+  const examples = rows.map(({ words, tags }, i) => {
+    const ids: number[] = [];
+    const labels: number[] = [];
+    for (const [w, word] of words.entries()) {
+      const pieces = tokenizer.encodeWord(word);
+      if (ids.length + pieces.length > room) break;
+      const label = index.get(tags[w]!);
+      if (label === undefined) throw new DataError(`${where(i)}: tag "${tags[w]}" is not one of ${names.join(", ")}`);
+      pieces.forEach((id, k) => {
+        ids.push(id);
+        labels.push(k === 0 ? label : -100);
+      });
+    }
+    const enc = tokenizer.wrapSpecialTokens(ids);
+    // Special tokens are ignored (-100).
+    const start = enc.starts[0]!;
+    const tokenLabels = enc.ids.map((_, k) => (k >= start && k < start + ids.length ? labels[k - start]! : -100));
+    return { ids: enc.ids, typeIds: enc.tokenTypeIds, tokenLabels };
+  });
+  return { examples, labels: names };
+}
+
+/** Label names in a stable order: numerically when all are integers, else sorted. */
+function sortedLabels(raw: readonly string[]): string[] {
+  return [...new Set(raw)].sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a < b ? -1 : 1));
+}
+
+/** The reference answers of a QA record: SQuAD's `answers: {text: [...], answer_start: [...]}` or flat `answer` + `answer_start`. */
+function answersOf(r: DataRecord, context: string, where: string): { text: string; start: number }[] {
+  const squad = r.answers as { text?: unknown; answer_start?: unknown } | undefined;
+  const texts = squad && typeof squad === "object" ? squad.text : r.answer;
+  const starts = squad && typeof squad === "object" ? squad.answer_start : r.answer_start;
+  const list = (Array.isArray(texts) ? texts : texts === undefined ? [] : [texts]).map(String);
+  const at = Array.isArray(starts) ? starts : starts === undefined ? [] : [starts];
+  if (list.length === 0) throw new DataError(`${where}: missing field "answers" (SQuAD format) or "answer"`);
+  return list.map((text, k) => {
+    const start = at[k] !== undefined ? Number(at[k]) : context.indexOf(text);
+    if (!Number.isInteger(start) || start < 0 || context.slice(start, start + text.length) !== text) throw new DataError(`${where}: answer "${text}" is not in the context${at[k] !== undefined ? ` at ${String(at[k])}` : ""}`);
+    return { text, start };
+  });
+}
+
+/**
+ * Extractive QA examples (SQuAD layout: question, context, answers). The context is tokenized in
+ * three pieces (before, answer, after) so the answer's token span is known exactly; a context too
+ * long for maxLength is truncated and, if the answer is cut off, the target is the first token
+ * (transformers' convention for an answer outside the window).
+ */
+export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
+  return records.map((r, i) => {
+    const where = `${opts.source ?? "data"} record ${i + 1}`;
+    const question = String(field(r, ["question"], where));
+    const context = String(field(r, ["context"], where));
+    const answers = answersOf(r, context, where);
+    const { text, start } = answers[0]!;
+    // Leading whitespace belongs to the answer's piece so byte-level BPE sees " word" as in the full text.
+    let cut = start;
+    while (cut > 0 && /\s/.test(context[cut - 1]!)) cut--;
+    const piece = (t: string) => (t.length ? tokenizer.encode(t, { addSpecialTokens: false }).ids : []);
+    const before = piece(context.slice(0, cut));
+    const answer = piece(context.slice(cut, start + text.length));
+    const after = piece(context.slice(start + text.length));
+    const q = piece(question);
+    const room = Math.max(0, opts.maxLength - tokenizer.specialTokenCount(true) - q.length);
+    const contextIds = [...before, ...answer, ...after].slice(0, room);
+    const enc = tokenizer.wrapSpecialTokens(q, contextIds);
+    const contextStart = enc.starts[1]!;
+    const first = contextStart + before.length;
+    const last = first + answer.length - 1;
+    const inside = answer.length > 0 && before.length + answer.length <= contextIds.length;
+    return { ids: enc.ids, typeIds: enc.tokenTypeIds, startPosition: inside ? first : 0, endPosition: inside ? last : 0, answers: answers.map((a) => a.text), contextStart };
   });
 }
 
@@ -132,8 +231,8 @@ export function epochBatches(examples: readonly Example[], batchSize: number, se
   return batches;
 }
 
-/** Pad a batch to its longest example (dynamic padding), right side. */
-export function collate(examples: readonly Example[], padId: number): { input_ids: Tensor<"int64">; attention_mask: Tensor<"int64">; token_type_ids: Tensor<"int64">; labels?: Tensor<"int64"> } {
+/** Pad a batch to its longest example (dynamic padding), right side; targets as the task's loss inputs. */
+export function collate(examples: readonly Example[], padId: number): { input_ids: Tensor<"int64">; attention_mask: Tensor<"int64">; token_type_ids: Tensor<"int64">; labels?: Tensor<"int64">; start_positions?: Tensor<"int64">; end_positions?: Tensor<"int64"> } {
   const width = Math.max(1, ...examples.map((e) => e.ids.length));
   const rows = examples.length;
   const pad = (xs: readonly number[], v: number) => [...xs, ...Array<number>(width - xs.length).fill(v)];
@@ -144,5 +243,6 @@ export function collate(examples: readonly Example[], padId: number): { input_id
   };
   if (examples.every((e) => e.label !== undefined)) return { ...out, labels: int64([rows], examples.map((e) => e.label!)) };
   if (examples.every((e) => e.tokenLabels)) return { ...out, labels: int64([rows, width], examples.flatMap((e) => pad(e.tokenLabels!, -100))) };
+  if (examples.every((e) => e.startPosition !== undefined)) return { ...out, start_positions: int64([rows], examples.map((e) => e.startPosition!)), end_positions: int64([rows], examples.map((e) => e.endPosition!)) };
   return out;
 }

@@ -10,7 +10,7 @@ import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 import { clipGradNorm } from "./grad-clip.js";
-import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, tokenF1 } from "./metrics.js";
+import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, squadScores, tokenF1 } from "./metrics.js";
 import { AdamW, type ParamGroup } from "./optimizers.js";
 import { writeReport, type ReportData } from "./report.js";
 import { learningRate, type ScheduleKind } from "./schedule.js";
@@ -115,8 +115,8 @@ export class Trainer {
   }
 
   private feeds(examples: readonly Example[]): Record<string, Tensor> {
-    const { labels, ...batch } = collate(examples, this.padId);
-    return this.model.prepareInputs(batch, labels ? { labels } : {});
+    const { input_ids, attention_mask, token_type_ids, ...targets } = collate(examples, this.padId);
+    return this.model.prepareInputs({ input_ids, attention_mask, token_type_ids }, targets as Record<string, Tensor>);
   }
 
   private async log(entry: LogEntry): Promise<void> {
@@ -231,7 +231,7 @@ export class Trainer {
   private evalOutputs() {
     const built = this.model.build({ withLoss: true });
     const out: Record<string, import("../ir/graph.js").Value> = { loss: built.outputs.loss! };
-    if (built.outputs.logits) out.logits = built.outputs.logits;
+    for (const k of ["logits", "start_logits", "end_logits"] as const) if (built.outputs[k]) out[k] = built.outputs[k];
     return out;
   }
 
@@ -248,6 +248,8 @@ export class Trainer {
     const labels: number[] = [];
     const preds: number[] = [];
     const scores: number[] = [];
+    let em = 0;
+    let f1 = 0;
     for (const b of epochBatches(this.evaluation, this.opts.batchSize, 0, 0, { shuffle: false })) {
       const examples = b.map((i) => this.evaluation![i]!);
       const out = await session.run(this.feeds(examples));
@@ -274,6 +276,14 @@ export class Trainer {
             labels.push(tl[t]!);
           }
         }
+      } else if (task === "question-answering" && out.start_logits && out.end_logits) {
+        examples.forEach((e, r) => {
+          const [s, t] = bestSpan(e, out.start_logits!, out.end_logits!, r, this.model.virtualTokens);
+          const prediction = t >= s ? this.model.base.tokenizer!.decode(e.ids.slice(s, t + 1), { skipSpecialTokens: true }).trim() : "";
+          const sc = squadScores(prediction, e.answers ?? []);
+          em += sc.exactMatch;
+          f1 += sc.f1;
+        });
       }
     }
     if (!compiled) await session.release();
@@ -289,9 +299,15 @@ export class Trainer {
         this.lastEvaluation.pr = prCurve(labels, scores);
       }
     } else if (task === "token-classification") {
-      metrics.token_f1 = tokenF1(labels, preds, 0).f1;
+      // The "O" tag is the outside class when the labels are named; otherwise id 0.
+      const outside = this.labelNames?.includes("O") ? this.labelNames.indexOf("O") : 0;
+      const r = tokenF1(labels, preds, outside);
+      const kept = labels.filter((y) => y !== -100);
+      Object.assign(metrics, { token_f1: r.f1, token_precision: r.precision, token_recall: r.recall, token_accuracy: kept.length ? preds.filter((p, i) => labels[i] !== -100 && p === labels[i]).length / kept.length : 0 });
     } else if (task === "causal-lm") {
       metrics.perplexity = perplexity(loss);
+    } else if (task === "question-answering") {
+      Object.assign(metrics, { exact_match: (100 * em) / count, f1: (100 * f1) / count });
     }
     return metrics;
   }
@@ -344,6 +360,29 @@ export class Trainer {
     opt.loadState({ step: Number(o.metadata.step), moments: new Map(o.names().map((n) => [n, o.get(n)])) }, join(dir, OPTIMIZER));
     return state;
   }
+}
+
+/** Longest answer considered, in tokens (transformers' run_qa max_answer_length). */
+const MAX_ANSWER_TOKENS = 30;
+
+/**
+ * The context span [start, end] (indices into the example's ids) with the highest start + end
+ * logit, end >= start and at most MAX_ANSWER_TOKENS long. Logits rows are [batch, shift + seq].
+ */
+export function bestSpan(e: Example, startLogits: Tensor, endLogits: Tensor, row: number, shift = 0): [number, number] {
+  const width = startLogits.shape[1] as number;
+  const s = startLogits.data as Float32Array;
+  const t = endLogits.data as Float32Array;
+  const from = e.contextStart ?? 0;
+  let best: [number, number] = [0, -1];
+  let score = -Infinity;
+  for (let i = from; i < e.ids.length; i++) {
+    for (let j = i; j < Math.min(e.ids.length, i + MAX_ANSWER_TOKENS); j++) {
+      const v = s[row * width + shift + i]! + t[row * width + shift + j]!;
+      if (v > score) [score, best] = [v, [i, j]];
+    }
+  }
+  return best;
 }
 
 function prefixed(m: Record<string, number>): Record<string, number> {

@@ -1,0 +1,165 @@
+// Tagging and extractive-QA data: special-token wrapping of pre-tokenized content, word/tag
+// alignment, answer spans, their evaluation metrics, and the CLI reading both formats.
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { main } from "../src/cli/main.js";
+import { Tokenizer } from "../src/io/tokenizer.js";
+import { loadModel } from "../src/models/pretrained.js";
+import { PeftModel } from "../src/peft/peft-model.js";
+import { collate, DataError, questionAnsweringExamples, tokenClassificationExamples } from "../src/train/data.js";
+import { bestSpan, Trainer } from "../src/train/trainer.js";
+import { FIXTURES } from "./support/tiny-training.js";
+
+const TOKENIZERS = ["bert-tiny", "roberta-tiny", "gpt2-tiny", "llama-tiny"] as const;
+const tokenizer = (name: string) => Tokenizer.fromDir(join(FIXTURES, name));
+
+const NER = [
+  { tokens: ["the", "cat", "sat", "near", "river", "bank"], tags: ["O", "B-ANIMAL", "O", "O", "B-PLACE", "I-PLACE"] },
+  { tokens: ["a", "dog", "and", "the", "cat"], tags: ["O", "B-ANIMAL", "O", "O", "B-ANIMAL"] },
+  { tokens: ["money", "in", "the", "bank"], tags: ["O", "O", "O", "B-PLACE"] },
+];
+
+const QA = [
+  { question: "where did the cat sit?", context: "the cat sat on the mat near the river.", answers: { text: ["on the mat"], answer_start: [12] } },
+  { question: "what is in the bank?", context: "money is in the bank of the river.", answer: "money" },
+  { question: "who sat?", context: "a dog and the cat sat down.", answers: { text: ["the cat"], answer_start: [10] } },
+];
+
+describe("special tokens around pre-tokenized content", () => {
+  for (const name of TOKENIZERS) {
+    it(`${name}: wrapping plain ids reproduces the tokenizer's own single and pair encodings`, async () => {
+      const tok = await tokenizer(name);
+      const ids = (t: string) => tok.encode(t, { addSpecialTokens: false }).ids;
+      for (const [a, b] of [["the cat sat", "on the mat"], ["money", "a dog near the river"]] as const) {
+        const single = tok.wrapSpecialTokens(ids(a));
+        assert.deepEqual(single.ids, tok.encode(a).ids);
+        const pair = tok.wrapSpecialTokens(ids(a), ids(b));
+        const expected = tok.encode(a, { pair: b });
+        if (name === "gpt2-tiny") {
+          // No post-processor: the JS tokenizer drops the second text; a pair is the concatenation (as in Python).
+          assert.deepEqual(pair.ids, [...ids(a), ...ids(b)]);
+        } else {
+          assert.deepEqual(pair.ids, expected.ids);
+          assert.deepEqual(pair.tokenTypeIds, expected.tokenTypeIds);
+        }
+        assert.deepEqual(pair.ids.slice(pair.starts[1]!, pair.starts[1]! + ids(b).length), ids(b));
+      }
+      assert.equal(tok.specialTokenCount(), tok.encode("a").ids.length - ids("a").length);
+    });
+  }
+});
+
+describe("token classification data", () => {
+  for (const name of TOKENIZERS) {
+    it(`${name}: the first sub-token of each word carries its tag; other pieces and special tokens are ignored`, async () => {
+      const tok = await tokenizer(name);
+      const { examples, labels } = tokenClassificationExamples(NER, tok, { maxLength: 64 });
+      assert.deepEqual(labels, ["B-ANIMAL", "B-PLACE", "I-PLACE", "O"]);
+      NER.forEach((r, i) => {
+        const e = examples[i]!;
+        assert.equal(e.ids.length, e.tokenLabels!.length);
+        const tagged = e.tokenLabels!.filter((y) => y !== -100).map((y) => labels[y]);
+        assert.deepEqual(tagged, r.tags, "one label per word, in order");
+        // Decoding the content reproduces the words.
+        assert.equal(tok.decode(e.ids, { skipSpecialTokens: true }).replace(/\s+/g, " ").trim(), r.tokens.join(" "));
+        const first = e.tokenLabels!.findIndex((y) => y !== -100);
+        assert.equal(first, tok.specialTokenCount() > 0 ? tok.wrapSpecialTokens([]).starts[0] : 0);
+      });
+    });
+  }
+
+  it("truncation keeps whole words; bad records name the record and field", async () => {
+    const tok = await tokenizer("bert-tiny");
+    const { examples } = tokenClassificationExamples(NER, tok, { maxLength: 6 });
+    for (const e of examples) assert.ok(e.ids.length <= 6);
+    assert.throws(() => tokenClassificationExamples([{ tokens: ["a", "b"], tags: ["O"] }], tok, { maxLength: 16, source: "ner.jsonl" }), (e: Error) => e instanceof DataError && /ner\.jsonl record 1: 2 tokens but 1 tags/.test(e.message));
+    assert.throws(() => tokenClassificationExamples([{ tokens: ["a"], tags: ["X"] }], tok, { maxLength: 16, labelNames: ["O"] }), /tag "X" is not one of O/);
+    assert.throws(() => tokenClassificationExamples([{ text: "a" }], tok, { maxLength: 16 }), /missing field "tokens" or "words"/);
+  });
+});
+
+describe("extractive QA data", () => {
+  for (const name of TOKENIZERS) {
+    it(`${name}: start/end positions cover exactly the answer`, async () => {
+      const tok = await tokenizer(name);
+      const examples = questionAnsweringExamples(QA, tok, { maxLength: 64 });
+      const answers = ["on the mat", "money", "the cat"];
+      examples.forEach((e, i) => {
+        assert.ok(e.startPosition! >= e.contextStart! && e.endPosition! >= e.startPosition!);
+        assert.equal(tok.decode(e.ids.slice(e.startPosition, e.endPosition! + 1), { skipSpecialTokens: true }).trim(), answers[i]);
+        assert.deepEqual(e.answers, [answers[i]]);
+      });
+      const batch = collate(examples, tok.padTokenId ?? 0);
+      assert.deepEqual(Array.from(batch.start_positions!.data, Number), examples.map((e) => e.startPosition));
+    });
+  }
+
+  it("an answer truncated away targets the first token; an answer not in the context is an error", async () => {
+    const tok = await tokenizer("bert-tiny");
+    const [e] = questionAnsweringExamples([{ question: "what?", context: "the cat sat on the mat near the river and the bank", answer: "bank" }], tok, { maxLength: 12 });
+    assert.ok(e!.ids.length <= 12);
+    assert.deepEqual([e!.startPosition, e!.endPosition], [0, 0]);
+    assert.throws(() => questionAnsweringExamples([{ question: "q", context: "the cat", answers: { text: ["dog"], answer_start: [0] } }], tok, { maxLength: 16, source: "qa.jsonl" }), /qa\.jsonl record 1: answer "dog" is not in the context at 0/);
+  });
+
+  it("the best span maximizes start + end logits within the context, end after start", () => {
+    const e = { ids: [0, 5, 6, 1, 7, 8, 9, 1], typeIds: [], contextStart: 4 };
+    const start = { dtype: "float32" as const, shape: [1, 8], data: Float32Array.from([9, 9, 0, 0, 1, 3, 0, 0]) };
+    const end = { dtype: "float32" as const, shape: [1, 8], data: Float32Array.from([9, 0, 9, 0, 0, 0, 2, 5]) };
+    // Positions before the context (the question) never win, however large their logits.
+    assert.deepEqual(bestSpan(e, start, end, 0), [5, 7]);
+  });
+});
+
+describe("training and evaluating tagging and QA", () => {
+  it("token classification trains and reports token F1", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "token-classification" });
+    const data = tokenClassificationExamples([...NER, ...NER, ...NER], base.tokenizer!, { maxLength: 32 });
+    (base.config as { numLabels: number }).numLabels = data.labels.length;
+    const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] });
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-ner-"));
+    const trainer = new Trainer(peft, data.examples, data.examples, { outputDir: dir, maxSteps: 40, batchSize: 3, lr: 3e-2, headLrScale: 1, dropout: false, progress: false, threads: 1, print: () => undefined });
+    trainer.labelNames = data.labels;
+    const before = await trainer.evaluate();
+    const { finalMetrics } = await trainer.train();
+    assert.ok(finalMetrics.loss! < before.loss!, `loss ${before.loss} -> ${finalMetrics.loss}`);
+    assert.ok(finalMetrics.token_f1! > 0.8, `token F1 ${finalMetrics.token_f1}`);
+    assert.ok(finalMetrics.token_accuracy! >= 0 && finalMetrics.token_accuracy! <= 1);
+  });
+
+  it("QA trains and reports exact match and F1 (percent)", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "question-answering" });
+    const examples = questionAnsweringExamples([...QA, ...QA], base.tokenizer!, { maxLength: 48 });
+    const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] });
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-qa-"));
+    const trainer = new Trainer(peft, examples, examples.slice(0, 3), { outputDir: dir, maxSteps: 60, batchSize: 3, lr: 3e-2, dropout: false, progress: false, threads: 1, print: () => undefined });
+    const before = await trainer.evaluate();
+    const { finalMetrics } = await trainer.train();
+    assert.ok(finalMetrics.loss! < before.loss!, `loss ${before.loss} -> ${finalMetrics.loss}`);
+    assert.ok(finalMetrics.exact_match! >= 0 && finalMetrics.exact_match! <= 100);
+    assert.ok(finalMetrics.f1! >= finalMetrics.exact_match!, "F1 is at least exact match");
+    assert.ok(finalMetrics.f1! > 50, `QA F1 ${finalMetrics.f1} on the training questions`);
+  });
+
+  it("the CLI guesses tagging and QA from the data and trains both", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-cli-formats-"));
+    const run = async (argv: string[]) => {
+      let out = "";
+      const code = await main(argv, { out: (s) => (out += `${s}\n`), write: (s) => (out += s) });
+      return { code, out };
+    };
+    const ner = join(dir, "ner.jsonl");
+    writeFileSync(ner, [...NER, ...NER].map((r) => JSON.stringify(r)).join("\n"));
+    const tagging = await run(["train", "--model", join(FIXTURES, "bert-tiny"), "--data", ner, "--eval", ner, "--output", join(dir, "ner"), "--max-steps", "3", "--batch-size", "2", "--threads", "1"]);
+    assert.equal(tagging.code, 0, tagging.out);
+    assert.match(tagging.out, /final metrics: .*"token_f1":/);
+    const qa = join(dir, "qa.jsonl");
+    writeFileSync(qa, [...QA, ...QA].map((r) => JSON.stringify(r)).join("\n"));
+    const squad = await run(["train", "--model", join(FIXTURES, "roberta-tiny"), "--data", qa, "--eval", qa, "--output", join(dir, "qa"), "--max-steps", "3", "--batch-size", "2", "--threads", "1"]);
+    assert.equal(squad.code, 0, squad.out);
+    assert.match(squad.out, /final metrics: .*"exact_match":.*"f1":/);
+  });
+});
