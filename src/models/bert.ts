@@ -2,12 +2,13 @@
 // heads: sequence/token classification, extractive QA and masked LM.
 import { activation } from "../ir/composites/activations.js";
 import { scaledDotProductAttention } from "../ir/composites/attention.js";
-import { add, dropout, gather, layerNorm, tanh } from "../ir/ops/index.js";
+import { crossEntropy } from "../ir/composites/losses.js";
+import { add, dropout, equal, gather, layerNorm, nonZero, not, reshape, squeeze, tanh } from "../ir/ops/index.js";
 import { type Value } from "../ir/graph.js";
 import { type ModelBuilder } from "./builder.js";
 import { type ModelConfig } from "./config.js";
 import { questionAnswering, sequenceLoss, tiedDecoder, tokenClassification, tokenLoss } from "./heads.js";
-import { additiveMask, firstToken, mergeHeads, splitHeads } from "./layers.js";
+import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
 import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
 
 export const BERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
@@ -81,14 +82,25 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
   } else if (task === "masked-lm") {
     const roberta = cfg.modelType === "roberta";
     const head = roberta ? "lm_head" : "cls.predictions";
-    const t = activation(cfg.activation, b.linear(roberta ? "lm_head.dense" : "cls.predictions.transform.dense", h, H, H));
+    // Only the labelled positions' hidden states go through the head when asked (see BuildOptions).
+    let x = h;
+    let picked: Value | undefined;
+    let labels: Value | undefined;
+    if (withLoss && b.maskedPositionsOnly) {
+      inputs.labels = g.input("labels", "int64", ["batch", "seq"]);
+      const flat = reshape(inputs.labels, [-1]);
+      picked = squeeze(nonZero(not(equal(flat, -100))), [0]);
+      x = gather(flattenTokens(h), picked, 0);
+      labels = gather(flat, picked, 0);
+    }
+    const t = activation(cfg.activation, b.linear(roberta ? "lm_head.dense" : "cls.predictions.transform.dense", x, H, H));
     const norm = roberta ? "lm_head.layer_norm" : "cls.predictions.transform.LayerNorm";
     const tn = layerNorm(t, b.param(`${norm}.weight`, [H]), b.param(`${norm}.bias`, [H]), cfg.layerNormEps);
     // The decoder is tied to the word embeddings; its bias is `<head>.bias`.
     const decoder = b.param(`${head}.decoder.weight`, [cfg.vocabSize, H], { aliases: [`${emb}.word_embeddings.weight`] });
     const bias = b.param(`${head}.bias`, [cfg.vocabSize], { aliases: [`${head}.decoder.bias`] });
     outputs.logits = tiedDecoder(b, `${head}.decoder`, tn, decoder, bias);
-    if (withLoss) outputs.loss = tokenLoss(outputs.logits, inputs);
+    if (withLoss) outputs.loss = labels ? crossEntropy(outputs.logits, labels) : tokenLoss(outputs.logits, inputs);
   }
   const { unexpected } = b.finish((n) => n.endsWith("position_ids") || (task !== "masked-lm" && (n.startsWith("cls.") || n.startsWith("lm_head."))) || (task === "base" && (n.startsWith("classifier") || n.startsWith("qa_outputs"))));
   return { graph: g, inputs, outputs, present: {}, unexpected, newlyInitialized: [...b.newlyInitialized] };

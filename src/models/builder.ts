@@ -36,6 +36,11 @@ export interface BuildOptions {
   gradientCheckpointing?: boolean;
   /** Initialize every weight the checkpoint lacks (a model built from a config, for pretraining). */
   initializeMissing?: boolean;
+  /**
+   * Masked LM with loss: run the LM head only at labelled positions (the ~15% that are masked),
+   * so `logits` is [labelled, vocab]; the loss is the same. Pretraining uses it for speed.
+   */
+  maskedPositionsOnly?: boolean;
   hooks?: ModelHooks;
 }
 
@@ -44,6 +49,7 @@ export class ModelBuilder {
   readonly training: boolean;
   readonly checkpointing: boolean;
   readonly initializeMissing: boolean;
+  readonly maskedPositionsOnly: boolean;
   readonly hooks: ModelHooks;
   private readonly missing: string[] = [];
   private readonly mismatched: string[] = [];
@@ -63,6 +69,7 @@ export class ModelBuilder {
     this.training = opts.training ?? false;
     this.checkpointing = opts.gradientCheckpointing ?? false;
     this.initializeMissing = opts.initializeMissing ?? false;
+    this.maskedPositionsOnly = opts.maskedPositionsOnly ?? false;
     this.hooks = opts.hooks ?? {};
   }
 

@@ -23,7 +23,10 @@ export interface PretrainOptions {
   block?: number;
   steps?: number;
   batchSize?: number;
+  /** Peak learning rate (default: 5e-4 for the post-LN encoder, 1e-3 for the decoder). */
   lr?: number;
+  /** Fraction of steps warming up (default 0.1 encoder, 0.05 decoder). */
+  warmupRatio?: number;
   seed?: number;
   threads?: number;
   print?: (line: string) => void;
@@ -94,16 +97,28 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const sequences = blocks(stream, block, kind === "encoder" ? [0, 2] : undefined);
   const rand = seededRandom(seed);
   const special = new Set([0, 1, 2, 3, 4]);
-  const examples: Example[] = sequences.map((ids) => (kind === "encoder" ? maskedExample(ids, rand, 4, vocab, special) : { ids, typeIds: ids.map(() => 0), tokenLabels: ids }));
-  const { train, validation } = splitExamples(examples, 0.02, seed);
-  print(`corpus: ${stream.length} tokens -> ${train.length} training blocks of ${block}, ${validation.length} held out`);
+  const steps = opts.steps ?? 600;
+  const batchSize = opts.batchSize ?? 32;
+  const split = splitExamples(sequences, 0.02, seed);
+  // BERT's duplication: the encoder sees each block with a different random mask in each copy,
+  // as many copies as the run has epochs (at most 10), instead of one fixed mask repeated.
+  const copies = kind === "encoder" ? Math.min(10, Math.max(1, Math.ceil((steps * batchSize) / split.train.length))) : 1;
+  const toExamples = (blocks: number[][], n: number): Example[] =>
+    Array.from({ length: n }, () => blocks.map((ids) => (kind === "encoder" ? maskedExample(ids, rand, 4, vocab, special) : { ids, typeIds: ids.map(() => 0), tokenLabels: ids }))).flat();
+  const train = toExamples(split.train, copies);
+  const validation = toExamples(split.validation, 1);
+  print(`corpus: ${stream.length} tokens -> ${split.train.length} training blocks of ${block}${copies > 1 ? ` (${copies} differently masked copies)` : ""}, ${validation.length} held out`);
 
   const peft = PeftModel.create(model, { peft_type: "FULL" });
   const parameters = peft.countParameters().trainable;
   print(`model: ${config.model_type}, ${parameters.toLocaleString("en-US")} parameters`);
+  // Post-LN encoders collapse at the decoder's rate (every position the same unigram guess), so
+  // the encoder warms up longer to a lower peak.
+  const lr = opts.lr ?? (kind === "encoder" ? 5e-4 : 1e-3);
+  const warmupRatio = opts.warmupRatio ?? (kind === "encoder" ? 0.1 : 0.05);
   const trainer = new Trainer(peft, train, validation, {
-    outputDir: join(outputDir, "pretraining"), maxSteps: opts.steps ?? 600, batchSize: opts.batchSize ?? 32, lr: opts.lr ?? 1e-3, schedule: "cosine", warmupRatio: 0.05,
-    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor((opts.steps ?? 600) / 6)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false,
+    outputDir: join(outputDir, "pretraining"), maxSteps: steps, batchSize, lr, schedule: "cosine", warmupRatio, maskedPositionsOnly: kind === "encoder",
+    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor(steps / 10)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false,
   });
   let lastLoss = NaN;
   trainer.opts.onLog = (e) => void (typeof e.loss === "number" && (lastLoss = e.loss));
@@ -113,6 +128,6 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const merged = peft.mergeAndUnload();
   await merged.save(outputDir, { dtype: "float16", tokenizerFiles: { "tokenizer.json": trained.tokenizer, "tokenizer_config.json": trained.config } });
   const record: PretrainResult = { dir: outputDir, parameters, steps: result.steps, finalTrainLoss: lastLoss, finalEvalLoss: result.finalMetrics.loss ?? NaN, seconds: (performance.now() - started) / 1000 };
-  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize: opts.batchSize ?? 32, lr: opts.lr ?? 1e-3, seed } }, null, 2));
+  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize, lr, warmupRatio, maskedCopies: copies, seed } }, null, 2));
   return record;
 }

@@ -41,6 +41,8 @@ export interface TrainerOptions {
   /** Dropout during training (default on); off makes runs bit-reproducible across resumes. */
   dropout?: boolean;
   gradientCheckpointing?: boolean;
+  /** Masked LM: the LM head runs only at labelled positions (same loss, less compute). */
+  maskedPositionsOnly?: boolean;
   threads?: number;
   logEvery?: number;
   /** Live progress bar (default: when stdout is a terminal); plain log lines otherwise. */
@@ -100,7 +102,7 @@ export class Trainer {
     if (trainExamples.length === 0) throw new RangeError("Trainer: no training examples");
     this.opts = {
       epochs: 3, batchSize: 16, gradientAccumulation: 1, lr: 2e-4, weightDecay: 0.01, headLrScale: 1, schedule: "linear", warmupRatio: 0.06, maxGradNorm: 1,
-      seed: 42, dropout: true, gradientCheckpointing: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, ...opts,
+      seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, ...opts,
     };
     const tok = model.base.tokenizer;
     this.padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
@@ -128,7 +130,7 @@ export class Trainer {
     const o = this.opts;
     await mkdir(o.outputDir, { recursive: true });
     const session = o.threads ? { threads: o.threads } : {};
-    const step = await TrainStep.create(this.model.build({ withLoss: true, training: o.dropout, gradientCheckpointing: o.gradientCheckpointing }).outputs.loss!, { session });
+    const step = await TrainStep.create(this.model.build({ withLoss: true, training: o.dropout, gradientCheckpointing: o.gradientCheckpointing, maskedPositionsOnly: o.maskedPositionsOnly }).outputs.loss!, { session });
     const heads = new Set(step.params.filter((p) => p.name.includes(".modules_to_save.")));
     const groups: ParamGroup[] = [{ params: step.params.filter((p) => !heads.has(p)) }, { params: [...heads], lrScale: o.headLrScale }].filter((g) => g.params.length > 0);
     const opt = new AdamW(groups, { lr: o.lr, weightDecay: o.weightDecay });
@@ -229,7 +231,7 @@ export class Trainer {
   }
 
   private evalOutputs() {
-    const built = this.model.build({ withLoss: true });
+    const built = this.model.build({ withLoss: true, maskedPositionsOnly: this.opts.maskedPositionsOnly });
     const out: Record<string, import("../ir/graph.js").Value> = { loss: built.outputs.loss! };
     for (const k of ["logits", "start_logits", "end_logits"] as const) if (built.outputs[k]) out[k] = built.outputs[k];
     return out;

@@ -17,7 +17,7 @@ export const OPS = {
   Shape: sh.Shape, Size: sh.Size, Reshape: sh.Reshape, Transpose: sh.Transpose, Concat: sh.Concat, Slice: sh.Slice,
   Pad: sh.Pad, Split: sh.Split, Gather: sh.Gather, GatherElements: sh.GatherElements, ScatterND: sh.ScatterND,
   ScatterElements: sh.ScatterElements, Expand: sh.Expand, Unsqueeze: sh.Unsqueeze, Squeeze: sh.Squeeze,
-  ConstantOfShape: sh.ConstantOfShape, Trilu: sh.Trilu, CumSum: sh.CumSum, Identity: sh.StopGradient,
+  ConstantOfShape: sh.ConstantOfShape, Trilu: sh.Trilu, CumSum: sh.CumSum, Identity: sh.StopGradient, NonZero: sh.NonZero,
 } as const satisfies Record<string, OpDef<never>>;
 
 export type OpName = keyof typeof OPS;
@@ -30,6 +30,6 @@ export { reduceSum, reduceMean, reduceMax } from "./reduce.js";
 export { softmax, logSoftmax, layerNorm, dropout, fusedGelu } from "./nn.js";
 export {
   shapeOf, size, reshape, transpose, concat, slice, pad, split, gather, gatherElements, expand, unsqueeze, squeeze,
-  constantOfShape, trilu, cumsum, zerosLike, stopGradient,
+  constantOfShape, trilu, cumsum, zerosLike, stopGradient, nonZero,
 } from "./shape-ops.js";
 export type { Operand } from "./define.js";

@@ -367,6 +367,21 @@ export const Trilu: OpDef<TriluAttrs> = {
   grad: ({ dy: [g], attrs }) => [g!.graph.apply(Trilu, [g!], attrs)[0]!],
 };
 
+let nonZeroCount = 0;
+/**
+ * Indices of the non-zero elements, [rank, n]; n is known only at run time and gets a fresh
+ * symbol (e.g. the labelled positions of a masked-LM batch, to run the LM head only there).
+ */
+export const NonZero: OpDef = {
+  type: "NonZero",
+  attrs: {},
+  infer: (inputs) => {
+    const x = input(inputs, 0);
+    return [{ dtype: "int64", shape: [x.rank, `nonzero${++nonZeroCount}`] }];
+  },
+  grad: "nondifferentiable",
+};
+
 type CumSumAttrs = { axis: number; exclusive: number; reverse: number };
 /** Cumulative sum along an axis (e.g. RoBERTa position ids from a padding mask). */
 export const CumSum: OpDef<CumSumAttrs> = {
@@ -409,6 +424,7 @@ export const slice = (x: Value, starts: readonly number[], ends: readonly number
 export const pad = (x: Value, pads: readonly number[]): Value => x.graph.apply(Pad, [x], { pads: [...pads] })[0]!;
 export const split = (x: Value, sizes: readonly number[], axis: number): Value[] => x.graph.apply(Split, [x], { axis, split: [...sizes] });
 export const gather = (data: Value, indices: Value, axis = 0): Value => data.graph.apply(Gather, [data, indices], { axis })[0]!;
+export const nonZero = (x: Value): Value => x.graph.apply(NonZero, [x], {})[0]!;
 export const gatherElements = (data: Value, indices: Value, axis: number): Value => data.graph.apply(GatherElements, [data, indices], { axis })[0]!;
 export const scatterNDAdd = (data: Value, indices: Value, updates: Value): Value => data.graph.apply(ScatterND, [data, indices, updates])[0]!;
 export const scatterElementsAdd = (data: Value, indices: Value, updates: Value, axis: number): Value => data.graph.apply(ScatterElements, [data, indices, updates], { axis })[0]!;
