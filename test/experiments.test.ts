@@ -52,7 +52,8 @@ describe("layer ablation report", () => {
   const result: AblationResult = { task: "spam", method: "houlsby rf=16", layers: 2, baseline: 0.9, drop: [[0.1, 0.35], [null, 0.05]], headOnly: 0.55 };
 
   it("writes the drop matrix in points, upper triangle only", () => {
-    const md = ablationMarkdown([result]);
+    const md = ablationMarkdown([result], "models/decoder-mini");
+    assert.match(md, /on `models\/decoder-mini`/);
     assert.match(md, /### spam · houlsby rf=16 \(baseline accuracy 0\.900; all adapters removed: 0\.550\)/);
     assert.match(md, /\| 0 \| 10\.0 \| 35\.0 \|/);
     assert.match(md, /\| 1 \|  \| 5\.0 \|/);

@@ -2,12 +2,12 @@
 // on each task, then remove the trained adapters from each span of layers i..j (the task head
 // stays) and measure the validation accuracy drop. Written to bench/results/ablation/.
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type TopLevelSpec } from "vega-lite";
 import { writeFileAtomic } from "../../src/io/safetensors.js";
-import { DEFAULT_BUDGET, TASK_NAMES } from "./grid.js";
+import { DEFAULT_BUDGET, SHIPPED_DECODER, TASK_NAMES } from "./grid.js";
 import { renderSvg } from "./methods-report.js";
 import { trainRun } from "./run-one.js";
 
@@ -25,13 +25,13 @@ export interface AblationResult {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { methods: { type: "string", default: "houlsby rf=16,lora r=8" }, tasks: { type: "string" }, seed: { type: "string", default: "1" }, output: { type: "string", default: ABLATION_DIR } } });
+  const { values } = parseArgs({ args, options: { methods: { type: "string", default: "houlsby rf=16,lora r=8" }, tasks: { type: "string" }, seed: { type: "string", default: "1" }, output: { type: "string", default: ABLATION_DIR }, model: { type: "string", default: SHIPPED_DECODER } } });
   const out = values.output;
   await mkdir(out, { recursive: true });
   const results: AblationResult[] = [];
   for (const task of values.tasks ? values.tasks.split(",") : TASK_NAMES) {
     for (const method of values.methods.split(",").map((s) => s.trim())) {
-      const { result, peft, trainer } = await trainRun({ method, task, seed: Number(values.seed), budget: DEFAULT_BUDGET, workDir: join(out, ".work") });
+      const { result, peft, trainer } = await trainRun({ method, task, seed: Number(values.seed), budget: DEFAULT_BUDGET, workDir: join(out, ".work"), model: values.model });
       const layers = peft.base.config.layers;
       const accuracyWithout = async (from: number, to: number) => {
         peft.disableAdapterLayers(from, to);
@@ -52,16 +52,16 @@ export async function main(args: string[]): Promise<void> {
     }
   }
   await writeFileAtomic(join(out, "ablation.json"), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFileAtomic(join(out, "ablation.md"), ablationMarkdown(results));
+  await writeFileAtomic(join(out, "ablation.md"), ablationMarkdown(results, relative(process.cwd(), values.model) || values.model));
   await writeFileAtomic(join(out, "ablation.svg"), await renderSvg(ablationPlotSpec(results)));
   console.log(`wrote ${join(out, "ablation.md")} and ${join(out, "ablation.svg")}`);
 }
 
-export function ablationMarkdown(results: readonly AblationResult[]): string {
+export function ablationMarkdown(results: readonly AblationResult[], base: string): string {
   const lines = [
     "# Layer ablation",
     "",
-    "Written by `npm run experiment -- ablation`. Each adapter is trained once (seed 1, the methods experiment's budget) on the shipped decoder;",
+    `Written by \`npm run experiment -- ablation\`. Each adapter is trained once (seed 1, the methods experiment's budget) on \`${base}\`;`,
     "then the trained adapters of layers i..j are removed (the task head stays) and the validation accuracy is measured again.",
     "Cells: accuracy drop in points (baseline minus ablated; positive = the span mattered). Row = first removed layer i, column = last removed layer j.",
     "",

@@ -1,11 +1,10 @@
 // The methods experiment's fixed setup: the two tasks (built from npm-shipped data), the method
 // grid with each method's learning rate, and the training budget every run gets.
-import { fileURLToPath } from "node:url";
 import { partyRecords, spamRecords } from "../../src/cli/demo.js";
 import { type PeftConfigInput } from "../../src/peft/peft-model.js";
 import { type DataRecord } from "../../src/train/data.js";
 
-export const SHIPPED_DECODER = fileURLToPath(new URL("../../models/decoder-mini", import.meta.url));
+export { SHIPPED_DECODER } from "../../src/cli/demo.js";
 
 export interface MethodSpec {
   /** Row name in the table (unique). */
@@ -22,9 +21,8 @@ export interface MethodSpec {
 /** The task head (PEFT's modules_to_save) trains at this rate for every method that keeps the base frozen. */
 export const HEAD_LR = 3e-3;
 
-/** GPT-2's fused q/k/v projection (PEFT's default LoRA target for GPT-2). */
-const LORA_TARGETS = ["c_attn"];
-const lora = (r: number): MethodSpec => ({ name: `lora r=${r}`, family: "lora", lr: 1e-3, config: { peft_type: "LORA", r, lora_alpha: 2 * r, lora_dropout: 0.05, target_modules: LORA_TARGETS } });
+// LoRA targets PEFT's default modules for the architecture (GPT-2: the fused c_attn; RoBERTa: query, value).
+const lora = (r: number): MethodSpec => ({ name: `lora r=${r}`, family: "lora", lr: 1e-3, config: { peft_type: "LORA", r, lora_alpha: 2 * r, lora_dropout: 0.05 } });
 const bottleneck = (variant: "double_seq_bn" | "seq_bn", rf: number): MethodSpec => ({
   name: `${variant === "double_seq_bn" ? "houlsby" : "pfeiffer"} rf=${rf}`, family: variant === "double_seq_bn" ? "houlsby" : "pfeiffer", lr: 1e-3,
   config: { peft_type: "BOTTLENECK", variant, reduction_factor: rf },
@@ -43,11 +41,12 @@ export const METHOD_GRID: readonly MethodSpec[] = [
   lora(2),
   lora(8),
   lora(32),
+  { ...lora(32), name: "lora r=32, random init", family: "from scratch", fromScratch: true },
   bottleneck("double_seq_bn", 64),
   bottleneck("double_seq_bn", 16),
   bottleneck("seq_bn", 64),
   bottleneck("seq_bn", 16),
-  { name: "hybrid lora+par_bn", family: "hybrid", lr: 1e-3, config: { peft_type: "HYBRID", lora: { r: 8, lora_alpha: 16, target_modules: LORA_TARGETS }, adapter: { variant: "par_bn", reduction_factor: 16 } } },
+  { name: "hybrid lora+par_bn", family: "hybrid", lr: 1e-3, config: { peft_type: "HYBRID", lora: { r: 8, lora_alpha: 16 }, adapter: { variant: "par_bn", reduction_factor: 16 } } },
 ];
 
 export interface TaskData {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { writeFileAtomic } from "../../src/io/safetensors.js";
-import { type Budget } from "./grid.js";
+import { METHOD_GRID, type Budget } from "./grid.js";
 import { type RunResult } from "./run-one.js";
 
 export interface MethodSummary {
@@ -96,12 +96,15 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   return view.toSVG();
 }
 
-export async function writeMethodsReport(runs: readonly RunResult[], dir: string, budget: Budget): Promise<MethodSummary[]> {
-  const rows = summarize(runs);
+export async function writeMethodsReport(runs: readonly RunResult[], dir: string, budget: Budget, base: string): Promise<MethodSummary[]> {
+  // Tasks as they first appear, methods in grid order.
+  const tasks = [...new Set(runs.map((r) => r.task))];
+  const key = (r: MethodSummary) => tasks.indexOf(r.task) * 1000 + METHOD_GRID.findIndex((g) => g.name === r.method);
+  const rows = summarize(runs).sort((a, b) => key(a) - key(b));
   const header = [
     "# Methods experiment",
     "",
-    `Written by \`npm run experiment -- methods\` from ${runs.length} runs (runs.jsonl). Base: the shipped decoder (models/decoder-mini); each run trains ${budget.steps} optimizer steps of ${budget.batchSize} examples`,
+    `Written by \`npm run experiment -- methods\` from ${runs.length} runs (runs.jsonl). Base: \`${base}\`; each run trains ${budget.steps} optimizer steps of ${budget.batchSize} examples`,
     `(inputs truncated to ${budget.maxLength} tokens) on ${2 * budget.trainPerClass} balanced training examples and is evaluated once on ${2 * budget.validationPerClass} held-out ones; seeds change initialization, dropout and batch order, not the data.`,
     "Step time is the median run's mean optimizer step after the first (AdamW included); peak RSS is the run's own process.",
     "",

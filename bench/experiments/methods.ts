@@ -5,11 +5,11 @@
 // accuracy vs trainable parameters (methods.svg).
 import { execFile } from "node:child_process";
 import { appendFile, mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parseArgs } from "node:util";
-import { DEFAULT_BUDGET, METHOD_GRID, TASK_NAMES, type Budget } from "./grid.js";
+import { DEFAULT_BUDGET, METHOD_GRID, SHIPPED_DECODER, TASK_NAMES, type Budget } from "./grid.js";
 import { writeMethodsReport } from "./methods-report.js";
 import { type RunResult, type RunSpec } from "./run-one.js";
 
@@ -31,6 +31,7 @@ export async function main(args: string[]): Promise<void> {
       methods: { type: "string" },
       tasks: { type: "string" },
       output: { type: "string", default: RESULTS_DIR },
+      model: { type: "string", default: SHIPPED_DECODER },
       "report-only": { type: "boolean", default: false },
     },
   });
@@ -48,7 +49,7 @@ export async function main(args: string[]): Promise<void> {
     console.log(`methods experiment: ${todo.length} runs to do (${done.size} already in ${runsFile}); budget ${JSON.stringify(budget)}`);
     const t0 = performance.now();
     for (const [i, r] of todo.entries()) {
-      const spec: RunSpec = { ...r, budget, workDir: join(out, ".work") };
+      const spec: RunSpec = { ...r, budget, workDir: join(out, ".work"), model: values.model };
       const { stdout } = await run(process.execPath, ["--import", "tsx", RUN_ONE, JSON.stringify(spec)], { maxBuffer: 1 << 24 });
       const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
       if (!line) throw new Error(`run ${JSON.stringify(r)} printed no result:\n${stdout}`);
@@ -58,6 +59,6 @@ export async function main(args: string[]): Promise<void> {
       console.log(`[${i + 1}/${todo.length}] ${r.task} · ${r.method} · seed ${r.seed}: accuracy ${result.accuracy.toFixed(3)} f1 ${result.f1.toFixed(3)} step ${result.stepMs.toFixed(0)} ms (ETA ${Math.round(eta)} s)`);
     }
   }
-  await writeMethodsReport(await readRuns(runsFile), out, budget);
+  await writeMethodsReport(await readRuns(runsFile), out, budget, relative(process.cwd(), values.model) || values.model);
   console.log(`wrote ${join(out, "methods.md")}, ${join(out, "methods.svg")} and ${join(out, "summary.json")}`);
 }

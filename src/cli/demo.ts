@@ -12,6 +12,7 @@ import { classificationExamples, type DataRecord } from "../train/data.js";
 import { Trainer } from "../train/trainer.js";
 
 export const SHIPPED_ENCODER = fileURLToPath(new URL("../../models/encoder-mini", import.meta.url));
+export const SHIPPED_DECODER = fileURLToPath(new URL("../../models/decoder-mini", import.meta.url));
 
 function sample<T>(items: readonly T[], n: number, rand: () => number): T[] {
   const a = [...items];
@@ -81,7 +82,8 @@ export async function demo(opts: DemoOptions): Promise<Record<string, Record<str
     const labels = [...new Set(records.map((r) => String(r.label)))].sort();
     const { examples } = classificationExamples(records, model.tokenizer!, { maxLength: 128, labelNames: labels });
     const cut = Math.floor(examples.length * 0.8);
-    const peft = PeftModel.create(model, { peft_type: "LORA", r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: ["query", "value"] });
+    // PEFT's default LoRA targets for the architecture (RoBERTa: query, value; GPT-2: c_attn).
+    const peft = PeftModel.create(model, { peft_type: "LORA", r: 8, lora_alpha: 16, lora_dropout: 0.05 });
     opts.print(`\n== ${name}: ${cut} training / ${examples.length - cut} validation examples (${labels.join(" vs ")}) ==`);
     peft.printTrainableParameters(opts.print);
     const out = join(opts.output, name);
