@@ -171,6 +171,11 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       config: () => ({ peft_type: "TOP_K_LAYERS", k: 1 }),
       expected: (inv, task) => sumParams(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
       identityAtInit: true, mergeable: true, mixable: false,
+    },    {
+      // k = 0: only what follows the layer stack (final norm, pooler) and the head: a linear probe.
+      config: () => ({ peft_type: "TOP_K_LAYERS", k: 0 }),
+      expected: (inv, task) => sumParams(inv, (n) => /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
+      identityAtInit: true, mergeable: true, mixable: false,
     },
   ],
   FULL: [{ config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],

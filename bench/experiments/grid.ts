@@ -31,6 +31,8 @@ const bottleneck = (variant: "double_seq_bn" | "seq_bn", rf: number): MethodSpec
 export const METHOD_GRID: readonly MethodSpec[] = [
   { name: "full", family: "full", lr: 2e-4, config: { peft_type: "FULL" } },
   { name: "full, random init", family: "from scratch", lr: 2e-4, config: { peft_type: "FULL" }, fromScratch: true },
+  // The control for every frozen-base method: only the task head (and the final norm) trains.
+  { name: "head only (linear probe)", family: "top-k", lr: HEAD_LR, config: { peft_type: "TOP_K_LAYERS", k: 0 } },
   { name: "top-2 layers", family: "top-k", lr: 2e-4, config: { peft_type: "TOP_K_LAYERS", k: 2 } },
   { name: "ln-tuning", family: "selective", lr: 3e-3, config: { peft_type: "LN_TUNING" } },
   { name: "bitfit", family: "selective", lr: 3e-3, config: { peft_type: "BITFIT" } },

@@ -151,7 +151,7 @@ function taskOf(explicit: string | undefined, records: DataRecord[]): Task {
   return has("label") ? "sequence-classification" : "causal-lm";
 }
 
-export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s)): Command {
+export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s), argv: readonly string[] = []): Command {
   const prog = new Command("peftjs").description("Parameter-efficient fine-tuning of Hugging Face transformers in TypeScript").version("0.1.0").showHelpAfterError(false);
   prog.configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => process.stderr.write(s) });
   prog.exitOverride();
@@ -342,7 +342,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--threads <n>", "CPU threads", int)
     .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr?: number; warmupRatio?: number; seed: number; threads?: number }) => {
       const { texts, description } = o.corpus ? await corpusFiles(o.corpus) : builtinCorpus();
-      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, print: out, corpus: description });
+      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
       out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
     });
 
@@ -374,7 +374,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 
 /** Run the CLI; returns the exit code. Errors are one line plus a hint. */
 export async function main(argv: readonly string[], io?: { out: (s: string) => void; write: (s: string) => void }): Promise<number> {
-  const prog = program(io?.out, io?.write);
+  const prog = program(io?.out, io?.write, argv);
   try {
     await prog.parseAsync([...argv], { from: "user" });
     return 0;

@@ -32,6 +32,8 @@ export interface PretrainOptions {
   print?: (line: string) => void;
   /** Description of the corpus, recorded with the model. */
   corpus?: string;
+  /** The command that ran this pretraining, recorded with the model. */
+  command?: string;
 }
 
 /** Cut the concatenated token stream into blocks; for the encoder, wrap each in <s> ... </s>. */
@@ -128,6 +130,6 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const merged = peft.mergeAndUnload();
   await merged.save(outputDir, { dtype: "float16", tokenizerFiles: { "tokenizer.json": trained.tokenizer, "tokenizer_config.json": trained.config } });
   const record: PretrainResult = { dir: outputDir, parameters, steps: result.steps, finalTrainLoss: lastLoss, finalEvalLoss: result.finalMetrics.loss ?? NaN, seconds: (performance.now() - started) / 1000 };
-  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize, lr, warmupRatio, maskedCopies: copies, seed } }, null, 2));
+  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, command: opts.command, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize, lr, warmupRatio, maskedCopies: copies, seed } }, null, 2));
   return record;
 }

@@ -37,7 +37,8 @@ export function selectedParams(model: PretrainedModel, config: SelectiveConfig):
       const k = config.k ?? 1;
       const layers = model.config.layers;
       if (k > layers) throw new AdapterConfigError(`TOP_K_LAYERS: k ${k} exceeds the model's ${layers} layers`);
-      // The top k layers and everything after the layer stack (final norm, heads).
+      // The top k layers and everything after the layer stack (final norm, heads); k = 0 trains
+      // only that (with a task head in modules_to_save: a linear probe).
       return all.filter((n) => {
         const i = layerIndex(n);
         return i !== undefined ? i >= layers - k : /(^|\.)(ln_f|norm|pooler)\./.test(n) && !/embeddings?\./.test(n);
@@ -53,7 +54,8 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
 
   constructor(model: PretrainedModel, readonly config: SelectiveConfig, readonly name: string) {
     const selected = selectedParams(model, config);
-    if (selected.length === 0) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected (target_modules ${JSON.stringify(config.target_modules)})`);
+    const headOnly = config.peft_type === "TOP_K_LAYERS" && config.k === 0;
+    if (selected.length === 0 && !headOnly) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected (target_modules ${JSON.stringify(config.target_modules)})`);
     // LN_TUNING keeps PEFT's key format: <module>.ln_tuning_layers.<param>.
     const saveKey = config.peft_type === "LN_TUNING" ? (n: string) => `${MODEL_PREFIX}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}` : undefined;
     this.params = new ModulesToSave(model, name, config.modules_to_save ?? [], selected, saveKey);
@@ -84,7 +86,7 @@ function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
   const parse = (json: Readonly<Record<string, unknown>>, source: string): SelectiveConfig => ({
     peft_type: peftType,
     target_modules: peftType === "LN_TUNING" ? field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) : null,
-    k: peftType === "TOP_K_LAYERS" ? field(json, "k", 1, isInt(1), "a positive integer", source) : undefined,
+    k: peftType === "TOP_K_LAYERS" ? field(json, "k", 1, isInt(0), "a non-negative integer", source) : undefined,
     modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
     base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
     task_type: (json.task_type as string | undefined) ?? null,
