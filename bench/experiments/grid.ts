@@ -30,7 +30,7 @@ const bottleneck = (variant: "double_seq_bn" | "seq_bn", rf: number): MethodSpec
 
 export const METHOD_GRID: readonly MethodSpec[] = [
   { name: "full", family: "full", lr: 2e-4, config: { peft_type: "FULL" } },
-  { name: "full, random init", family: "from scratch", lr: 2e-4, config: { peft_type: "FULL" }, fromScratch: true },
+  { name: "full (random init)", family: "from scratch", lr: 2e-4, config: { peft_type: "FULL" }, fromScratch: true },
   // The control for every frozen-base method: only the task head (and the final norm) trains.
   { name: "head only (linear probe)", family: "top-k", lr: HEAD_LR, config: { peft_type: "TOP_K_LAYERS", k: 0 } },
   { name: "top-2 layers", family: "top-k", lr: 2e-4, config: { peft_type: "TOP_K_LAYERS", k: 2 } },
@@ -43,7 +43,7 @@ export const METHOD_GRID: readonly MethodSpec[] = [
   lora(2),
   lora(8),
   lora(32),
-  { ...lora(32), name: "lora r=32, random init", family: "from scratch", fromScratch: true },
+  { ...lora(32), name: "lora r=32 (random init)", family: "from scratch", fromScratch: true },
   bottleneck("double_seq_bn", 64),
   bottleneck("double_seq_bn", 16),
   bottleneck("seq_bn", 64),
