@@ -84,14 +84,13 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
     const head = roberta ? "lm_head" : "cls.predictions";
     // Only the labelled positions' hidden states go through the head when asked (see BuildOptions).
     let x = h;
-    let picked: Value | undefined;
     let labels: Value | undefined;
     if (withLoss && b.maskedPositionsOnly) {
       inputs.labels = g.input("labels", "int64", ["batch", "seq"]);
       const flat = reshape(inputs.labels, [-1]);
-      picked = squeeze(nonZero(not(equal(flat, -100))), [0]);
-      x = gather(flattenTokens(h), picked, 0);
-      labels = gather(flat, picked, 0);
+      const positions = squeeze(nonZero(not(equal(flat, -100))), [0]);
+      x = gather(flattenTokens(h), positions, 0);
+      labels = gather(flat, positions, 0);
     }
     const t = activation(cfg.activation, b.linear(roberta ? "lm_head.dense" : "cls.predictions.transform.dense", x, H, H));
     const norm = roberta ? "lm_head.layer_norm" : "cls.predictions.transform.LayerNorm";

@@ -2,7 +2,7 @@
 // hooks at every named point, and collects missing/mismatched weights to report them together.
 import { conv1d, linear } from "../ir/composites/linear.js";
 import { Graph, type Value } from "../ir/graph.js";
-import { formatShape } from "../ir/shape.js";
+import { formatShape, sameShape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { fillNormal } from "../ir/random.js";
 import { type ModelHooks } from "./hooks.js";
@@ -87,7 +87,7 @@ export class ModelBuilder {
       if (bound) return this.remember(name, bound);
       const supplied = this.hooks.parameter?.(candidate, this.graph);
       if (supplied) {
-        if (supplied.shape.length !== shape.length || supplied.shape.some((d, i) => d !== shape[i])) {
+        if (!sameShape(supplied.shape, shape)) {
           throw new CheckpointError(`${this.source}: replacement for "${candidate}" has shape ${formatShape(supplied.shape)}, expected ${formatShape(shape)}`);
         }
         if (this.weights.has(candidate)) this.used.add(candidate);
@@ -96,13 +96,10 @@ export class ModelBuilder {
       key = [candidate, ...this.prefixAliases(candidate)].find((k) => this.weights.has(k));
       if (key !== undefined) break;
     }
-    if (key !== undefined && opts.init) {
-      const found = this.weights.get(key).shape;
-      if (found.length !== shape.length || found.some((d, i) => d !== shape[i])) {
-        // A task head sized for another label set: a new head, as transformers' ignore_mismatched_sizes.
-        this.used.add(key);
-        key = undefined;
-      }
+    if (key !== undefined && opts.init && !sameShape(this.weights.get(key).shape, shape)) {
+      // A task head sized for another label set: a new head, as transformers' ignore_mismatched_sizes.
+      this.used.add(key);
+      key = undefined;
     }
     if (key === undefined) {
       const n = shape.reduce((a, b) => a * b, 1);
@@ -124,7 +121,7 @@ export class ModelBuilder {
     }
     this.used.add(key);
     const t = this.weights.get(key);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    if (!sameShape(t.shape, shape)) {
       this.mismatched.push(`${key}: checkpoint has ${formatShape(t.shape)}, config implies ${formatShape(shape)}`);
     }
     return this.remember(name, this.graph.param(name, t));

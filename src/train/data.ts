@@ -164,6 +164,7 @@ function answersOf(r: DataRecord, context: string, where: string): { text: strin
  * (transformers' convention for an answer outside the window).
  */
 export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
+  const specials = tokenizer.specialTokenCount(true);
   return records.map((r, i) => {
     const where = `${opts.source ?? "data"} record ${i + 1}`;
     const question = String(field(r, ["question"], where));
@@ -178,7 +179,7 @@ export function questionAnsweringExamples(records: readonly DataRecord[], tokeni
     const answer = piece(context.slice(cut, start + text.length));
     const after = piece(context.slice(start + text.length));
     const q = piece(question);
-    const room = Math.max(0, opts.maxLength - tokenizer.specialTokenCount(true) - q.length);
+    const room = Math.max(0, opts.maxLength - specials - q.length);
     const contextIds = [...before, ...answer, ...after].slice(0, room);
     const enc = tokenizer.wrapSpecialTokens(q, contextIds);
     const contextStart = enc.starts[1]!;

@@ -304,8 +304,10 @@ export class Trainer {
       // The "O" tag is the outside class when the labels are named; otherwise id 0.
       const outside = this.labelNames?.includes("O") ? this.labelNames.indexOf("O") : 0;
       const r = tokenF1(labels, preds, outside);
-      const kept = labels.filter((y) => y !== -100);
-      Object.assign(metrics, { token_f1: r.f1, token_precision: r.precision, token_recall: r.recall, token_accuracy: kept.length ? preds.filter((p, i) => labels[i] !== -100 && p === labels[i]).length / kept.length : 0 });
+      let kept = 0;
+      let right = 0;
+      labels.forEach((y, i) => y !== -100 && (kept++, preds[i] === y && right++));
+      Object.assign(metrics, { token_f1: r.f1, token_precision: r.precision, token_recall: r.recall, token_accuracy: kept ? right / kept : 0 });
     } else if (task === "causal-lm") {
       metrics.perplexity = perplexity(loss);
     } else if (task === "question-answering") {
