@@ -2,7 +2,7 @@
 // generate, config files, and one-line errors with non-zero exit codes.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -33,6 +33,8 @@ describe("peftjs CLI", () => {
     assert.match(train.out, /final metrics: \{"loss":/);
     const adapter = join(output, "adapter");
     assert.ok(existsSync(join(adapter, "adapter_model.safetensors")));
+    // The head's class names are saved with the adapter, in transformers' id2label form.
+    assert.deepEqual(JSON.parse(readFileSync(join(adapter, "labels.json"), "utf8")), { id2label: { 0: "animal", 1: "other" }, label2id: { animal: 0, other: 1 } });
     assert.ok(existsSync(join(output, "report.html")));
 
     const info = await run(["info", BERT, "--adapter", adapter, "--task", "sequence-classification"]);
@@ -47,14 +49,30 @@ describe("peftjs CLI", () => {
     assert.equal(predict.code, 0);
     assert.equal(predict.out.trim().split("\n").length, 2);
     assert.match(predict.out, /"probabilities":\[/);
+    const predicted = predict.out.trim().split("\n").map((l) => (JSON.parse(l) as { label: string }).label);
+    assert.ok(predicted.every((l) => l === "animal" || l === "other"), `labels by name, got ${predicted.join(", ")}`);
+
+    // An eval file holding only "other" records still maps "other" to the head's class 1: its
+    // accuracy is the share of them the model predicts as "other".
+    const others = RECORDS.filter((r) => r.label === "other");
+    const otherData = join(dir, "other.jsonl");
+    writeFileSync(otherData, others.map((r) => JSON.stringify(r)).join("\n"));
+    const perRecord = await run(["predict", "--model", BERT, "--adapter", adapter, "--data", otherData]);
+    const share = perRecord.out.trim().split("\n").filter((l) => (JSON.parse(l) as { label: string }).label === "other").length / others.length;
+    const otherEval = await run(["eval", "--model", BERT, "--adapter", adapter, "--data", otherData]);
+    assert.equal(otherEval.code, 0, otherEval.out);
+    assert.ok(Math.abs((JSON.parse(otherEval.out) as { accuracy: number }).accuracy - share) < 1e-9, `eval accuracy ${otherEval.out.trim()} vs predicted share ${share}`);
 
     const merged = join(dir, "merged");
-    const merge = await run(["merge", "--model", BERT, "--adapter", adapter, "--output", merged, "--task", "sequence-classification"]);
+    const merge = await run(["merge", "--model", BERT, "--adapter", adapter, "--output", merged]);
     assert.equal(merge.code, 0);
+    const mergedConfig = JSON.parse(readFileSync(join(merged, "config.json"), "utf8")) as { id2label: Record<string, string>; num_labels: number };
+    assert.deepEqual(mergedConfig.id2label, { 0: "animal", 1: "other" }, "the merged checkpoint names the classes (the task came from the adapter)");
     const again = await run(["predict", "--model", merged, "--text", "the cat sat", "money"]);
     const probs = (s: string) => s.trim().split("\n").map((l) => (JSON.parse(l) as { probabilities: number[] }).probabilities);
     const [a, b] = [probs(predict.out), probs(again.out)];
     a.forEach((row, i) => row.forEach((p, j) => assert.ok(Math.abs(p - b[i]![j]!) < 1e-3, "merged checkpoint predicts like base + adapter")));
+    assert.match(again.out, /"label":"(animal|other)"/);
   });
 
   it("generate streams a continuation", async () => {

@@ -1,10 +1,12 @@
 // The PeftModel API beyond the conformance suite: adapter management, layer ablation, combined
 // adapters, the parameter report and gradient checkpointing through adapters.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { seededRandom } from "../src/ir/random.js";
-import { loadModel, type PretrainedModel } from "../src/models/pretrained.js";
+import { loadModel, PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { compile } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
@@ -96,6 +98,28 @@ describe("PeftModel API", () => {
     const [plain, ckpt] = [await run(false), await run(true)];
     assert.ok(Math.abs(plain.loss - ckpt.loss) < 1e-6);
     for (const [k, g] of plain.grads) assert.ok(maxDiff(g.data as Float32Array, ckpt.grads.get(k)!.data as Float32Array) < 1e-5, k);
+  });
+});
+
+describe("class names saved with an adapter", () => {
+  it("labels.json round-trips, names the merged checkpoint's classes, and a malformed one is a named error", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const peft = PeftModel.create(base, lora(2));
+    assert.deepEqual(peft.labelNames(), ["neg", "neu", "pos"], "the base config's id2label until the adapter has its own");
+    peft.labels.set("default", ["ham", "spam", "eggs"]);
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-labels-"));
+    await peft.save(dir);
+    const loaded = await PeftModel.load(base, dir);
+    assert.deepEqual(loaded.labelNames(), ["ham", "spam", "eggs"]);
+    assert.deepEqual(loaded.mergeAndUnload().config.id2label, { 0: "ham", 1: "spam", 2: "eggs" });
+    writeFileSync(join(dir, "labels.json"), JSON.stringify({ id2label: { 0: "ham", 2: "spam" } }));
+    const again = new PeftModel(base);
+    await assert.rejects(again.loadAdapter(dir), /labels\.json: id2label must map 0\.\.1 to class names/);
+    assert.equal(again.adapters.size, 0, "a failed load adds no adapter");
+    // transformers' placeholder names (LABEL_0, LABEL_1, ...) name nothing.
+    const raw = JSON.parse(readFileSync(join(FIXTURES, "bert-tiny", "config.json"), "utf8")) as Record<string, unknown>;
+    const unnamed = PretrainedModel.fromConfig({ ...raw, id2label: { 0: "LABEL_0", 1: "LABEL_1" } }, undefined, "sequence-classification", "unnamed");
+    assert.equal(new PeftModel(unnamed).labelNames(), undefined);
   });
 });
 

@@ -8,9 +8,9 @@ import { parse as parseYaml } from "yaml";
 import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { TASKS, type Task } from "../models/task.js";
-import { PeftModel, type PeftConfigInput } from "../peft/peft-model.js";
-import { compile } from "../runtime/session.js";
-import { classificationExamples, languageModelingExamples, questionAnsweringExamples, readRecords, tokenClassificationExamples, splitExamples, type DataRecord, type Example } from "../train/data.js";
+import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, TASK_TYPES, type PeftConfigInput } from "../peft/peft-model.js";
+import { classificationExamples, languageModelingExamples, questionAnsweringExamples, readRecords, tokenClassificationExamples, splitExamples, type DataOptions, type DataRecord, type Example } from "../train/data.js";
+import { predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
 import { Trainer } from "../train/trainer.js";
@@ -105,18 +105,18 @@ function peftConfig(o: Record<string, unknown>): PeftConfigInput {
   return c as PeftConfigInput;
 }
 
-async function examplesFor(model: PretrainedModel, records: DataRecord[], maxLength: number, source: string, labelNames?: readonly string[]): Promise<{ examples: Example[]; labels?: string[] }> {
+async function examplesFor(model: PretrainedModel, records: DataRecord[], opts: DataOptions): Promise<{ examples: Example[]; labels?: string[] }> {
   const tok = model.tokenizer;
   if (!tok) throw new UsageError(`${model.dir} has no tokenizer.json`, "peftjs needs the checkpoint's tokenizer to read text data");
   switch (model.task) {
     case "sequence-classification":
-      return classificationExamples(records, tok, { maxLength, labelNames, source });
+      return classificationExamples(records, tok, opts);
     case "token-classification":
-      return tokenClassificationExamples(records, tok, { maxLength, labelNames, source });
+      return tokenClassificationExamples(records, tok, opts);
     case "question-answering":
-      return { examples: questionAnsweringExamples(records, tok, { maxLength, source }) };
+      return { examples: questionAnsweringExamples(records, tok, opts) };
     case "causal-lm":
-      return { examples: languageModelingExamples(records, tok, { maxLength, source }) };
+      return { examples: languageModelingExamples(records, tok, opts) };
     default:
       throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI`, "use sequence-classification, token-classification, question-answering or causal-lm, or the library API");
   }
@@ -139,16 +139,43 @@ async function corpusFiles(files: readonly string[]): Promise<{ texts: string[];
   return { texts, description: files.join(", ") };
 }
 
-/** Guess the task from the data: tokens + tags means tagging, question + context QA, a label classification, else language modeling. */
-function taskOf(explicit: string | undefined, records: DataRecord[]): Task {
+/**
+ * The task: as given, else the one the adapter was trained for (PEFT's task_type), else guessed
+ * from the data: tokens means tagging, question + context QA, a label classification, else
+ * `unlabelled` (language modeling for training data).
+ */
+async function taskOf(explicit: string | undefined, records: DataRecord[], opts: { adapter?: string; unlabelled?: Task } = {}): Promise<Task> {
   if (explicit) {
     if (!(TASKS as readonly string[]).includes(explicit)) throw new UsageError(`unknown task "${explicit}"`, `tasks: ${TASKS.join(", ")}`);
     return explicit as Task;
   }
+  const recorded = opts.adapter ? await adapterTask(opts.adapter) : undefined;
+  if (recorded) return recorded;
   const has = (k: string) => records.some((r) => r[k] !== undefined);
   if (has("tokens") || has("words")) return "token-classification";
   if (has("question") && has("context")) return "question-answering";
-  return has("label") ? "sequence-classification" : "causal-lm";
+  return has("label") ? "sequence-classification" : (opts.unlabelled ?? "causal-lm");
+}
+
+/** The task in an adapter's adapter_config.json (task_type), if it records one peftjs knows. */
+async function adapterTask(dir: string): Promise<Task | undefined> {
+  let taskType: unknown;
+  try {
+    taskType = (JSON.parse(await readFile(join(dir, ADAPTER_CONFIG), "utf8")) as { task_type?: unknown }).task_type;
+  } catch {
+    return undefined; // loading the adapter reports what is wrong with it
+  }
+  const task = Object.entries(TASK_TYPES).find(([, t]) => t !== null && t === taskType)?.[0];
+  return task === "base" ? undefined : (task as Task | undefined);
+}
+
+/** The model with the adapter (if any) loaded; the head is sized for the adapter's labels. */
+async function modelWithAdapter(modelDir: string, adapterDir: string | undefined, task: Task): Promise<{ model: PretrainedModel; peft: PeftModel }> {
+  const model = await loadModel(modelDir, { task });
+  if (!adapterDir) return { model, peft: new PeftModel(model) };
+  const names = await readAdapterLabels(adapterDir);
+  if (names) (model.config as { numLabels: number }).numLabels = names.length;
+  return { model, peft: await PeftModel.load(model, adapterDir) };
 }
 
 export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s), argv: readonly string[] = []): Command {
@@ -194,16 +221,18 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .action(async (_: unknown, cmd: Command) => {
       const o = merged(cmd, await configFile(cmd.opts().config as string | undefined));
       const records = await readRecords(String(o.data));
-      const task = taskOf(o.task as string | undefined, records);
+      const task = await taskOf(o.task as string | undefined, records);
       const model = await loadModel(String(o.model), { task });
-      const all = await examplesFor(model, records, Number(o.maxLength), String(o.data));
-      // The head is sized by the labels the data uses (before the adapter copies it).
-      if (all.labels && all.labels.length > model.config.numLabels) (model.config as { numLabels: number }).numLabels = all.labels.length;
+      const all = await examplesFor(model, records, { maxLength: Number(o.maxLength), source: String(o.data) });
+      // The head is sized by the labels the data uses (before the adapter copies it); a checkpoint's
+      // head of another size is re-initialized (transformers' ignore_mismatched_sizes).
+      if (all.labels) (model.config as { numLabels: number }).numLabels = all.labels.length;
       const peft = PeftModel.create(model, peftConfig(o));
+      if (all.labels) peft.labels.set("default", all.labels);
       peft.printTrainableParameters(out);
       let train = all.examples;
       let evaluation: Example[] | undefined;
-      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), Number(o.maxLength), String(o.eval), all.labels)).examples;
+      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), { maxLength: Number(o.maxLength), source: String(o.eval), labelNames: all.labels })).examples;
       else if (Number(o.valSplit) > 0 && train.length > 1) ({ train, validation: evaluation } = splitExamples(train, Number(o.valSplit), Number(o.seed)));
       let earlyStopping;
       if (o.earlyStopping) {
@@ -228,39 +257,56 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .requiredOption("--model <dir|repo>", "checkpoint")
     .requiredOption("--data <file>", "evaluation data")
     .option("--adapter <dir>", "adapter directory")
-    .option("--task <task>", "task (default: guessed from the data)")
+    .option("--task <task>", "task (default: the adapter's, else guessed from the data)")
     .option("--max-length <n>", "truncate inputs", int, 128)
     .option("--batch-size <n>", "examples per batch", int, 16)
-    .action(async (o: Record<string, string | number | undefined>) => {
-      const records = await readRecords(String(o.data));
-      const model = await loadModel(String(o.model), { task: taskOf(o.task as string | undefined, records) });
-      const peft = o.adapter ? await PeftModel.load(model, String(o.adapter)) : new PeftModel(model);
-      const { examples } = await examplesFor(model, records, Number(o.maxLength), String(o.data));
-      const trainer = new Trainer(peft, examples, examples, { outputDir: join(process.cwd(), ".peftjs-eval"), batchSize: Number(o.batchSize), progress: false });
+    .action(async (o: { model: string; data: string; adapter?: string; task?: string; maxLength: number; batchSize: number }) => {
+      const records = await readRecords(o.data);
+      const { model, peft } = await modelWithAdapter(o.model, o.adapter, await taskOf(o.task, records, { adapter: o.adapter }));
+      // Labels map to the head's classes by the names it was trained with, not the eval file's order.
+      const { examples, labels } = await examplesFor(model, records, { maxLength: o.maxLength, source: o.data, labelNames: peft.labelNames() });
+      const trainer = new Trainer(peft, examples, examples, { outputDir: join(process.cwd(), ".peftjs-eval"), batchSize: o.batchSize, progress: false });
+      trainer.labelNames = labels;
       out(JSON.stringify(await trainer.evaluate()));
     });
 
   prog
     .command("predict")
-    .description("classify texts with a model (and adapter)")
+    .description("predict with a model (and adapter): a class per text, a tag per word, or an answer span; one JSON line each")
     .requiredOption("--model <dir|repo>", "checkpoint")
     .option("--adapter <dir>", "adapter directory")
-    .option("--text <text...>", "texts to classify")
-    .option("--data <file>", "a .jsonl/.csv file with a text field")
-    .action(async (o: { model: string; adapter?: string; text?: string[]; data?: string }) => {
-      const texts = o.text ?? (o.data ? (await readRecords(o.data)).map((r) => String(r.text ?? "")) : []);
-      if (texts.length === 0) throw new UsageError("nothing to predict", "pass --text or --data");
-      const model = await loadModel(o.model, { task: "sequence-classification" });
-      const peft = o.adapter ? await PeftModel.load(model, o.adapter) : new PeftModel(model);
-      const step = await compile({ logits: peft.build().outputs.logits! });
-      for (const text of texts) {
-        const logits = Array.from((await step.run(peft.prepareInputs(model.tokenizer!.encodeBatch([text])))).logits!.data as Float32Array);
-        const m = Math.max(...logits);
-        const p = logits.map((z) => Math.exp(z - m));
-        const sum = p.reduce((a, b) => a + b, 0);
-        const best = logits.indexOf(m);
-        out(JSON.stringify({ text, label: model.config.id2label[best] ?? best, probabilities: p.map((x) => +(x / sum).toFixed(4)) }));
-      }
+    .option("--task <task>", "sequence-classification, token-classification or question-answering (default: the adapter's, else guessed from the data)")
+    .option("--text <text...>", "texts to classify, or to tag word by word (split on whitespace)")
+    .option("--question <text>", "a question about --context")
+    .option("--context <text>", "the passage --question is about")
+    .option("--data <file>", "a .jsonl/.csv file: text (classification), tokens (tagging), or question + context (QA)")
+    .option("--max-length <n>", "truncate inputs", int, 512)
+    .option("--batch-size <n>", "examples per batch", int, 16)
+    .option("--threads <n>", "CPU threads", int)
+    .action(async (o: { model: string; adapter?: string; task?: string; text?: string[]; question?: string; context?: string; data?: string; maxLength: number; batchSize: number; threads?: number }) => {
+      if ((o.question === undefined) !== (o.context === undefined)) throw new UsageError("--question and --context go together", "pass both, or --data with question and context fields");
+      if ([o.text, o.question, o.data].filter((x) => x !== undefined).length > 1) throw new UsageError("give one input: --text, --question with --context, or --data", "predict reads its examples from one of them");
+      const records: DataRecord[] = o.data ? await readRecords(o.data) : o.question !== undefined ? [{ question: o.question, context: o.context }] : (o.text ?? []).map((text) => ({ text }));
+      if (records.length === 0) throw new UsageError("nothing to predict", "pass --text, --question with --context, or --data");
+      const task = await taskOf(o.task, records, { adapter: o.adapter, unlabelled: "sequence-classification" });
+      if (!PREDICTION_TASKS.includes(task)) throw new UsageError(`predict does not handle task "${task}"`, task === "causal-lm" ? "use peftjs generate" : `use ${PREDICTION_TASKS.join(", ")}`);
+      // Tagging takes words: a plain text is split on whitespace.
+      const inputs = task === "token-classification" ? records.map((r) => (r.tokens ?? r.words ? r : { ...r, tokens: String(r.text ?? "").split(/\s+/).filter(Boolean) })) : records;
+      const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
+      const names = peft.labelNames();
+      const name = (id: number) => names?.[id] ?? model.config.id2label[id] ?? id;
+      const { examples } = await examplesFor(model, inputs, { maxLength: o.maxLength, source: o.data ?? "input", labelled: false });
+      const predictions = await predict(peft, examples, { batchSize: o.batchSize, threads: o.threads });
+      predictions.forEach((p, i) => {
+        const r = inputs[i]!;
+        if ("probabilities" in p) out(JSON.stringify({ text: r.text, label: name(p.label), probabilities: p.probabilities.map((x) => +x.toFixed(4)) }));
+        else if ("tokenLabels" in p) {
+          // One tag per word, from its first sub-token; words cut off by --max-length get null.
+          const firsts = examples[i]!.tokenLabels!.flatMap((y, t) => (y === -100 ? [] : [t]));
+          const words = (r.tokens ?? r.words) as unknown[];
+          out(JSON.stringify({ tokens: words, tags: words.map((_, w) => (w < firsts.length ? name(p.tokenLabels[firsts[w]!]!) : null)) }));
+        } else out(JSON.stringify({ question: r.question, answer: p.answer, score: +p.score.toFixed(4) }));
+      });
     });
 
   prog
@@ -302,10 +348,9 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .requiredOption("--model <dir|repo>", "base checkpoint")
     .requiredOption("--adapter <dir>", "adapter directory")
     .requiredOption("--output <dir>", "where to write the merged checkpoint")
-    .option("--task <task>", "the adapter's task", "base")
-    .action(async (o: { model: string; adapter: string; output: string; task: string }) => {
-      const base = await loadModel(o.model, { task: taskOf(o.task, []) });
-      const peft = await PeftModel.load(base, o.adapter);
+    .option("--task <task>", "the adapter's task (default: recorded in the adapter, else the bare model)")
+    .action(async (o: { model: string; adapter: string; output: string; task?: string }) => {
+      const { peft } = await modelWithAdapter(o.model, o.adapter, await taskOf(o.task, [], { adapter: o.adapter, unlabelled: "base" }));
       const merged = peft.mergeAndUnload({ safe: true });
       await merged.save(o.output);
       const tensors = merged.modules().params;
@@ -351,9 +396,9 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .description("describe a checkpoint (architecture, parameters) and optionally an adapter")
     .argument("<model>", "checkpoint directory or hub repo id")
     .option("--adapter <dir>", "adapter directory")
-    .option("--task <task>", "head to inspect", "base")
-    .action(async (dir: string, o: { adapter?: string; task: string }) => {
-      const model = await loadModel(dir, { task: taskOf(o.task, []) });
+    .option("--task <task>", "head to inspect (default: the adapter's task, else the bare model)")
+    .action(async (dir: string, o: { adapter?: string; task?: string }) => {
+      const { model, peft } = await modelWithAdapter(dir, o.adapter, await taskOf(o.task, [], { adapter: o.adapter, unlabelled: "base" }));
       const c = model.config;
       const params = [...model.modules().params.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
       out(`${model.dir}: ${c.modelType} (${c.layers} layers, hidden ${c.hidden}, ${c.heads} heads${c.kvHeads !== c.heads ? `, ${c.kvHeads} kv heads` : ""}, vocab ${c.vocabSize})`);
@@ -362,9 +407,9 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       out(`tokenizer: ${model.tokenizer ? `yes (${model.tokenizer.vocabSize} tokens)` : "none"}`);
       out(`linear layers: ${model.modules().linear.length} (e.g. ${model.modules().linear.slice(0, 3).map((l) => l.path).join(", ")})`);
       if (o.adapter) {
-        const peft = await PeftModel.load(model, o.adapter);
         const a = peft.adapters.get("default")!;
-        out(`adapter ${o.adapter}: ${(a.config as { peft_type?: string }).peft_type}`);
+        const names = peft.labels.get("default");
+        out(`adapter ${o.adapter}: ${(a.config as { peft_type?: string }).peft_type}${names ? ` (labels: ${names.join(", ")})` : ""}`);
         peft.printTrainableParameters(out);
       }
     });

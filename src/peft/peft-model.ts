@@ -8,6 +8,7 @@ import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safete
 import { type Graph, type Value } from "../ir/graph.js";
 import { add, cast, equal, reshape } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
+import { parseModelConfig } from "../models/config.js";
 import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
 import { type ModelGraph } from "../models/task.js";
@@ -19,6 +20,12 @@ import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tu
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
+/**
+ * The class names of an adapter's head, beside its config: `{"id2label": {...}, "label2id": {...}}`
+ * as in a transformers config.json. PEFT ignores the file; peftjs writes it so that an adapter
+ * trained on named labels predicts and evaluates with those names.
+ */
+export const ADAPTER_LABELS = "labels.json";
 
 /** A config as users write it: PEFT's fields plus `peft_type`. */
 export type PeftConfigInput = { peft_type: string } & Record<string, unknown>;
@@ -29,7 +36,7 @@ export interface PeftGraphOptions extends GraphOptions {
 }
 
 /** PEFT's TaskType per task. */
-const TASK_TYPES: Record<string, string | null> = {
+export const TASK_TYPES: Record<string, string | null> = {
   base: "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS",
   "question-answering": "QUESTION_ANS", "causal-lm": "CAUSAL_LM", "masked-lm": null,
 };
@@ -43,6 +50,8 @@ const HEAD_MODULES: Record<string, string[]> = {
 
 export class PeftModel {
   readonly adapters = new Map<string, Adapter>();
+  /** Class names of each adapter's head (index = class id), saved as labels.json. */
+  readonly labels = new Map<string, readonly string[]>();
   private active: string[] = [];
   private disabled = false;
   private disabledLayers = new Set<number>();
@@ -115,6 +124,7 @@ export class PeftModel {
 
   deleteAdapter(name: string): void {
     if (!this.adapters.delete(name)) throw new Error(`no adapter "${name}"`);
+    this.labels.delete(name);
     this.active = this.active.filter((n) => n !== name);
   }
 
@@ -290,7 +300,22 @@ export class PeftModel {
       const config = { ...def.toJSON(adapter.config), base_model_name_or_path: adapter.config.base_model_name_or_path ?? this.base.dir, peft_version: "peftjs-0.1.0" };
       await writeSafetensors(join(target, ADAPTER_WEIGHTS), adapter.stateDict(), { format: "pt" });
       await writeFileAtomic(join(target, ADAPTER_CONFIG), JSON.stringify(config, null, 2));
+      const names = this.labels.get(name);
+      if (names) await writeFileAtomic(join(target, ADAPTER_LABELS), JSON.stringify(labelMaps(names), null, 2));
     }
+  }
+
+  /**
+   * Class names for the active adapter's head: those it was trained with (labels.json), else the
+   * base config's id2label when it names every class (transformers' placeholder names LABEL_0,
+   * LABEL_1, ... do not count); undefined when nothing names them.
+   */
+  labelNames(name = this.active[0]): string[] | undefined {
+    const own = name === undefined ? undefined : this.labels.get(name);
+    if (own) return [...own];
+    const { id2label, numLabels } = this.base.config;
+    const names = Array.from({ length: numLabels }, (_, i) => id2label[i]);
+    return names.every((n) => n !== undefined) && !names.every((n, i) => n === `LABEL_${i}`) ? (names as string[]) : undefined;
   }
 
   /** Load an adapter saved by PEFT (or peftjs) from `dir` under `name`. */
@@ -310,6 +335,8 @@ export class PeftModel {
     try {
       const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
       adapter.loadStateDict(new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
+      const names = await readAdapterLabels(dir);
+      if (names) this.labels.set(name, names);
     } catch (e) {
       this.deleteAdapter(name);
       throw e;
@@ -368,8 +395,39 @@ export class PeftModel {
       has: (name: string) => updated.has(name) || weights.has(name) || fresh.has(name),
       get: (name: string) => updated.get(name) ?? (weights.has(name) ? weights.get(name) : fresh.get(name)!),
     };
-    const result = new PretrainedModel(this.base.dir, this.base.config, merged, this.base.tokenizer, this.base.task);
+    // The merged checkpoint's config names the classes the adapter's head was trained on.
+    const names = this.active.map((n) => this.labels.get(n)).find((l) => l !== undefined);
+    const config = names ? parseModelConfig({ ...this.base.config.raw, ...labelMaps(names), num_labels: names.length }, `${this.base.dir}/config.json`) : this.base.config;
+    const result = new PretrainedModel(this.base.dir, config, merged, this.base.tokenizer, this.base.task);
     result.fromScratch = this.base.fromScratch;
     return result;
   }
+}
+
+/** transformers' id2label / label2id for class names. */
+function labelMaps(names: readonly string[]): { id2label: Record<string, string>; label2id: Record<string, number> } {
+  return { id2label: Object.fromEntries(names.map((n, i) => [String(i), n])), label2id: Object.fromEntries(names.map((n, i) => [n, i])) };
+}
+
+/** Class names from an adapter directory's labels.json (undefined when there is none). */
+export async function readAdapterLabels(dir: string): Promise<string[] | undefined> {
+  const path = join(dir, ADAPTER_LABELS);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  let id2label: unknown;
+  try {
+    id2label = (JSON.parse(text) as { id2label?: unknown }).id2label;
+  } catch (e) {
+    throw new AdapterConfigError(`${path}: ${(e as Error).message}`);
+  }
+  if (typeof id2label !== "object" || id2label === null || Array.isArray(id2label)) throw new AdapterConfigError(`${path}: expected {"id2label": {"0": "name", ...}}`);
+  const entries = Object.entries(id2label as Record<string, unknown>);
+  const names = entries.map((_, i) => (id2label as Record<string, unknown>)[String(i)]);
+  if (names.some((n) => typeof n !== "string")) throw new AdapterConfigError(`${path}: id2label must map 0..${entries.length - 1} to class names, got ${JSON.stringify(id2label)}`);
+  return names as string[];
 }

@@ -67,21 +67,23 @@ const field = (r: DataRecord, names: readonly string[], where: string): unknown 
 
 /**
  * Text (or text pair) classification examples. Labels may be names or integer ids; names are
- * mapped in sorted order unless `labelNames` fixes the order.
+ * mapped in sorted order unless `labelNames` fixes the order. With `labelled: false` the records
+ * need no label (examples to predict).
  */
-export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; labelNames?: readonly string[]; source?: string }): ClassificationData {
+export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: DataOptions): ClassificationData {
   const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
-  const raw = records.map((r, i) => String(field(r, ["label", "labels", "class", "target"], where(i))));
-  const names = opts.labelNames ? [...opts.labelNames] : sortedLabels(raw);
+  const labelled = opts.labelled !== false;
+  const raw = records.map((r, i) => (labelled ? String(field(r, LABEL_FIELDS, where(i))) : ""));
+  const names = opts.labelNames ? [...opts.labelNames] : labelled ? sortedLabels(raw) : [];
   const index = new Map(names.map((n, i) => [n, i]));
   const examples = records.map((r, i) => {
     const text = String(field(r, ["text", "sentence", "sentence1", "question"], where(i)));
     const pair = r.text_pair ?? r.sentence2 ?? undefined;
-    const label = index.get(raw[i]!);
-    if (label === undefined) throw new DataError(`${where(i)}: label "${raw[i]}" is not one of ${names.join(", ")}`);
+    const label = labelled ? index.get(raw[i]!) : undefined;
+    if (labelled && label === undefined) throw new DataError(`${where(i)}: label "${raw[i]}" is not one of ${names.join(", ")}`);
     const enc = tokenizer.encodeBatch([text], { pairs: pair === undefined ? undefined : [String(pair)], maxLength: opts.maxLength });
     const n = enc.lengths[0]!;
-    return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), label };
+    return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), ...(label === undefined ? {} : { label }) };
   });
   return { examples, labels: names };
 }
@@ -97,22 +99,36 @@ export function languageModelingExamples(records: readonly DataRecord[], tokeniz
 }
 
 const TAG_FIELDS = ["tags", "ner_tags", "pos_tags", "labels", "label"] as const;
+const LABEL_FIELDS = ["label", "labels", "class", "target"] as const;
+
+export interface DataOptions {
+  /** Truncate to this many tokens (special tokens included). */
+  maxLength: number;
+  /** Class names in id order (e.g. those an adapter was trained with); default: the data's, sorted. */
+  labelNames?: readonly string[];
+  /** Named in errors, e.g. the file name. */
+  source?: string;
+  /** false: records without targets, for prediction (default true). */
+  labelled?: boolean;
+}
 
 /**
  * Token classification (NER, POS) from pre-split words: `tokens` (or `words`) and `tags`
  * (`ner_tags`, ...) of equal length, names or integer ids. As in transformers' run_ner, the first
- * sub-token of each word carries the word's tag and the others are ignored (-100).
+ * sub-token of each word carries the word's tag and the others are ignored (-100). With
+ * `labelled: false` the records need no tags; each word's first sub-token is then marked 0.
  */
-export function tokenClassificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; labelNames?: readonly string[]; source?: string }): ClassificationData {
+export function tokenClassificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: DataOptions): ClassificationData {
   const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
+  const labelled = opts.labelled !== false;
   const rows = records.map((r, i) => {
     const words = field(r, ["tokens", "words"], where(i));
-    const tags = field(r, TAG_FIELDS, where(i));
+    const tags = labelled ? field(r, TAG_FIELDS, where(i)) : Array.isArray(words) ? words.map(() => "") : words;
     if (!Array.isArray(words) || !Array.isArray(tags)) throw new DataError(`${where(i)}: "tokens" and "tags" must be arrays`);
     if (words.length !== tags.length) throw new DataError(`${where(i)}: ${words.length} tokens but ${tags.length} tags`);
     return { words: words.map(String), tags: tags.map(String) };
   });
-  const names = opts.labelNames ? [...opts.labelNames] : sortedLabels(rows.flatMap((r) => r.tags));
+  const names = opts.labelNames ? [...opts.labelNames] : labelled ? sortedLabels(rows.flatMap((r) => r.tags)) : [];
   const index = new Map(names.map((n, i) => [n, i]));
   const room = opts.maxLength - tokenizer.specialTokenCount();
   const examples = rows.map(({ words, tags }, i) => {
@@ -121,7 +137,7 @@ export function tokenClassificationExamples(records: readonly DataRecord[], toke
     for (const [w, word] of words.entries()) {
       const pieces = tokenizer.encodeWord(word);
       if (ids.length + pieces.length > room) break;
-      const label = index.get(tags[w]!);
+      const label = labelled ? index.get(tags[w]!) : 0;
       if (label === undefined) throw new DataError(`${where(i)}: tag "${tags[w]}" is not one of ${names.join(", ")}`);
       pieces.forEach((id, k) => {
         ids.push(id);
@@ -143,12 +159,13 @@ function sortedLabels(raw: readonly string[]): string[] {
 }
 
 /** The reference answers of a QA record: SQuAD's `answers: {text: [...], answer_start: [...]}` or flat `answer` + `answer_start`. */
-function answersOf(r: DataRecord, context: string, where: string): { text: string; start: number }[] {
+function answersOf(r: DataRecord, context: string, where: string, labelled: boolean): { text: string; start: number }[] {
   const squad = r.answers as { text?: unknown; answer_start?: unknown } | undefined;
   const texts = squad && typeof squad === "object" ? squad.text : r.answer;
   const starts = squad && typeof squad === "object" ? squad.answer_start : r.answer_start;
   const list = (Array.isArray(texts) ? texts : texts === undefined ? [] : [texts]).map(String);
   const at = Array.isArray(starts) ? starts : starts === undefined ? [] : [starts];
+  if (list.length === 0 && !labelled) return [];
   if (list.length === 0) throw new DataError(`${where}: missing field "answers" (SQuAD format) or "answer"`);
   return list.map((text, k) => {
     const start = at[k] !== undefined ? Number(at[k]) : context.indexOf(text);
@@ -161,16 +178,17 @@ function answersOf(r: DataRecord, context: string, where: string): { text: strin
  * Extractive QA examples (SQuAD layout: question, context, answers). The context is tokenized in
  * three pieces (before, answer, after) so the answer's token span is known exactly; a context too
  * long for maxLength is truncated and, if the answer is cut off, the target is the first token
- * (transformers' convention for an answer outside the window).
+ * (transformers' convention for an answer outside the window). With `labelled: false` the records
+ * need no answers.
  */
-export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
+export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: Omit<DataOptions, "labelNames">): Example[] {
   const specials = tokenizer.specialTokenCount(true);
   return records.map((r, i) => {
     const where = `${opts.source ?? "data"} record ${i + 1}`;
     const question = String(field(r, ["question"], where));
     const context = String(field(r, ["context"], where));
-    const answers = answersOf(r, context, where);
-    const { text, start } = answers[0]!;
+    const answers = answersOf(r, context, where, opts.labelled !== false);
+    const { text, start } = answers[0] ?? { text: "", start: 0 };
     // Leading whitespace belongs to the answer's piece so byte-level BPE sees " word" as in the full text.
     let cut = start;
     while (cut > 0 && /\s/.test(context[cut - 1]!)) cut--;

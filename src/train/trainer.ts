@@ -9,6 +9,7 @@ import { type Tensor } from "../ir/tensor.js";
 import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
+import { decodePredictions, PREDICTION_TASKS } from "./predict.js";
 import { clipGradNorm } from "./grad-clip.js";
 import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, squadScores, tokenF1 } from "./metrics.js";
 import { AdamW, type ParamGroup } from "./optimizers.js";
@@ -257,36 +258,21 @@ export class Trainer {
       const out = await session.run(this.feeds(examples));
       lossSum += Number(out.loss!.data[0]) * examples.length;
       count += examples.length;
-      if (task === "sequence-classification" && out.logits) {
-        const z = out.logits.data as Float32Array;
-        const C = z.length / examples.length;
-        examples.forEach((e, r) => {
-          const row = z.subarray(r * C, (r + 1) * C);
-          preds.push(row.indexOf(Math.max(...row)));
+      if (!PREDICTION_TASKS.includes(task)) continue; // language modeling: loss (perplexity) only
+      decodePredictions(this.model, examples, out).forEach((p, r) => {
+        const e = examples[r]!;
+        if ("probabilities" in p) {
+          preds.push(p.label);
           labels.push(e.label!);
-          if (C === 2) scores.push(1 / (1 + Math.exp(row[0]! - row[1]!)));
-        });
-      } else if (task === "token-classification" && out.logits) {
-        const z = out.logits.data as Float32Array;
-        const [rows, width, C] = out.logits.shape as [number, number, number];
-        const shift = this.model.virtualTokens;
-        for (let r = 0; r < rows; r++) {
-          const tl = examples[r]!.tokenLabels!;
-          for (let t = 0; t < tl.length; t++) {
-            const row = z.subarray((r * width + t + shift) * C, (r * width + t + shift + 1) * C);
-            preds.push(row.indexOf(Math.max(...row)));
-            labels.push(tl[t]!);
-          }
-        }
-      } else if (task === "question-answering" && out.start_logits && out.end_logits) {
-        examples.forEach((e, r) => {
-          const [s, t] = bestSpan(e, out.start_logits!, out.end_logits!, r, this.model.virtualTokens);
-          const prediction = t >= s ? this.model.base.tokenizer!.decode(e.ids.slice(s, t + 1), { skipSpecialTokens: true }).trim() : "";
-          const sc = squadScores(prediction, e.answers ?? []);
+          if (p.probabilities.length === 2) scores.push(p.probabilities[1]!);
+        } else if ("tokenLabels" in p) {
+          e.tokenLabels!.forEach((y, t) => (labels.push(y), preds.push(p.tokenLabels[t]!)));
+        } else {
+          const sc = squadScores(p.answer, e.answers ?? []);
           em += sc.exactMatch;
           f1 += sc.f1;
-        });
-      }
+        }
+      });
     }
     if (!compiled) await session.release();
     const loss = lossSum / count;
@@ -364,29 +350,6 @@ export class Trainer {
     opt.loadState({ step: Number(o.metadata.step), moments: new Map(o.names().map((n) => [n, o.get(n)])) }, join(dir, OPTIMIZER));
     return state;
   }
-}
-
-/** Longest answer considered, in tokens (transformers' run_qa max_answer_length). */
-const MAX_ANSWER_TOKENS = 30;
-
-/**
- * The context span [start, end] (indices into the example's ids) with the highest start + end
- * logit, end >= start and at most MAX_ANSWER_TOKENS long. Logits rows are [batch, shift + seq].
- */
-export function bestSpan(e: Example, startLogits: Tensor, endLogits: Tensor, row: number, shift = 0): [number, number] {
-  const width = startLogits.shape[1] as number;
-  const s = startLogits.data as Float32Array;
-  const t = endLogits.data as Float32Array;
-  const from = e.contextStart ?? 0;
-  let best: [number, number] = [0, -1];
-  let score = -Infinity;
-  for (let i = from; i < e.ids.length; i++) {
-    for (let j = i; j < Math.min(e.ids.length, i + MAX_ANSWER_TOKENS); j++) {
-      const v = s[row * width + shift + i]! + t[row * width + shift + j]!;
-      if (v > score) [score, best] = [v, [i, j]];
-    }
-  }
-  return best;
 }
 
 function prefixed(m: Record<string, number>): Record<string, number> {

@@ -1,0 +1,115 @@
+// Predictions from a model's outputs, per task: a class with probabilities, a label per token, or
+// an answer span. Evaluation (trainer.ts) scores these against the targets; `predict` runs a
+// model over examples that have no targets (the CLI's `peftjs predict`).
+import { type Tensor } from "../ir/tensor.js";
+import { type Task } from "../models/task.js";
+import { type PeftModel } from "../peft/peft-model.js";
+import { compile } from "../runtime/session.js";
+import { collate, epochBatches, type Example } from "./data.js";
+
+export type Prediction =
+  /** Sequence classification: the argmax class and the softmax over classes. */
+  | { label: number; probabilities: number[] }
+  /** Token classification: the argmax label of every token of the example (ids order). */
+  | { tokenLabels: number[] }
+  /** Extractive QA: the best context span (token indices into ids, end >= start), its text and probability. */
+  | { start: number; end: number; answer: string; score: number };
+
+/** Tasks whose outputs decode into predictions (the others are language modeling). */
+export const PREDICTION_TASKS: readonly Task[] = ["sequence-classification", "token-classification", "question-answering"];
+
+/** Longest answer considered, in tokens (transformers' run_qa max_answer_length). */
+const MAX_ANSWER_TOKENS = 30;
+
+/**
+ * The context span [start, end] (indices into the example's ids) with the highest start + end
+ * logit, end >= start and at most MAX_ANSWER_TOKENS long. Logits rows are [batch, shift + seq].
+ */
+export function bestSpan(e: Example, startLogits: Tensor, endLogits: Tensor, row: number, shift = 0): [number, number] {
+  const width = startLogits.shape[1] as number;
+  const s = startLogits.data as Float32Array;
+  const t = endLogits.data as Float32Array;
+  const from = e.contextStart ?? 0;
+  let best: [number, number] = [0, -1];
+  let score = -Infinity;
+  for (let i = from; i < e.ids.length; i++) {
+    for (let j = i; j < Math.min(e.ids.length, i + MAX_ANSWER_TOKENS); j++) {
+      const v = s[row * width + shift + i]! + t[row * width + shift + j]!;
+      if (v > score) [score, best] = [v, [i, j]];
+    }
+  }
+  return best;
+}
+
+function softmax(z: ArrayLike<number>): number[] {
+  let m = -Infinity;
+  for (let i = 0; i < z.length; i++) m = Math.max(m, z[i]!);
+  const e = Array.from(z, (x) => Math.exp(x - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
+
+const argmax = (z: ArrayLike<number>) => {
+  let best = 0;
+  for (let i = 1; i < z.length; i++) if (z[i]! > z[best]!) best = i;
+  return best;
+};
+
+/**
+ * Decode one batch's outputs (`logits`, or `start_logits` + `end_logits`) into a prediction per
+ * example. `shift` is the number of virtual tokens the adapters prepend (prompt / P-tuning).
+ */
+export function decodePredictions(model: PeftModel, examples: readonly Example[], out: Readonly<Record<string, Tensor>>): Prediction[] {
+  const task = model.base.task;
+  const shift = model.virtualTokens;
+  if (task === "sequence-classification" && out.logits) {
+    const z = out.logits.data as Float32Array;
+    const C = z.length / examples.length;
+    return examples.map((_, r) => {
+      const row = z.subarray(r * C, (r + 1) * C);
+      return { label: argmax(row), probabilities: softmax(row) };
+    });
+  }
+  if (task === "token-classification" && out.logits) {
+    const z = out.logits.data as Float32Array;
+    const [, width, C] = out.logits.shape as [number, number, number];
+    return examples.map((e, r) => ({ tokenLabels: e.ids.map((_, t) => argmax(z.subarray((r * width + t + shift) * C, (r * width + t + shift + 1) * C))) }));
+  }
+  if (task === "question-answering" && out.start_logits && out.end_logits) {
+    const width = out.start_logits.shape[1] as number;
+    return examples.map((e, r) => {
+      const [start, end] = bestSpan(e, out.start_logits!, out.end_logits!, r, shift);
+      const row = (t: Tensor) => (t.data as Float32Array).subarray(r * width + shift, r * width + shift + e.ids.length);
+      const score = end >= start ? softmax(row(out.start_logits!))[start]! * softmax(row(out.end_logits!))[end]! : 0;
+      const answer = end >= start ? model.base.tokenizer!.decode(e.ids.slice(start, end + 1), { skipSpecialTokens: true }).trim() : "";
+      return { start, end, answer, score };
+    });
+  }
+  throw new Error(`no predictions for task "${task}" (outputs: ${Object.keys(out).join(", ")})`);
+}
+
+/**
+ * Run the model (its active adapters) over examples, in order and without targets, dropout off.
+ *
+ * @example
+ *   const { examples } = classificationExamples(records, model.tokenizer!, { maxLength: 128, labelNames: peft.labelNames() });
+ *   const [first] = await predict(peft, examples); // { label, probabilities }
+ */
+export async function predict(model: PeftModel, examples: readonly Example[], opts: { batchSize?: number; threads?: number } = {}): Promise<Prediction[]> {
+  const built = model.build();
+  const outputs = Object.fromEntries((["logits", "start_logits", "end_logits"] as const).filter((k) => built.outputs[k]).map((k) => [k, built.outputs[k]!]));
+  const session = await compile(outputs, opts.threads ? { threads: opts.threads } : {});
+  const tok = model.base.tokenizer;
+  const padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
+  const predictions: Prediction[] = [];
+  try {
+    for (const b of epochBatches(examples, opts.batchSize ?? 16, 0, 0, { shuffle: false, groupByLength: false })) {
+      const batch = b.map((i) => examples[i]!);
+      const { input_ids, attention_mask, token_type_ids } = collate(batch, padId);
+      predictions.push(...decodePredictions(model, batch, await session.run(model.prepareInputs({ input_ids, attention_mask, token_type_ids }))));
+    }
+  } finally {
+    await session.release();
+  }
+  return predictions;
+}
