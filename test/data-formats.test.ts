@@ -10,7 +10,7 @@ import { Tokenizer } from "../src/io/tokenizer.js";
 import { loadModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { collate, DataError, questionAnsweringExamples, tokenClassificationExamples } from "../src/train/data.js";
-import { bestSpan } from "../src/train/predict.js";
+import { bestSpan, bestWindows } from "../src/train/predict.js";
 import { Trainer } from "../src/train/trainer.js";
 import { FIXTURES } from "./support/tiny-training.js";
 
@@ -98,12 +98,45 @@ describe("extractive QA data", () => {
     });
   }
 
-  it("an answer truncated away targets the first token; an answer not in the context is an error", async () => {
+  for (const name of TOKENIZERS) {
+    it(`${name}: a long context becomes overlapping windows; those without the whole answer target the first token`, async () => {
+      const tok = await tokenizer(name);
+      const context = "the cat sat on the mat near the river and the dog sat in the bank of the river";
+      const record = { question: "what?", context, answers: { text: ["the bank"], answer_start: [context.indexOf("the bank")] } };
+      const full = questionAnsweringExamples([record], tok, { maxLength: 128 });
+      assert.equal(full.length, 1, "a context that fits is one window");
+      // The context tokens of a window: after contextStart, before the trailing special tokens.
+      const empty = tok.wrapSpecialTokens(tok.encode("what?", { addSpecialTokens: false }).ids, []);
+      const trailing = empty.ids.length - empty.starts[1]!;
+      const contextOf = (w: (typeof full)[number]) => w.ids.slice(w.contextStart, w.ids.length - trailing);
+      const contextIds = contextOf(full[0]!);
+      const windows = questionAnsweringExamples([record, { question: "who?", context: "a dog and the cat sat down.", answer: "the cat" }], tok, { maxLength: 14, stride: 3 });
+      const first = windows.filter((w) => w.group === 0);
+      assert.ok(first.length > 2, `${first.length} windows`);
+      assert.ok(windows.every((w) => w.ids.length <= 14));
+      assert.ok(windows.filter((w) => w.group === 1).length >= 1);
+      // Neighbours share `stride` tokens; together the windows cover the whole context in order.
+      const pieces = first.map(contextOf);
+      for (let k = 1; k < pieces.length; k++) assert.deepEqual(pieces[k]!.slice(0, 3), pieces[k - 1]!.slice(-3), `window ${k} starts with the last 3 tokens of window ${k - 1}`);
+      assert.deepEqual([pieces[0]!, ...pieces.slice(1).map((p) => p.slice(3))].flat(), contextIds);
+      const holding = first.filter((w) => w.startPosition !== 0);
+      assert.ok(holding.length >= 1, "some window holds the answer");
+      for (const w of holding) assert.equal(tok.decode(w.ids.slice(w.startPosition, w.endPosition! + 1), { skipSpecialTokens: true }).trim(), "the bank");
+      for (const w of first.filter((x) => x.startPosition === 0)) assert.equal(w.endPosition, 0);
+      assert.throws(() => questionAnsweringExamples([record], tok, { maxLength: 14, stride: 40, source: "qa.jsonl" }), /qa\.jsonl record 1: the window overlap \(stride 40\) must be smaller than the \d+ context tokens/);
+    });
+  }
+
+  it("an answer not in the context is an error", async () => {
     const tok = await tokenizer("bert-tiny");
-    const [e] = questionAnsweringExamples([{ question: "what?", context: "the cat sat on the mat near the river and the bank", answer: "bank" }], tok, { maxLength: 12 });
-    assert.ok(e!.ids.length <= 12);
-    assert.deepEqual([e!.startPosition, e!.endPosition], [0, 0]);
     assert.throws(() => questionAnsweringExamples([{ question: "q", context: "the cat", answers: { text: ["dog"], answer_start: [0] } }], tok, { maxLength: 16, source: "qa.jsonl" }), /qa\.jsonl record 1: answer "dog" is not in the context at 0/);
+  });
+
+  it("a record's answer comes from its best window: the highest start + end logit", () => {
+    const span = (answer: string, logit: number) => ({ start: 1, end: 1, answer, score: 0.5, logit });
+    const examples = [{ group: 0 }, { group: 0 }, { group: 1 }, { group: 0 }].map((g) => ({ ids: [], typeIds: [], ...g }));
+    const best = bestWindows(examples, [span("a", 1), span("b", 3), span("c", -2), span("d", 2)]);
+    assert.deepEqual(best.map(([i, p]) => [i, p.answer]), [[1, "b"], [2, "c"]]);
   });
 
   it("the best span maximizes start + end logits within the context, end after start", () => {
@@ -188,6 +221,10 @@ describe("training and evaluating tagging and QA", () => {
     assert.equal(a.question, "where did the cat sit?");
     assert.ok(a.answer.length > 0 && context.includes(a.answer), `the answer "${a.answer}" is a span of the context`);
     assert.ok(a.score > 0 && a.score <= 1);
+    const windowed = await run(["predict", "--model", join(FIXTURES, "roberta-tiny"), "--adapter", join(dir, "qa", "adapter"), "--question", "where did the cat sit?", "--context", `${context} ${context}`, "--max-length", "26", "--doc-stride", "3"]);
+    assert.equal(windowed.code, 0, windowed.out);
+    assert.equal(windowed.out.trim().split("\n").length, 1, "one answer per question, however many windows its context takes");
+    assert.ok(context.includes((JSON.parse(windowed.out) as { answer: string }).answer));
     const half = await run(["predict", "--model", join(FIXTURES, "roberta-tiny"), "--question", "who?"]);
     assert.equal(half.code, 1, "--question needs --context");
     const both = await run(["predict", "--model", join(FIXTURES, "roberta-tiny"), "--text", "a", "--data", qa]);

@@ -10,7 +10,7 @@ import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { TASKS, type Task } from "../models/task.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, TASK_TYPES, type PeftConfigInput } from "../peft/peft-model.js";
 import { classificationExamples, languageModelingExamples, questionAnsweringExamples, readRecords, tokenClassificationExamples, splitExamples, type DataOptions, type DataRecord, type Example } from "../train/data.js";
-import { predict, PREDICTION_TASKS } from "../train/predict.js";
+import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
 import { Trainer } from "../train/trainer.js";
@@ -203,6 +203,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .addOption(new Option("--schedule <kind>", "learning-rate schedule").choices(["linear", "cosine", "constant"]).default("linear"))
     .option("--warmup-ratio <r>", "fraction of steps warming up", num, 0.06)
     .option("--max-length <n>", "truncate inputs to this many tokens", int, 128)
+    .option("--doc-stride <n>", "QA: tokens shared by the overlapping windows a long context is cut into (default min(128, half a window))", int)
     .option("--eval-every <n>", "evaluate every n steps (default: each epoch)", int)
     .option("--early-stopping <metric:patience>", "stop when a metric stops improving, e.g. f1:3")
     .option("--seed <n>", "random seed", int, 42)
@@ -223,7 +224,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       const records = await readRecords(String(o.data));
       const task = await taskOf(o.task as string | undefined, records);
       const model = await loadModel(String(o.model), { task });
-      const all = await examplesFor(model, records, { maxLength: Number(o.maxLength), source: String(o.data) });
+      const all = await examplesFor(model, records, { maxLength: Number(o.maxLength), source: String(o.data), stride: o.docStride as number | undefined });
       // The head is sized by the labels the data uses (before the adapter copies it); a checkpoint's
       // head of another size is re-initialized (transformers' ignore_mismatched_sizes).
       if (all.labels) (model.config as { numLabels: number }).numLabels = all.labels.length;
@@ -232,7 +233,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       peft.printTrainableParameters(out);
       let train = all.examples;
       let evaluation: Example[] | undefined;
-      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), { maxLength: Number(o.maxLength), source: String(o.eval), labelNames: all.labels })).examples;
+      if (o.eval) evaluation = (await examplesFor(model, await readRecords(String(o.eval)), { maxLength: Number(o.maxLength), source: String(o.eval), labelNames: all.labels, stride: o.docStride as number | undefined })).examples;
       else if (Number(o.valSplit) > 0 && train.length > 1) ({ train, validation: evaluation } = splitExamples(train, Number(o.valSplit), Number(o.seed)));
       let earlyStopping;
       if (o.earlyStopping) {
@@ -259,12 +260,13 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--adapter <dir>", "adapter directory")
     .option("--task <task>", "task (default: the adapter's, else guessed from the data)")
     .option("--max-length <n>", "truncate inputs", int, 128)
+    .option("--doc-stride <n>", "QA: overlap of the windows a long context is cut into", int)
     .option("--batch-size <n>", "examples per batch", int, 16)
-    .action(async (o: { model: string; data: string; adapter?: string; task?: string; maxLength: number; batchSize: number }) => {
+    .action(async (o: { model: string; data: string; adapter?: string; task?: string; maxLength: number; docStride?: number; batchSize: number }) => {
       const records = await readRecords(o.data);
       const { model, peft } = await modelWithAdapter(o.model, o.adapter, await taskOf(o.task, records, { adapter: o.adapter }));
       // Labels map to the head's classes by the names it was trained with, not the eval file's order.
-      const { examples, labels } = await examplesFor(model, records, { maxLength: o.maxLength, source: o.data, labelNames: peft.labelNames() });
+      const { examples, labels } = await examplesFor(model, records, { maxLength: o.maxLength, source: o.data, labelNames: peft.labelNames(), stride: o.docStride });
       const trainer = new Trainer(peft, examples, examples, { outputDir: join(process.cwd(), ".peftjs-eval"), batchSize: o.batchSize, progress: false });
       trainer.labelNames = labels;
       out(JSON.stringify(await trainer.evaluate()));
@@ -280,10 +282,11 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--question <text>", "a question about --context")
     .option("--context <text>", "the passage --question is about")
     .option("--data <file>", "a .jsonl/.csv file: text (classification), tokens (tagging), or question + context (QA)")
-    .option("--max-length <n>", "truncate inputs", int, 512)
+    .option("--max-length <n>", "truncate inputs (QA: the window length)", int, 512)
+    .option("--doc-stride <n>", "QA: overlap of the windows a long context is cut into", int)
     .option("--batch-size <n>", "examples per batch", int, 16)
     .option("--threads <n>", "CPU threads", int)
-    .action(async (o: { model: string; adapter?: string; task?: string; text?: string[]; question?: string; context?: string; data?: string; maxLength: number; batchSize: number; threads?: number }) => {
+    .action(async (o: { model: string; adapter?: string; task?: string; text?: string[]; question?: string; context?: string; data?: string; maxLength: number; docStride?: number; batchSize: number; threads?: number }) => {
       if ((o.question === undefined) !== (o.context === undefined)) throw new UsageError("--question and --context go together", "pass both, or --data with question and context fields");
       if ([o.text, o.question, o.data].filter((x) => x !== undefined).length > 1) throw new UsageError("give one input: --text, --question with --context, or --data", "predict reads its examples from one of them");
       const records: DataRecord[] = o.data ? await readRecords(o.data) : o.question !== undefined ? [{ question: o.question, context: o.context }] : (o.text ?? []).map((text) => ({ text }));
@@ -295,8 +298,13 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
       const names = peft.labelNames();
       const name = (id: number) => names?.[id] ?? model.config.id2label[id] ?? id;
-      const { examples } = await examplesFor(model, inputs, { maxLength: o.maxLength, source: o.data ?? "input", labelled: false });
+      const { examples } = await examplesFor(model, inputs, { maxLength: o.maxLength, source: o.data ?? "input", labelled: false, stride: o.docStride });
       const predictions = await predict(peft, examples, { batchSize: o.batchSize, threads: o.threads });
+      if (task === "question-answering") {
+        // One answer per question, from the best window of its context.
+        for (const [i, p] of bestWindows(examples, predictions)) out(JSON.stringify({ question: inputs[examples[i]!.group!]!.question, answer: p.answer, score: +p.score.toFixed(4) }));
+        return;
+      }
       predictions.forEach((p, i) => {
         const r = inputs[i]!;
         if ("probabilities" in p) out(JSON.stringify({ text: r.text, label: name(p.label), probabilities: p.probabilities.map((x) => +x.toFixed(4)) }));
@@ -305,7 +313,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
           const firsts = examples[i]!.tokenLabels!.flatMap((y, t) => (y === -100 ? [] : [t]));
           const words = (r.tokens ?? r.words) as unknown[];
           out(JSON.stringify({ tokens: words, tags: words.map((_, w) => (w < firsts.length ? name(p.tokenLabels[firsts[w]!]!) : null)) }));
-        } else out(JSON.stringify({ question: r.question, answer: p.answer, score: +p.score.toFixed(4) }));
+        }
       });
     });
 

@@ -53,6 +53,8 @@ export interface Example {
   /** Extractive QA: the reference answers (for exact match / F1), and where the context starts. */
   answers?: string[];
   contextStart?: number;
+  /** Extractive QA: the record this window of a long context comes from (its index); windows of one record share it. */
+  group?: number;
 }
 
 export interface ClassificationData {
@@ -110,6 +112,8 @@ export interface DataOptions {
   source?: string;
   /** false: records without targets, for prediction (default true). */
   labelled?: boolean;
+  /** Extractive QA: tokens shared by neighbouring windows of a long context (default min(128, half a window)). */
+  stride?: number;
 }
 
 /**
@@ -176,14 +180,15 @@ function answersOf(r: DataRecord, context: string, where: string, labelled: bool
 
 /**
  * Extractive QA examples (SQuAD layout: question, context, answers). The context is tokenized in
- * three pieces (before, answer, after) so the answer's token span is known exactly; a context too
- * long for maxLength is truncated and, if the answer is cut off, the target is the first token
- * (transformers' convention for an answer outside the window). With `labelled: false` the records
- * need no answers.
+ * three pieces (before, answer, after) so the answer's token span is known exactly. A context too
+ * long for maxLength is cut into overlapping windows, `stride` tokens shared by neighbours
+ * (transformers' run_qa doc_stride), each an example of the record's `group`; a window that does
+ * not hold the whole answer targets the first token (transformers' convention). With
+ * `labelled: false` the records need no answers.
  */
 export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: Omit<DataOptions, "labelNames">): Example[] {
   const specials = tokenizer.specialTokenCount(true);
-  return records.map((r, i) => {
+  return records.flatMap((r, i) => {
     const where = `${opts.source ?? "data"} record ${i + 1}`;
     const question = String(field(r, ["question"], where));
     const context = String(field(r, ["context"], where));
@@ -197,22 +202,37 @@ export function questionAnsweringExamples(records: readonly DataRecord[], tokeni
     const answer = piece(context.slice(cut, start + text.length));
     const after = piece(context.slice(start + text.length));
     const q = piece(question);
-    const room = Math.max(0, opts.maxLength - specials - q.length);
-    const contextIds = [...before, ...answer, ...after].slice(0, room);
-    const enc = tokenizer.wrapSpecialTokens(q, contextIds);
-    const contextStart = enc.starts[1]!;
-    const first = contextStart + before.length;
-    const last = first + answer.length - 1;
-    const inside = answer.length > 0 && before.length + answer.length <= contextIds.length;
-    return { ids: enc.ids, typeIds: enc.tokenTypeIds, startPosition: inside ? first : 0, endPosition: inside ? last : 0, answers: answers.map((a) => a.text), contextStart };
+    const room = opts.maxLength - specials - q.length;
+    if (room < 1) throw new DataError(`${where}: the question takes ${q.length} tokens, leaving no room for the context in --max-length ${opts.maxLength}`);
+    const stride = opts.stride ?? Math.min(128, Math.floor(room / 2));
+    if (!(stride >= 0 && stride < room)) throw new DataError(`${where}: the window overlap (stride ${stride}) must be smaller than the ${room} context tokens a window holds; lower the stride or raise --max-length`);
+    const all = [...before, ...answer, ...after];
+    const windows: Example[] = [];
+    for (let from = 0; ; from += room - stride) {
+      const contextIds = all.slice(from, from + room);
+      const enc = tokenizer.wrapSpecialTokens(q, contextIds);
+      const contextStart = enc.starts[1]!;
+      const inside = answer.length > 0 && before.length >= from && before.length + answer.length <= from + contextIds.length;
+      const first = contextStart + before.length - from;
+      windows.push({ ids: enc.ids, typeIds: enc.tokenTypeIds, startPosition: inside ? first : 0, endPosition: inside ? first + answer.length - 1 : 0, answers: answers.map((a) => a.text), contextStart, group: i });
+      if (from + room >= all.length) break;
+    }
+    return windows;
   });
 }
 
-/** A seeded split into train / validation. */
+/** A seeded split into train / validation; examples of one `group` (QA windows of one record) stay together. */
 export function splitExamples<T>(items: readonly T[], validationFraction: number, seed: number): { train: T[]; validation: T[] } {
-  const order = shuffled(items.length, seededRandom(seed));
-  const n = Math.max(1, Math.round(items.length * validationFraction));
-  return { validation: order.slice(0, n).map((i) => items[i]!), train: order.slice(n).map((i) => items[i]!) };
+  const groups = new Map<number | string, number[]>();
+  items.forEach((item, i) => {
+    const key = (item as { group?: number } | undefined)?.group ?? `item ${i}`;
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  });
+  const members = [...groups.values()];
+  const order = shuffled(members.length, seededRandom(seed));
+  const n = Math.max(1, Math.round(members.length * validationFraction));
+  const pick = (gs: number[]) => gs.flatMap((g) => members[g]!).map((i) => items[i]!);
+  return { validation: pick(order.slice(0, n)), train: pick(order.slice(n)) };
 }
 
 function shuffled(n: number, rand: () => number): number[] {

@@ -12,8 +12,12 @@ export type Prediction =
   | { label: number; probabilities: number[] }
   /** Token classification: the argmax label of every token of the example (ids order). */
   | { tokenLabels: number[] }
-  /** Extractive QA: the best context span (token indices into ids, end >= start), its text and probability. */
-  | { start: number; end: number; answer: string; score: number };
+  /**
+   * Extractive QA: the best context span (token indices into ids, end >= start), its text, its
+   * probability within the window and its start + end logit (comparable across the windows of one
+   * long context: see bestWindows).
+   */
+  | { start: number; end: number; answer: string; score: number; logit: number };
 
 /** Tasks whose outputs decode into predictions (the others are language modeling). */
 export const PREDICTION_TASKS: readonly Task[] = ["sequence-classification", "token-classification", "question-answering"];
@@ -80,12 +84,30 @@ export function decodePredictions(model: PeftModel, examples: readonly Example[]
     return examples.map((e, r) => {
       const [start, end] = bestSpan(e, out.start_logits!, out.end_logits!, r, shift);
       const row = (t: Tensor) => (t.data as Float32Array).subarray(r * width + shift, r * width + shift + e.ids.length);
-      const score = end >= start ? softmax(row(out.start_logits!))[start]! * softmax(row(out.end_logits!))[end]! : 0;
-      const answer = end >= start ? model.base.tokenizer!.decode(e.ids.slice(start, end + 1), { skipSpecialTokens: true }).trim() : "";
-      return { start, end, answer, score };
+      const found = end >= start;
+      const [zs, ze] = [row(out.start_logits!), row(out.end_logits!)];
+      const score = found ? softmax(zs)[start]! * softmax(ze)[end]! : 0;
+      const answer = found ? model.base.tokenizer!.decode(e.ids.slice(start, end + 1), { skipSpecialTokens: true }).trim() : "";
+      return { start, end, answer, score, logit: found ? zs[start]! + ze[end]! : -Infinity };
     });
   }
   throw new Error(`no predictions for task "${task}" (outputs: ${Object.keys(out).join(", ")})`);
+}
+
+/**
+ * One prediction per QA record: of the windows of a long context (examples sharing a `group`),
+ * the one whose best span has the highest start + end logit (transformers' run_qa
+ * post-processing). Returns [example index, prediction] pairs in record order.
+ */
+export function bestWindows(examples: readonly Example[], predictions: readonly Prediction[]): [number, Extract<Prediction, { answer: string }>][] {
+  const best = new Map<number | string, [number, Extract<Prediction, { answer: string }>]>();
+  predictions.forEach((p, i) => {
+    if (!("answer" in p)) throw new Error(`example ${i} has no answer span prediction`);
+    const key = examples[i]!.group ?? `example ${i}`;
+    const seen = best.get(key);
+    if (!seen || p.logit > seen[1].logit) best.set(key, [i, p]);
+  });
+  return [...best.values()];
 }
 
 /**

@@ -9,7 +9,7 @@ import { type Tensor } from "../ir/tensor.js";
 import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
-import { decodePredictions, PREDICTION_TASKS } from "./predict.js";
+import { bestWindows, decodePredictions, PREDICTION_TASKS, type Prediction } from "./predict.js";
 import { clipGradNorm } from "./grad-clip.js";
 import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, squadScores, tokenF1 } from "./metrics.js";
 import { AdamW, type ParamGroup } from "./optimizers.js";
@@ -251,6 +251,7 @@ export class Trainer {
     const labels: number[] = [];
     const preds: number[] = [];
     const scores: number[] = [];
+    const spans: [Example, Prediction][] = [];
     let em = 0;
     let f1 = 0;
     for (const b of epochBatches(this.evaluation, this.opts.batchSize, 0, 0, { shuffle: false })) {
@@ -267,12 +268,15 @@ export class Trainer {
           if (p.probabilities.length === 2) scores.push(p.probabilities[1]!);
         } else if ("tokenLabels" in p) {
           e.tokenLabels!.forEach((y, t) => (labels.push(y), preds.push(p.tokenLabels[t]!)));
-        } else {
-          const sc = squadScores(p.answer, e.answers ?? []);
-          em += sc.exactMatch;
-          f1 += sc.f1;
-        }
+        } else spans.push([e, p]);
       });
+    }
+    // QA: one answer per record, from its best window.
+    const best = bestWindows(spans.map(([e]) => e), spans.map(([, p]) => p));
+    for (const [i, p] of best) {
+      const sc = squadScores(p.answer, spans[i]![0].answers ?? []);
+      em += sc.exactMatch;
+      f1 += sc.f1;
     }
     if (!compiled) await session.release();
     const loss = lossSum / count;
@@ -297,7 +301,7 @@ export class Trainer {
     } else if (task === "causal-lm") {
       metrics.perplexity = perplexity(loss);
     } else if (task === "question-answering") {
-      Object.assign(metrics, { exact_match: (100 * em) / count, f1: (100 * f1) / count });
+      Object.assign(metrics, { exact_match: (100 * em) / best.length, f1: (100 * f1) / best.length });
     }
     return metrics;
   }
