@@ -51,6 +51,24 @@ describe("pretraining and the demo", () => {
     assert.equal(model.tokenizer!.decode(model.tokenizer!.encode("Call me Ishmael.").ids, { skipSpecialTokens: true }), "Call me Ishmael.");
   });
 
+  it("an interrupted pretraining run resumes from its last checkpoint instead of starting over", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-pretrain-resume-"));
+    const opts = { kind: "decoder" as const, texts: moby, outputDir: dir, vocabSize: 300, hidden: 16, layers: 1, heads: 2, steps: 30, batchSize: 4, saveEvery: 5, threads: 1 };
+    // Killed as step 20 is logged (the print callback throws), before its checkpoint: checkpoint-last holds step 15.
+    const interrupted = pretrain({ ...opts, print: (l) => { if (/^step 20\//.test(l)) throw new Error("killed"); } });
+    await assert.rejects(interrupted, /killed/);
+    assert.ok(existsSync(join(dir, "pretraining", "checkpoint-last")));
+    const lines: string[] = [];
+    const r = await pretrain({ ...opts, resume: true, print: (l) => lines.push(l) });
+    assert.ok(lines.some((l) => /^resumed from .*checkpoint-last at step 15$/.test(l)), lines.join("\n"));
+    const steps = lines.flatMap((l) => /^step (\d+)\//.exec(l)?.[1] ?? []).map(Number);
+    assert.ok(steps.length > 0 && steps.every((s) => s > 15), `the resumed run logs only steps after 15: ${steps.join(", ")}`);
+    assert.equal(r.steps, 30);
+    assert.ok(Number.isFinite(r.finalEvalLoss));
+    assert.equal(JSON.parse(readFileSync(join(dir, "pretraining.json"), "utf8")).resumed, true);
+    assert.deepEqual((await loadModel(dir, { task: "causal-lm" })).build().newlyInitialized, []);
+  });
+
   it("builds balanced demo tasks from shipped data, and runs the demo end to end", async () => {
     const spam = spamRecords(20, 1);
     assert.equal(spam.length, 40);

@@ -393,9 +393,10 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--warmup-ratio <r>", "fraction of steps warming up (default 0.1 encoder, 0.05 decoder)", num)
     .option("--seed <n>", "random seed", int, 1)
     .option("--threads <n>", "CPU threads", int)
-    .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr?: number; warmupRatio?: number; seed: number; threads?: number }) => {
+    .option("--resume", "continue an interrupted run from <output>/pretraining/checkpoint-last (give the same options)")
+    .action(async (o: { kind: "encoder" | "decoder"; output: string; corpus?: string[]; vocabSize: number; hidden: number; layers: number; heads: number; steps: number; batchSize: number; lr?: number; warmupRatio?: number; seed: number; threads?: number; resume?: boolean }) => {
       const { texts, description } = o.corpus ? await corpusFiles(o.corpus) : builtinCorpus();
-      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
+      const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, resume: o.resume, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
       out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
     });
 

@@ -29,6 +29,13 @@ export interface PretrainOptions {
   warmupRatio?: number;
   seed?: number;
   threads?: number;
+  /** Checkpoint every N steps (default: a twentieth of the run, at least 10). */
+  saveEvery?: number;
+  /**
+   * Continue an interrupted run from `outputDir/pretraining/checkpoint-last` (same options and
+   * corpus: the tokenizer, blocks and masks are rebuilt deterministically from them).
+   */
+  resume?: boolean;
   print?: (line: string) => void;
   /** Description of the corpus, recorded with the model. */
   corpus?: string;
@@ -120,7 +127,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const warmupRatio = opts.warmupRatio ?? (kind === "encoder" ? 0.1 : 0.05);
   const trainer = new Trainer(peft, train, validation, {
     outputDir: join(outputDir, "pretraining"), maxSteps: steps, batchSize, lr, schedule: "cosine", warmupRatio, maskedPositionsOnly: kind === "encoder",
-    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor(steps / 10)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false,
+    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor(steps / 10)), saveEvery: opts.saveEvery ?? Math.max(10, Math.floor(steps / 20)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false, resume: opts.resume ?? false,
   });
   let lastLoss = NaN;
   trainer.opts.onLog = (e) => void (typeof e.loss === "number" && (lastLoss = e.loss));
@@ -130,6 +137,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const merged = peft.mergeAndUnload();
   await merged.save(outputDir, { dtype: "float16", tokenizerFiles: { "tokenizer.json": trained.tokenizer, "tokenizer_config.json": trained.config } });
   const record: PretrainResult = { dir: outputDir, parameters, steps: result.steps, finalTrainLoss: lastLoss, finalEvalLoss: result.finalMetrics.loss ?? NaN, seconds: (performance.now() - started) / 1000 };
-  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, command: opts.command, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize, lr, warmupRatio, maskedCopies: copies, seed } }, null, 2));
+  // `seconds` is this process's time: a resumed run records only its own part.
+  await writeFile(join(outputDir, "pretraining.json"), JSON.stringify({ ...record, resumed: opts.resume ?? false, command: opts.command, corpus: opts.corpus ?? "", config: { vocabSize: vocab, hidden, layers, heads, block, batchSize, lr, warmupRatio, maskedCopies: copies, seed } }, null, 2));
   return record;
 }

@@ -137,7 +137,10 @@ export class Trainer {
     const opt = new AdamW(groups, { lr: o.lr, weightDecay: o.weightDecay });
     const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: Math.round(o.warmupRatio * this.totalSteps), totalSteps: this.totalSteps };
     let state: TrainerState = { step: 0, epoch: 0, batchInEpoch: 0, bestMetric: null, bestStep: null, badEvals: 0 };
-    if (o.resume) state = (await this.restore(opt)) ?? state;
+    if (o.resume) {
+      state = (await this.restore(opt)) ?? state;
+      (o.print ?? console.log)(state.step > 0 ? `resumed from ${join(o.outputDir, "checkpoint-last")} at step ${state.step}` : `no checkpoint in ${o.outputDir} to resume from; starting at step 0`);
+    }
     const evaluator = this.evaluation ? await compile(this.evalOutputs(), session) : undefined;
 
     const bar = o.progress ? new cliProgress.SingleBar({ format: "{bar} {percentage}% | step {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
