@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { ablationMarkdown, ablationPlotSpec, type AblationResult } from "../bench/experiments/ablation.js";
 import { METHOD_GRID } from "../bench/experiments/grid.js";
 import { meanStd, methodsPlotSpec, methodsTable, renderSvg, summarize } from "../bench/experiments/methods-report.js";
+import { bestRate, compare, PAIRS, pretrainingTable, welchT } from "../bench/experiments/pretraining.js";
 import { type RunResult } from "../bench/experiments/run-one.js";
 import { TUNERS } from "../src/tuners/registry.js";
 
@@ -63,5 +64,37 @@ describe("layer ablation report", () => {
     const svg = await renderSvg(ablationPlotSpec([result]));
     assert.match(svg, /^<svg/);
     assert.match(svg, /spam · houlsby rf=16/);
+  });
+});
+
+describe("pretraining experiment summary", () => {
+  it("picks the best swept rate (the lower on a tie) and computes Welch's t", () => {
+    assert.equal(bestRate([{ lr: 1e-3, accuracy: 0.7 }, { lr: 3e-4, accuracy: 0.7 }, { lr: 3e-3, accuracy: 0.6 }]), 3e-4);
+    assert.throws(() => bestRate([]), /no runs/);
+    // means 0.8 and 0.6, sample variances 0.01 each, 3 values each: se = sqrt(0.01/3 * 2)
+    assert.ok(Math.abs(welchT([0.7, 0.8, 0.9], [0.5, 0.6, 0.7]) - 0.2 / Math.sqrt(0.02 / 3)) < 1e-9);
+    assert.equal(welchT([0.5, 0.5], [0.5, 0.5]), 0);
+    assert.equal(welchT([0.6, 0.6], [0.5, 0.5]), Infinity);
+  });
+
+  it("compares each start at its own best rate over the seeds, and skips incomplete pairs", () => {
+    const lora = PAIRS.find((p) => p.method === "lora r=32")!;
+    const r = (method: string, seed: number, lr: number, accuracy: number): RunResult => ({ ...run(method, seed, accuracy, 100), lr });
+    const runs = [
+      // pretrained: best at the middle rate; random: best at the highest
+      ...lora.lrs.map((lr, i) => r(lora.pretrained, 1, lr, [0.70, 0.80, 0.75][i]!)),
+      ...lora.lrs.map((lr, i) => r(lora.random, 1, lr, [0.50, 0.55, 0.60][i]!)),
+      r(lora.pretrained, 2, lora.lrs[1], 0.82), r(lora.pretrained, 3, lora.lrs[1], 0.78),
+      r(lora.random, 2, lora.lrs[2], 0.62), r(lora.random, 3, lora.lrs[2], 0.58),
+      // full fine-tuning has only part of its sweep: no row
+      r("full", 1, 1e-4, 0.9),
+    ];
+    const [c, ...others] = compare(runs, 3);
+    assert.equal(others.length, 0);
+    assert.equal(c!.pretrained.bestLr, lora.lrs[1]);
+    assert.equal(c!.random.bestLr, lora.lrs[2]);
+    assert.ok(Math.abs(c!.gain - 0.2) < 1e-9);
+    assert.ok(c!.t > 5);
+    assert.match(pretrainingTable([c!]), /\| spam \| lora r=32 \| 0\.800 ± 0\.020 at 1e-3 \| 0\.600 ± 0\.020 at 3e-3 \| 20\.0 \|/);
   });
 });

@@ -3,18 +3,15 @@
 // bench/results/methods/runs.jsonl as they come, so an interrupted experiment resumes where it
 // stopped. At the end: the table (methods.md), the summary (summary.json) and the plot of
 // accuracy vs trainable parameters (methods.svg).
-import { execFile } from "node:child_process";
 import { appendFile, mkdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { DEFAULT_BUDGET, METHOD_GRID, SHIPPED_DECODER, TASK_NAMES, type Budget } from "./grid.js";
 import { writeMethodsReport } from "./methods-report.js";
-import { type RunResult, type RunSpec } from "./run-one.js";
+import { runInChild, type RunResult, type RunSpec } from "./run-one.js";
 
-const run = promisify(execFile);
 export const RESULTS_DIR = fileURLToPath(new URL("../results/methods", import.meta.url));
-const RUN_ONE = fileURLToPath(new URL("./run-one.ts", import.meta.url));
 
 export async function readRuns(file: string): Promise<RunResult[]> {
   const text = await readFile(file, "utf8").catch(() => "");
@@ -49,10 +46,7 @@ export async function main(args: string[]): Promise<void> {
     const t0 = performance.now();
     for (const [i, r] of todo.entries()) {
       const spec: RunSpec = { ...r, budget, workDir: join(out, ".work"), model: values.model };
-      const { stdout } = await run(process.execPath, ["--import", "tsx", RUN_ONE, JSON.stringify(spec)], { maxBuffer: 1 << 24 });
-      const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
-      if (!line) throw new Error(`run ${JSON.stringify(r)} printed no result:\n${stdout}`);
-      const result = JSON.parse(line.slice(7)) as RunResult;
+      const result = await runInChild(spec);
       await appendFile(runsFile, `${JSON.stringify(result)}\n`);
       const eta = ((performance.now() - t0) / (i + 1)) * (todo.length - i - 1) / 1000;
       console.log(`[${i + 1}/${todo.length}] ${r.task} · ${r.method} · seed ${r.seed}: accuracy ${result.accuracy.toFixed(3)} f1 ${result.f1.toFixed(3)} step ${result.stepMs.toFixed(0)} ms (ETA ${Math.round(eta)} s)`);

@@ -1,8 +1,11 @@
 // One run of the methods experiment, in its own process so that its peak memory is its own:
 // fine-tune one method on one task with one seed under the fixed budget, evaluate, and print
 // one line `RESULT <json>`. Usage: node --import tsx bench/experiments/run-one.ts '<json RunSpec>'
+import { execFile } from "node:child_process";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { loadModel, PretrainedModel } from "../../src/models/pretrained.js";
 import { PeftModel, ADAPTER_WEIGHTS } from "../../src/peft/peft-model.js";
 import { classificationExamples } from "../../src/train/data.js";
@@ -27,6 +30,8 @@ export interface RunResult {
   family: string;
   task: string;
   seed: number;
+  /** The learning rate of the method's parameters. */
+  lr?: number;
   trainable: number;
   all: number;
   trainablePercent: number;
@@ -78,7 +83,7 @@ export async function trainRun(spec: RunSpec): Promise<{ result: RunResult; peft
   await rm(out, { recursive: true, force: true });
   const m = r.finalMetrics;
   const result: RunResult = {
-    method: method.name, family: method.family, task: spec.task, seed: spec.seed, trainable, all, trainablePercent: (100 * trainable) / all,
+    method: method.name, family: method.family, task: spec.task, seed: spec.seed, lr, trainable, all, trainablePercent: (100 * trainable) / all,
     accuracy: m.accuracy!, f1: m.f1!, rocAuc: m.roc_auc ?? null, evalLoss: m.loss!, finalTrainLoss,
     stepMs: last.step > first.step ? (last.at - first.at) / (last.step - first.step) : NaN,
     peakRssMb: process.resourceUsage().maxRSS / 1024, adapterBytes,
@@ -88,6 +93,14 @@ export async function trainRun(spec: RunSpec): Promise<{ result: RunResult; peft
 
 export async function runOne(spec: RunSpec): Promise<RunResult> {
   return (await trainRun(spec)).result;
+}
+
+/** One run in a child process of its own (its peak memory is its own). */
+export async function runInChild(spec: RunSpec): Promise<RunResult> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), JSON.stringify(spec)], { maxBuffer: 1 << 24 });
+  const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
+  if (!line) throw new Error(`run ${JSON.stringify({ method: spec.method, task: spec.task, seed: spec.seed })} printed no result:\n${stdout}`);
+  return JSON.parse(line.slice(7)) as RunResult;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
