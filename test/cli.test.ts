@@ -49,6 +49,8 @@ describe("peftjs CLI", () => {
     assert.equal(predict.code, 0);
     assert.equal(predict.out.trim().split("\n").length, 2);
     assert.match(predict.out, /"probabilities":\[/);
+    const long = await run(["predict", "--model", BERT, "--adapter", adapter, "--text", "the cat sat ".repeat(100)]);
+    assert.equal(long.code, 0, "by default predict truncates to the model's 64 positions");
     const predicted = predict.out.trim().split("\n").map((l) => (JSON.parse(l) as { label: string }).label);
     assert.ok(predicted.every((l) => l === "animal" || l === "other"), `labels by name, got ${predicted.join(", ")}`);
 

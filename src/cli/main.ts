@@ -282,11 +282,11 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     .option("--question <text>", "a question about --context")
     .option("--context <text>", "the passage --question is about")
     .option("--data <file>", "a .jsonl/.csv file: text (classification), tokens (tagging), or question + context (QA)")
-    .option("--max-length <n>", "truncate inputs (QA: the window length)", int, 512)
+    .option("--max-length <n>", "truncate inputs (QA: the window length; default: the longest the model takes, at most 512)", int)
     .option("--doc-stride <n>", "QA: overlap of the windows a long context is cut into", int)
     .option("--batch-size <n>", "examples per batch", int, 16)
     .option("--threads <n>", "CPU threads", int)
-    .action(async (o: { model: string; adapter?: string; task?: string; text?: string[]; question?: string; context?: string; data?: string; maxLength: number; docStride?: number; batchSize: number; threads?: number }) => {
+    .action(async (o: { model: string; adapter?: string; task?: string; text?: string[]; question?: string; context?: string; data?: string; maxLength?: number; docStride?: number; batchSize: number; threads?: number }) => {
       if ((o.question === undefined) !== (o.context === undefined)) throw new UsageError("--question and --context go together", "pass both, or --data with question and context fields");
       if ([o.text, o.question, o.data].filter((x) => x !== undefined).length > 1) throw new UsageError("give one input: --text, --question with --context, or --data", "predict reads its examples from one of them");
       const records: DataRecord[] = o.data ? await readRecords(o.data) : o.question !== undefined ? [{ question: o.question, context: o.context }] : (o.text ?? []).map((text) => ({ text }));
@@ -298,7 +298,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
       const names = peft.labelNames();
       const name = (id: number) => names?.[id] ?? model.config.id2label[id] ?? id;
-      const { examples } = await examplesFor(model, inputs, { maxLength: o.maxLength, source: o.data ?? "input", labelled: false, stride: o.docStride });
+      const { examples } = await examplesFor(model, inputs, { maxLength: o.maxLength ?? Math.min(512, model.maxInputLength), source: o.data ?? "input", labelled: false, stride: o.docStride });
       const predictions = await predict(peft, examples, { batchSize: o.batchSize, threads: o.threads });
       if (task === "question-answering") {
         // One answer per question, from the best window of its context.

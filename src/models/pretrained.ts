@@ -105,6 +105,16 @@ export class PretrainedModel {
     return this.weights.get(key);
   }
 
+  /**
+   * The longest input the learned position embeddings allow (RoBERTa's start after the padding
+   * index); Infinity for rotary (Llama-family) models.
+   */
+  get maxInputLength(): number {
+    const c = this.config;
+    if (c.family === "llama") return Infinity;
+    return c.modelType === "roberta" ? c.maxPositions - (c.padTokenId ?? 1) - 1 : c.maxPositions;
+  }
+
   /** Tasks this architecture supports. */
   get supportedTasks(): readonly Task[] {
     return TASKS_BY_FAMILY[this.config.family];
