@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ablationMarkdown, ablationPlotSpec, type AblationResult } from "../bench/experiments/ablation.js";
-import { METHOD_GRID } from "../bench/experiments/grid.js";
+import { HEAD_LR, headLrScale, METHOD_GRID } from "../bench/experiments/grid.js";
 import { meanStd, methodsPlotSpec, methodsTable, renderSvg, summarize } from "../bench/experiments/methods-report.js";
 import { bestRate, compare, PAIRS, pretrainingTable, welchT } from "../bench/experiments/pretraining.js";
 import { type RunResult } from "../bench/experiments/run-one.js";
@@ -39,6 +39,12 @@ describe("methods experiment summary", () => {
     assert.match(svg, /^<svg/);
     assert.match(svg, /lora r=8/);
     assert.match(svg, /trainable parameters \(log scale\)/);
+  });
+
+  it("the head trains at HEAD_LR over a frozen base, at the method's own rate when whole layers train", () => {
+    const m = (name: string) => METHOD_GRID.find((x) => x.name === name)!;
+    for (const name of ["full", "full (random init)", "top-2 layers"]) assert.equal(headLrScale(m(name), 2e-4), 1, name);
+    for (const name of ["lora r=8", "bitfit", "head only (linear probe)", "prefix (20)"]) assert.ok(Math.abs(headLrScale(m(name), m(name).lr) * m(name).lr - HEAD_LR) < 1e-12, name);
   });
 
   it("the grid names each method once and uses only registered PEFT types", () => {

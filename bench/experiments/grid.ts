@@ -18,8 +18,19 @@ export interface MethodSpec {
   fromScratch?: boolean;
 }
 
-/** The task head (PEFT's modules_to_save) trains at this rate for every method that keeps the base frozen. */
+/**
+ * The task head (PEFT's modules_to_save) trains at this rate for every method that keeps the
+ * base's layers frozen. Methods that train whole layers (full fine-tuning, top-k layers) train
+ * the head at their own rate, as transformers' Trainer does: a head at 3e-3 over a base moving
+ * at 2e-4 kept the post-LN encoder's full fine-tuning at chance.
+ */
 export const HEAD_LR = 3e-3;
+
+/** The head's learning rate relative to the method's (Trainer's headLrScale). */
+export function headLrScale(method: MethodSpec, lr: number): number {
+  const { peft_type, k } = method.config as { peft_type: string; k?: number };
+  return peft_type === "FULL" || (peft_type === "TOP_K_LAYERS" && (k ?? 0) > 0) ? 1 : HEAD_LR / lr;
+}
 
 // LoRA targets PEFT's default modules for the architecture (GPT-2: the fused c_attn; RoBERTa: query, value).
 const lora = (r: number): MethodSpec => ({ name: `lora r=${r}`, family: "lora", lr: 1e-3, config: { peft_type: "LORA", r, lora_alpha: 2 * r, lora_dropout: 0.05 } });

@@ -10,7 +10,7 @@ import { loadModel, PretrainedModel } from "../../src/models/pretrained.js";
 import { PeftModel, ADAPTER_WEIGHTS } from "../../src/peft/peft-model.js";
 import { classificationExamples } from "../../src/train/data.js";
 import { Trainer } from "../../src/train/trainer.js";
-import { HEAD_LR, METHOD_GRID, SHIPPED_DECODER, taskData, type Budget } from "./grid.js";
+import { headLrScale, METHOD_GRID, SHIPPED_DECODER, taskData, type Budget } from "./grid.js";
 
 export interface RunSpec {
   method: string;
@@ -66,7 +66,7 @@ export async function trainRun(spec: RunSpec): Promise<{ result: RunResult; peft
   const stamps: { step: number; at: number }[] = [];
   let finalTrainLoss = NaN;
   const trainer = new Trainer(peft, encode(data.train), encode(data.validation), {
-    outputDir: out, maxSteps: budget.steps, batchSize: budget.batchSize, lr, headLrScale: HEAD_LR / lr, warmupRatio: 0.1, schedule: "linear",
+    outputDir: out, maxSteps: budget.steps, batchSize: budget.batchSize, lr, headLrScale: headLrScale(method, lr), warmupRatio: 0.1, schedule: "linear",
     // One evaluation, after the last step.
     evalEvery: budget.steps + 1, seed: spec.seed, threads: spec.threads ?? 0, logEvery: 10, progress: false, print: () => undefined,
     onLog: (e) => {
