@@ -134,7 +134,7 @@ export async function main(args: string[]): Promise<void> {
     "# Does pretraining pay?",
     "",
     `Written by \`npm run experiment -- pretraining\`. Base \`${base}\` against a random initialization of the same architecture and tokenizer; the methods experiment's budget`,
-    `(${budget.steps} steps of ${budget.batchSize}, ${budget.maxLength} tokens, ${2 * budget.trainPerClass} training / ${2 * budget.validationPerClass} validation examples; the task head at 3e-3).`,
+    `(${budget.steps} steps of ${budget.batchSize}, ${budget.maxLength} tokens, ${2 * budget.trainPerClass} training / ${2 * budget.validationPerClass} validation examples; LoRA's task head at 3e-3, full fine-tuning's at its own rate).`,
     `Each row's learning rate is the best of its sweep at seed 1; accuracy is mean ± std over ${seeds} seeds at that rate. Both starts are swept and chosen alike on the validation split`,
     "they are scored on. Welch's t of the gain: above ~2.8 is a difference 3 seeds resolve (p < 0.05, two-sided, about 4 degrees of freedom).",
     "",
