@@ -18,7 +18,11 @@ export async function readRuns(file: string): Promise<RunResult[]> {
   return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as RunResult);
 }
 
-export async function main(args: string[]): Promise<void> {
+/**
+ * The options every run-grid experiment takes (--seeds --steps --tasks --output --model
+ * --report-only, plus --methods): parsed, the output directory made, the budget and tasks resolved.
+ */
+export async function experimentSetup(args: string[], defaultOutput: string) {
   const { values } = parseArgs({
     args,
     options: {
@@ -26,17 +30,21 @@ export async function main(args: string[]): Promise<void> {
       steps: { type: "string" },
       methods: { type: "string" },
       tasks: { type: "string" },
-      output: { type: "string", default: RESULTS_DIR },
+      output: { type: "string", default: defaultOutput },
       model: { type: "string", default: SHIPPED_DECODER },
       "report-only": { type: "boolean", default: false },
     },
   });
   const out = values.output;
   await mkdir(out, { recursive: true });
-  const runsFile = join(out, "runs.jsonl");
   const budget: Budget = { ...DEFAULT_BUDGET, ...(values.steps ? { steps: Number(values.steps) } : {}) };
-  const methods = values.methods ? values.methods.split(",").map((s) => s.trim()) : METHOD_GRID.map((m) => m.name);
   const tasks = values.tasks ? values.tasks.split(",") : [...TASK_NAMES];
+  return { values, out, runsFile: join(out, "runs.jsonl"), budget, tasks };
+}
+
+export async function main(args: string[]): Promise<void> {
+  const { values, out, runsFile, budget, tasks } = await experimentSetup(args, RESULTS_DIR);
+  const methods = values.methods ? values.methods.split(",").map((s) => s.trim()) : METHOD_GRID.map((m) => m.name);
   const seeds = [...Array(Number(values.seeds)).keys()].map((i) => i + 1);
   if (!values["report-only"]) {
     const done = new Set((await readRuns(runsFile)).map((r) => `${r.task}|${r.method}|${r.seed}`));

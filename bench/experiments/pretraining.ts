@@ -6,14 +6,13 @@
 // same validation split the table reports (so both numbers are equally optimistic). Runs go to
 // runs.jsonl as they finish (an interrupted experiment resumes); the table is pretraining.md,
 // the numbers summary.json.
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../src/io/safetensors.js";
-import { DEFAULT_BUDGET, SHIPPED_DECODER, TASK_NAMES, type Budget } from "./grid.js";
+
 import { meanStd } from "./methods-report.js";
-import { readRuns } from "./methods.js";
+import { experimentSetup, readRuns } from "./methods.js";
 import { runInChild, type RunResult } from "./run-one.js";
 
 /** Each compared method: its pretrained-start and random-start rows of the method grid, and the learning rates swept. */
@@ -92,22 +91,8 @@ export function pretrainingTable(rows: readonly PretrainingComparison[]): string
 }
 
 export async function main(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      seeds: { type: "string", default: "3" },
-      steps: { type: "string" },
-      tasks: { type: "string" },
-      output: { type: "string", default: fileURLToPath(new URL("../results/pretraining", import.meta.url)) },
-      model: { type: "string", default: SHIPPED_DECODER },
-      "report-only": { type: "boolean", default: false },
-    },
-  });
-  const out = values.output;
-  await mkdir(out, { recursive: true });
-  const runsFile = join(out, "runs.jsonl");
-  const budget: Budget = { ...DEFAULT_BUDGET, ...(values.steps ? { steps: Number(values.steps) } : {}) };
-  const tasks = values.tasks ? values.tasks.split(",") : [...TASK_NAMES];
+  const { values, out, runsFile, budget, tasks } = await experimentSetup(args, fileURLToPath(new URL("../results/pretraining", import.meta.url)));
+  if (values.methods) throw new RangeError("the pretraining experiment compares the fixed PAIRS (full, lora r=32); --methods does not apply");
   const seeds = Number(values.seeds);
   const key = (r: { task: string; method: string; seed: number; lr?: number }) => `${r.task}|${r.method}|${r.seed}|${r.lr}`;
   const execute = async (todo: { task: string; method: string; seed: number; lr: number }[], stage: string) => {

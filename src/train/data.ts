@@ -226,7 +226,9 @@ export function splitExamples<T>(items: readonly T[], validationFraction: number
   const groups = new Map<number | string, number[]>();
   items.forEach((item, i) => {
     const key = (item as { group?: number } | undefined)?.group ?? `item ${i}`;
-    groups.set(key, [...(groups.get(key) ?? []), i]);
+    const members = groups.get(key);
+    if (members) members.push(i);
+    else groups.set(key, [i]);
   });
   const members = [...groups.values()];
   const order = shuffled(members.length, seededRandom(seed));
