@@ -63,6 +63,9 @@ export class PretrainedModel {
   /** Built from a config alone: every weight is freshly initialized (pretraining). */
   fromScratch = false;
 
+  /** The model as the user named it (hub id or the path given to loadModel); adapters record it as base_model_name_or_path. */
+  nameOrPath: string | undefined;
+
   /**
    * A randomly initialized model from a config object (transformers' `from_config`), e.g. to
    * pretrain. `dir` is where it will be saved.
@@ -275,5 +278,7 @@ export async function loadModel(dirOrRepo: string, opts: LoadOptions = {}): Prom
   const config = parseModelConfig(await readJson(join(dir, "config.json")), join(dir, "config.json"));
   const weights = float32Weights(await loadSafetensorsWeights(dir));
   const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
-  return new PretrainedModel(dir, config, weights, tokenizer, opts.task ?? "base");
+  const model = new PretrainedModel(dir, config, weights, tokenizer, opts.task ?? "base");
+  model.nameOrPath = dirOrRepo;
+  return model;
 }
