@@ -1,7 +1,7 @@
 // safetensors: round trips, zero-copy views, exact layout, half-precision bits, every malformed-file
 // error, a seeded corruption fuzz, atomic writes and sharded checkpoints.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -455,6 +455,40 @@ describe("safetensors: files on disk", () => {
     await assert.rejects(readSafetensors(join(dir, "short.safetensors"), { maxBufferBytes: 0 }), /short.safetensors: file is 3 bytes, shorter than the 8-byte/);
     writeFileSync(join(dir, "bad.safetensors"), fileOf(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, new Uint8Array(4)));
     await assert.rejects(readSafetensors(join(dir, "bad.safetensors"), { maxBufferBytes: 4 }), /bad.safetensors: tensor "w": data_offsets \[0, 8\] run past the data section: end 8 > 4 bytes/);
+  });
+
+  it("checks the header of a 3 GB sparse file before reading any data: clear errors, no big allocation", async () => {
+    const dir = tmp();
+    const GB3 = 3 * 2 ** 30;
+    const sparse = (name: string, head: Uint8Array) => {
+      const path = join(dir, name);
+      writeFileSync(path, head);
+      truncateSync(path, GB3); // a hole: costs no disk and reads back as zeros
+      return path;
+    };
+    const lengthField = (n: bigint) => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, n, true);
+      return b;
+    };
+    const cases: [string, Uint8Array, RegExp][] = [
+      // A well-formed header whose one tensor covers 8 bytes of a 3 GB data section.
+      ["trailing.safetensors", fileOf(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, new Uint8Array(8)), /trailing\.safetensors: data section is \d+ bytes but the tensors cover 8: \d+ trailing bytes/],
+      // Header length beyond the reference library's 100 MB limit (the file is big enough to hold it).
+      ["huge-header.safetensors", lengthField(2n ** 30n), /huge-header\.safetensors: header length 1073741824 exceeds the limit of 100000000 bytes/],
+      // A header length inside the limit, over zero bytes (the hole).
+      ["zeros.safetensors", lengthField(1000n), /zeros\.safetensors: header is not valid JSON/],
+    ];
+    for (const [name, head, error] of cases) {
+      const path = sparse(name, head);
+      const before = process.memoryUsage();
+      await assert.rejects(readSafetensors(path), (e: unknown) => e instanceof SafetensorsError && error.test(e.message), name);
+      const after = process.memoryUsage();
+      // Reading the file whole would hold 3 GB of buffers here (old behaviour); the header is all that is read.
+      const grown = (after.arrayBuffers - before.arrayBuffers) / 2 ** 20;
+      assert.ok(grown < 64, `${name}: array buffers grew by ${grown.toFixed(0)} MB`);
+      assert.ok((after.rss - before.rss) / 2 ** 20 < 512, `${name}: rss grew by ${((after.rss - before.rss) / 2 ** 20).toFixed(0)} MB`);
+    }
   });
 
   it("validates tensors before writing and names the tensor and the mismatch", () => {

@@ -330,8 +330,10 @@ export interface ReadOptions {
 }
 
 /**
- * Read a safetensors file: one pass over the file, no copy afterwards (tensors are views into
- * the buffer(s) read).
+ * Read a safetensors file. The 8-byte length and the header are read and validated first (header
+ * at most 100 MB, tensors tiling the data section exactly, which pins the file size); only then
+ * is the data read, in one pass, with no copy afterwards (tensors are views into the buffer(s)).
+ * So a corrupt or hostile file costs at most its header in memory, never its size.
  *
  * @example
  *   const f = await readSafetensors("adapter_model.safetensors");
@@ -347,17 +349,18 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
   }
   try {
     const size = (await fh.stat()).size;
-    if (size <= limit || size < 8) {
-      const bytes = plainBytes(size);
-      await readFully(fh, bytes, 0, path);
-      return parseSafetensors(bytes, path);
-    }
-    // Too big for one buffer: header first, then the data in tensor-aligned pieces.
     const prefix = new Uint8Array(8);
-    await readFully(fh, prefix, 0, path);
+    if (size >= 8) await readFully(fh, prefix, 0, path);
     const head = new Uint8Array(8 + headerLength(prefix, size, path));
     await readFully(fh, head, 0, path);
     const layout = parseLayout(head, size, path);
+    if (size <= limit) {
+      const bytes = plainBytes(size);
+      bytes.set(head);
+      await readFully(fh, bytes.subarray(head.byteLength), head.byteLength, path);
+      return makeFile(path, layout, (_, i) => bytes.subarray(i.byteOffset, i.byteOffset + i.byteLength), bytes);
+    }
+    // Too big for one buffer: the data in tensor-aligned pieces.
     const views = new Map<string, Uint8Array>();
     let group: [string, TensorInfo][] = [];
     const flush = async () => {
