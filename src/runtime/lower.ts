@@ -1,6 +1,7 @@
 // Lowering: the part of an IR graph that computes the requested outputs becomes an ONNX
-// ModelProto of standard-domain ops (opset 18). Frozen parameters are initializers whose bytes
-// stay in our typed arrays and reach ORT as external data; trainable parameters are inputs.
+// ModelProto of standard-domain ops (OPSET and IR_VERSION below). Frozen parameters are
+// initializers whose bytes stay in our typed arrays and reach ORT as external data; trainable
+// parameters are inputs.
 import { BYTES_PER_ELEMENT, type DType } from "../ir/dtype.js";
 import { type AttrKind, type AttrValue, type LoweredNode, type LoweringContext, type Node, type Param, type Value } from "../ir/graph.js";
 import { type Shape } from "../ir/shape.js";
@@ -8,7 +9,10 @@ import { type Tensor } from "../ir/tensor.js";
 import { lowerGemmAccumulation, planGemmAccumulation } from "./gemm-accumulate.js";
 import { ModelProto, OnnxAttributeType, OnnxDataType } from "./onnx-schema.js";
 
+/** ONNX opset of the standard domain (20: Gelu; reductions take axes as an input since 18). */
 export const OPSET = 20;
+/** ONNX IR version written (9: the one that goes with opset 19-20). */
+export const IR_VERSION = 9;
 /** Initializers at least this large are passed as external data rather than embedded. */
 const EXTERNAL_MIN_BYTES = 1024;
 
@@ -208,7 +212,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
 
   const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, v.dtype, v.shape)), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
   const model = ModelProto.create({
-    irVersion: 9,
+    irVersion: IR_VERSION,
     producerName: "peftjs",
     opsetImport: [{ domain: "", version: OPSET }],
     graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs, valueInfo: valueInfos },

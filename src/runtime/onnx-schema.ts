@@ -1,4 +1,4 @@
-// The subset of the ONNX protobuf schema (onnx/onnx.proto, IR version 8) that peftjs writes,
+// The subset of the ONNX protobuf schema (onnx/onnx.proto; lower.ts sets the IR version and opset) that peftjs writes,
 // declared for protobufjs. Field numbers are the ones of the ONNX specification; only the
 // messages and fields we emit are declared, so this stays small and readable.
 import protobuf from "protobufjs";

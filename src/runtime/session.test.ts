@@ -4,15 +4,16 @@ import { describe, it } from "node:test";
 import { randomF32 } from "../../test/helpers.js";
 import { linear } from "../ir/composites/linear.js";
 import { Graph } from "../ir/graph.js";
-import { add, cast, matmul, mul } from "../ir/ops/index.js";
+import { add, cast, matmul, mul, stopGradient } from "../ir/ops/index.js";
 import { float32 } from "../ir/tensor.js";
-import { lowerToOnnx, OPSET } from "./lower.js";
+import { IR_VERSION, lowerToOnnx, OPSET } from "./lower.js";
 import { ModelProto } from "./onnx-schema.js";
 import { compile } from "./session.js";
 
 interface DecodedModel {
   graph: { initializer: { name: string; dataLocation?: number; rawData?: Uint8Array }[]; input: { name: string }[]; output: { name: string }[] };
   opsetImport: { version: number | { toNumber(): number } }[];
+  irVersion: number | { toNumber(): number };
 }
 
 describe("lowering and sessions", () => {
@@ -32,6 +33,18 @@ describe("lowering and sessions", () => {
     assert.deepEqual(m.graph.output.map((o) => o.name), ["y"]);
     assert.deepEqual(lowered.trainable.map((p) => p.name), ["lora_A", "lora_B"]);
     assert.equal(Number(m.opsetImport[0]!.version), OPSET);
+    assert.equal(Number(m.irVersion), IR_VERSION);
+  });
+
+  it("a stop-gradient is its own IR op and lowers to ONNX Identity", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [2]);
+    const y = stopGradient(mul(x, 2));
+    assert.equal(y.producer!.op.type, "StopGradient");
+    const step = await compile({ y: add(y, 1) });
+    assert.equal(step.opCounts.Identity, 1);
+    assert.deepEqual([...(await step.run({ x: float32([2], [1, -3]) })).y!.data], [3, -5]);
+    await step.release();
   });
 
   it("feeds trainable parameters from their current data on every run", async () => {

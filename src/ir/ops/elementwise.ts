@@ -4,7 +4,6 @@ import { isFloat, type DType } from "../dtype.js";
 import { type OpDef, type Value } from "../graph.js";
 import { broadcastShapes, formatShape } from "../shape.js";
 import { broadcastInfer, expectSameDtype, graphOf, input, unaryFloatInfer, values, type Operand } from "./define.js";
-import { reduceSum } from "./reduce.js";
 
 const binary = (type: string, grad: OpDef["grad"]): OpDef => ({ type, attrs: {}, infer: (inputs) => broadcastInfer([input(inputs, 0), input(inputs, 1)]), grad });
 const unary = (type: string, grad: OpDef["grad"]): OpDef => ({ type, attrs: {}, infer: unaryFloatInfer, grad });
@@ -122,11 +121,6 @@ export const cast = (x: Value, to: DType): Value => (x.dtype === to ? x : x.grap
 export function where(cond: Value, a: Operand, b: Operand): Value {
   const [va, vb] = values(a, b);
   return cond.graph.apply(Where, [cond, va, vb])[0]!;
-}
-
-/** Sum of `x` over all elements. Convenience for losses and tests. */
-export function sumAll(x: Value): Value {
-  return reduceSum(x, [...x.shape.keys()], false);
 }
 
 function bin(op: OpDef, a: Operand, b: Operand): Value {

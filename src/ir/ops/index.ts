@@ -17,16 +17,16 @@ export const OPS = {
   Shape: sh.Shape, Size: sh.Size, Reshape: sh.Reshape, Transpose: sh.Transpose, Concat: sh.Concat, Slice: sh.Slice,
   Pad: sh.Pad, Split: sh.Split, Gather: sh.Gather, GatherElements: sh.GatherElements, ScatterND: sh.ScatterND,
   ScatterElements: sh.ScatterElements, Expand: sh.Expand, Unsqueeze: sh.Unsqueeze, Squeeze: sh.Squeeze,
-  ConstantOfShape: sh.ConstantOfShape, Trilu: sh.Trilu, CumSum: sh.CumSum, Identity: sh.StopGradient, NonZero: sh.NonZero,
+  ConstantOfShape: sh.ConstantOfShape, Trilu: sh.Trilu, CumSum: sh.CumSum, StopGradient: sh.StopGradient, NonZero: sh.NonZero,
 } as const satisfies Record<string, OpDef<never>>;
 
 export type OpName = keyof typeof OPS;
 
 export {
-  add, sub, mul, div, pow, max, neg, sqrt, exp, log, erf, tanh, sigmoid, relu, sin, cos, where, equal, less, not, cast, sumAll,
+  add, sub, mul, div, pow, max, neg, sqrt, exp, log, erf, tanh, sigmoid, relu, sin, cos, where, equal, less, not, cast,
 } from "./elementwise.js";
 export { matmul, gemm } from "./linalg.js";
-export { reduceSum, reduceMean, reduceMax } from "./reduce.js";
+export { reduceSum, reduceMean, reduceMax, sumAll } from "./reduce.js";
 export { softmax, logSoftmax, layerNorm, dropout, fusedGelu } from "./nn.js";
 export {
   shapeOf, size, reshape, transpose, concat, slice, pad, split, gather, gatherElements, expand, unsqueeze, squeeze,

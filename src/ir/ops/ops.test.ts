@@ -92,7 +92,7 @@ const OP_CASES: Record<OpName, Entry> = {
   ConstantOfShape: { nondifferentiable: [{ name: "fill", inputs: { x: r([2, 2], 79) }, build: ({ x }) => o.constantOfShape(o.shapeOf(x!), 2.5, "float64"), expect: [2.5, 2.5, 2.5, 2.5] }] },
   CumSum: { grad: [{ name: "axis 1", inputs: { x: r([2, 4], 82) }, build: ({ x }) => o.cumsum(x!, 1) }, { name: "exclusive, reverse", inputs: { x: r([3, 2], 83) }, build: ({ x }) => o.cumsum(x!, 0, { exclusive: true, reverse: true }) }] },
   NonZero: { nondifferentiable: [{ name: "indices of true elements (ORT has no float64 kernel)", inputs: { x: bools([2, 3], [0, 1, 0, 1, 0, 1]) }, build: ({ x }) => o.nonZero(x!), expect: [0, 1, 1, 1, 0, 2] }] },
-  Identity: { nondifferentiable: [{ name: "stop-gradient passes values through", inputs: { x: tensor("float64", [2], Float64Array.of(1.5, -2)) }, build: ({ x }) => o.stopGradient(x!), expect: [1.5, -2] }] },
+  StopGradient: { nondifferentiable: [{ name: "passes values through (lowered to ONNX Identity)", inputs: { x: tensor("float64", [2], Float64Array.of(1.5, -2)) }, build: ({ x }) => o.stopGradient(x!), expect: [1.5, -2] }] },
   Trilu: { grad: [{ name: "upper k=1", inputs: { x: r([3, 3], 80) }, build: ({ x }) => o.trilu(x!, true, 1) }, { name: "lower", inputs: { x: r([2, 3, 3], 81) }, build: ({ x }) => o.trilu(x!, false, 0) }] },
 };
 

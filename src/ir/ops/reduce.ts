@@ -1,5 +1,5 @@
-// Reductions over chosen axes. In the IR the axes are an attribute; they lower to the
-// opset-18 axes input.
+// Reductions over chosen axes. In the IR the axes are an attribute; they lower to the axes
+// input that ONNX reductions take since opset 18.
 import { type LoweredNode, type OpDef, type Value } from "../graph.js";
 import { isStatic, normalizeAxis, type Dim } from "../shape.js";
 import { numel } from "../tensor.js";
@@ -70,3 +70,8 @@ const reduce = (op: OpDef<ReduceAttrs>) => (x: Value, axes: readonly number[], k
 export const reduceSum = reduce(ReduceSum);
 export const reduceMean = reduce(ReduceMean);
 export const reduceMax = reduce(ReduceMax);
+
+/** Sum of `x` over all elements. Convenience for losses and tests. */
+export function sumAll(x: Value): Value {
+  return reduceSum(x, [...x.shape.keys()], false);
+}

@@ -400,14 +400,18 @@ export const CumSum: OpDef<CumSumAttrs> = {
   grad: ({ dy: [g], attrs }) => [g!.graph.apply(CumSum, [g!], { ...attrs, reverse: 1 - attrs.reverse })[0]!],
 };
 
-/** Identity that blocks gradients (stop_gradient / torch's detach). */
+/**
+ * Passes its input through and blocks gradients (JAX's stop_gradient, torch's detach). Not an
+ * ONNX op: it exists only for the autodiff engine and lowers to ONNX `Identity`.
+ */
 export const StopGradient: OpDef = {
-  type: "Identity",
+  type: "StopGradient",
   attrs: {},
   infer: (inputs) => {
     const x = input(inputs, 0);
     return [{ dtype: x.dtype, shape: x.shape, known: x.known }];
   },
+  lower: (node, ctx) => ({ opType: "Identity", inputs: [ctx.name(node.inputs[0])] }),
   grad: "nondifferentiable",
 };
 
