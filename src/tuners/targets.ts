@@ -1,6 +1,10 @@
 // Which modules a config targets, with PEFT's matching rules (tuners_utils.check_target_module_exists):
 // a string is a regex that must match the whole module path; a list matches exact paths or
 // path suffixes after a dot; "all-linear" is every linear layer but the output head.
+// Patterns from configs run on RE2 (re2js): matching is linear in the path length whatever the
+// pattern, so a pattern like "(.*.*)*z" cannot hang loading; RE2 has no backreferences or
+// lookaround, and such a pattern is an error that names the field.
+import { RE2JS } from "re2js";
 import { type ModuleInventory } from "../models/pretrained.js";
 import { AdapterConfigError } from "./tuner.js";
 
@@ -14,26 +18,79 @@ export interface TargetSpec {
 
 const OUTPUT_HEADS = ["lm_head", "classifier", "score", "qa_outputs", "cls.predictions.decoder", "vocab_projector", "classifier.out_proj", "classifier.dense", "pre_classifier"];
 
+const compiled = new Map<string, RE2JS>();
+
+/**
+ * A config pattern compiled with RE2 (cached). `field` names the config field in errors; `user`
+ * is the part of `expr` the config supplied (PEFT splices some fields into a larger regex).
+ */
+function re2(expr: string, field: string, user: string): RE2JS {
+  let re = compiled.get(expr);
+  if (re) return re;
+  try {
+    re = RE2JS.compile(expr);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.replace(/^error parsing regexp: /, "") : String(e);
+    throw new AdapterConfigError(
+      `${field}: ${JSON.stringify(user)} is not a regular expression peftjs can match (${why}); patterns are matched with RE2, which has no backreferences or lookaround`,
+    );
+  }
+  if (compiled.size > 1000) compiled.clear(); // bound the cache; patterns come from a handful of configs
+  compiled.set(expr, re);
+  return re;
+}
+
+/** Python's `re.fullmatch(pattern, s)`. */
+const fullMatch = (pattern: string, s: string, field: string): boolean => re2(pattern, field, pattern).matcher(s).matches();
+
+/** Python's `re.match(prefix + user + suffix, s)` (anchored at the start only); the match or undefined. */
+function matchStart(prefix: string, user: string, suffix: string, s: string, field: string) {
+  const m = re2(`${prefix}${user}${suffix}`, field, user).matcher(s);
+  return m.lookingAt() ? m : undefined;
+}
+
 function matchesList(path: string, list: readonly string[]): boolean {
   return list.some((t) => path === t || path.endsWith(`.${t}`));
 }
 
-/** PEFT's rule for one module path. */
+/**
+ * Check that every pattern in a config compiles, naming the field of the first that does not;
+ * `source` (the file or adapter) prefixes the message. Matching checks them as well, lazily.
+ */
+export function validateTargetPatterns(spec: TargetSpec & { rank_pattern?: object | null; alpha_pattern?: object | null }, source: string): void {
+  try {
+    if (typeof spec.target_modules === "string" && spec.target_modules !== "all-linear") re2(spec.target_modules, "target_modules", spec.target_modules);
+    if (typeof spec.exclude_modules === "string") re2(spec.exclude_modules, "exclude_modules", spec.exclude_modules);
+    for (const m of spec.modules_to_save ?? []) matchStart("(^|.*\\.)", m, "($|\\..*)", "", "modules_to_save");
+    const lp = spec.layers_pattern;
+    for (const p of typeof lp === "string" ? [lp] : (lp ?? [])) matchStart(".*?\\.", p, "\\.(\\d+)\\.", "", "layers_pattern");
+    for (const field of ["rank_pattern", "alpha_pattern"] as const) {
+      for (const p of Object.keys(spec[field] ?? {})) matchStart("(.*\\.)?(", p, ")$", "", field);
+    }
+  } catch (e) {
+    if (e instanceof AdapterConfigError) throw new AdapterConfigError(`${source}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** PEFT's rule for one module path (tuners_utils.check_target_module_exists). */
 export function isTargeted(spec: TargetSpec, path: string): boolean {
   const ex = spec.exclude_modules;
-  if (ex && (typeof ex === "string" ? new RegExp(`^(?:${ex})$`).test(path) : matchesList(path, ex))) return false;
-  if (spec.modules_to_save?.some((m) => new RegExp(`(^|.*\\.)${m}($|\\..*)`).test(path))) return false;
+  if (ex && (typeof ex === "string" ? fullMatch(ex, path, "exclude_modules") : matchesList(path, ex))) return false;
+  if (spec.modules_to_save?.some((m) => matchStart("(^|.*\\.)", m, "($|\\..*)", path, "modules_to_save"))) return false;
   const t = spec.target_modules;
   if (!t) return false;
   if (t === "all-linear") return !OUTPUT_HEADS.some((h) => path === h || path.endsWith(`.${h}`) || path.startsWith(`${h}.`));
-  if (typeof t === "string") return new RegExp(`^(?:${t})$`).test(path);
+  if (typeof t === "string") return fullMatch(t, path, "target_modules");
   if (!matchesList(path, t)) return false;
   const layers = spec.layers_to_transform;
   if (layers === undefined || layers === null || (Array.isArray(layers) && layers.length === 0)) return true;
-  const patterns = spec.layers_pattern ? (typeof spec.layers_pattern === "string" ? [spec.layers_pattern] : spec.layers_pattern) : [];
-  const m = patterns.length ? patterns.map((p) => new RegExp(`^.*?\\.${p}\\.(\\d+)\\.`).exec(path)).find(Boolean) : /^.*?\.[^.]*\.(\d+)\./.exec(path);
+  const lp = spec.layers_pattern;
+  const patterns = lp ? (typeof lp === "string" ? [lp] : lp) : [];
+  // Lazy .*? takes the first numbered segment (the layer index), as PEFT does.
+  const m = patterns.length ? patterns.map((p) => matchStart(".*?\\.", p, "\\.(\\d+)\\.", path, "layers_pattern")).find(Boolean) : matchStart("", ".*?\\.[^.]*\\.(\\d+)\\.", "", path, "layers_pattern");
   if (!m) return false;
-  const idx = Number(m[1]);
+  const idx = Number(m.group(1));
   return typeof layers === "number" ? idx === layers : layers.includes(idx);
 }
 
@@ -56,6 +113,7 @@ function editDistance(a: string, b: string): number {
  * module names the model does have.
  */
 export function targetedLinears(spec: TargetSpec, inventory: ModuleInventory, method: string, source: string): ModuleInventory["linear"] {
+  validateTargetPatterns(spec, source);
   const hits = inventory.linear.filter((l) => isTargeted(spec, l.path));
   if (hits.length === 0) {
     const suffixes = [...new Set(inventory.linear.map((l) => l.path.split(".").slice(-2).join(".")).concat(inventory.linear.map((l) => l.path.split(".").pop()!)))];
@@ -68,10 +126,10 @@ export function targetedLinears(spec: TargetSpec, inventory: ModuleInventory, me
   return hits;
 }
 
-/** PEFT's per-module override lookup for rank_pattern / alpha_pattern: `(.*\.)?(pattern)$`. */
-export function patternValue<T>(patterns: Readonly<Record<string, T>> | null | undefined, path: string, fallback: T): T {
+/** PEFT's per-module override lookup for rank_pattern / alpha_pattern (other.get_pattern_key: `re.match(rf"(.*\.)?({key})$", name)`). */
+export function patternValue<T>(patterns: Readonly<Record<string, T>> | null | undefined, path: string, fallback: T, field = "rank_pattern/alpha_pattern"): T {
   if (!patterns) return fallback;
-  for (const [p, v] of Object.entries(patterns)) if (new RegExp(`^(.*\\.)?(${p})$`).test(path)) return v;
+  for (const [p, v] of Object.entries(patterns)) if (matchStart("(.*\\.)?(", p, ")$", path, field)) return v;
   return fallback;
 }
 
