@@ -12,7 +12,7 @@ export * from "./ir/composites/rotary.js";
 export * from "./ir/composites/losses.js";
 export { gradients, MissingGradientError, type GradientOptions } from "./autodiff/gradients.js";
 export { compile, CompiledGraph, type SessionOptions } from "./runtime/session.js";
-export { lowerToOnnx, OPSET, type LoweredModel } from "./runtime/lower.js";
+export { lowerToOnnx, OPSET, IR_VERSION, type LoweredModel } from "./runtime/lower.js";
 export { seededRandom, fillNormal } from "./ir/random.js";
 export { checkGradients, type GradCheckOptions, type GradCheckResult } from "./autodiff/gradcheck.js";
 export { AdamW, SGD, type AdamWOptions } from "./train/optimizers.js";
@@ -25,7 +25,8 @@ export { loadModel, PretrainedModel, type LoadOptions, type GraphOptions } from 
 export { parseModelConfig, ConfigError, MODEL_TYPES, type ModelConfig, type ModelType } from "./models/config.js";
 export { CheckpointError, weightMap, type WeightSource, type BuildOptions } from "./models/builder.js";
 export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type KeyValueHook, type EmbeddingHook } from "./models/hooks.js";
-export { TASKS, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
+export { TASKS, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
+export { ForwardSessions, tokenTensor, type ForwardInputs, type ForwardOutputs, type OutputName, type TokenRows, type Forwardable } from "./models/forward.js";
 export { Generator, type GenerateOptions, type GenerationResult } from "./models/generate.js";
 export { PeftModel, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type PeftConfigInput, type PeftGraphOptions } from "./peft/peft-model.js";
 export { TUNERS, tunerFor, type TunerName } from "./tuners/registry.js";

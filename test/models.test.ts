@@ -1,12 +1,13 @@
 // Every architecture against an independent PyTorch implementation (bench/reference/
 // tiny_checkpoints.py): tiny checkpoints in the Hugging Face layout, reference outputs in float64.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { compile } from "../src/runtime/session.js";
 import { loadModel } from "../src/models/pretrained.js";
-import { int64, type Tensor } from "../src/ir/tensor.js";
+import { int64, tensor, type Tensor } from "../src/ir/tensor.js";
 import { type Task } from "../src/models/task.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
@@ -119,5 +120,138 @@ describe("task losses", () => {
     // Pairs (position, target): (0, 276), (2, 294); position 1's target is ignored.
     const expected = -(logSoftmaxRow(z.slice(0, V))[276]! + logSoftmaxRow(z.slice(2 * V, 3 * V))[294]!) / 2;
     assert.ok(Math.abs(Number(out.loss!.data[0]) - expected) < 1e-5, `${out.loss!.data[0]} vs ${expected}`);
+  });
+});
+
+/** A copy of a fixture with its config.json edited. */
+function withConfig(name: string, edit: (c: Record<string, unknown>) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "peftjs-arch-"));
+  cpSync(join(FIXTURES, name), dir, { recursive: true });
+  const c = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  edit(c);
+  writeFileSync(join(dir, "config.json"), JSON.stringify(c));
+  return dir;
+}
+
+describe("loadModel reads the head from config.json's architectures (transformers' Auto classes)", () => {
+  it("each fixture gets the head its architectures entry names", async () => {
+    const expected: Record<string, Task> = {
+      "bert-tiny": "masked-lm", // BertForMaskedLM
+      "roberta-tiny": "masked-lm",
+      "distilbert-tiny": "masked-lm",
+      "gpt2-tiny": "causal-lm", // GPT2LMHeadModel
+      "llama-tiny": "causal-lm", // LlamaForCausalLM
+      "qwen2-tiny": "causal-lm",
+    };
+    for (const [name, task] of Object.entries(expected)) assert.equal((await loadModel(join(FIXTURES, name))).task, task, name);
+  });
+
+  it("classification, token classification, QA and bare-model classes; no field means no head", async () => {
+    const cases: [string, string, Task][] = [
+      ["bert-tiny", "BertForSequenceClassification", "sequence-classification"],
+      ["roberta-tiny", "RobertaForSequenceClassification", "sequence-classification"],
+      ["llama-tiny", "LlamaForSequenceClassification", "sequence-classification"],
+      ["bert-tiny", "BertForTokenClassification", "token-classification"],
+      ["distilbert-tiny", "DistilBertForQuestionAnswering", "question-answering"],
+      ["bert-tiny", "BertModel", "base"],
+      ["gpt2-tiny", "GPT2Model", "base"],
+    ];
+    for (const [name, arch, task] of cases) assert.equal((await loadModel(withConfig(name, (c) => (c.architectures = [arch])))).task, task, arch);
+    assert.equal((await loadModel(withConfig("bert-tiny", (c) => delete c.architectures))).task, "base");
+  });
+
+  it("a sequence classifier gets num_labels outputs; an explicit task wins over architectures", async () => {
+    const dir = withConfig("bert-tiny", (c) => (c.architectures = ["BertForSequenceClassification"]));
+    const model = await loadModel(dir);
+    assert.deepEqual(model.config.id2label, { 0: "neg", 1: "neu", 2: "pos" });
+    assert.deepEqual((await model.forward({ input_ids: [[2, 61, 72, 3]] })).logits!.shape, [1, 3]);
+    assert.equal((await loadModel(dir, { task: "base" })).task, "base");
+    await model.releaseSessions();
+  });
+
+  it("a class without a peftjs head, or a head the family lacks, is an error naming it", async () => {
+    await assert.rejects(loadModel(withConfig("bert-tiny", (c) => (c.architectures = ["BertForMultipleChoice"]))), /config.json: architectures\[0\] is "BertForMultipleChoice", a head peftjs does not build .*loadModel\(dir, \{ task \}\)/);
+    await assert.rejects(loadModel(withConfig("gpt2-tiny", (c) => (c.architectures = ["GPT2ForTokenClassification"]))), /architectures\[0\] "GPT2ForTokenClassification" has a token-classification head, which peftjs does not build for gpt2 \(it builds base, causal-lm, sequence-classification\)/);
+    await assert.rejects(loadModel(withConfig("bert-tiny", (c) => (c.architectures = "BertModel"))), /"architectures" must be a list of class names/);
+    // Choosing a head by hand still loads such checkpoints.
+    assert.equal((await loadModel(withConfig("bert-tiny", (c) => (c.architectures = ["BertForMultipleChoice"])), { task: "base" })).task, "base");
+  });
+});
+
+/** Entries of a [batch, seq, ...] output at unpadded positions ([batch, ...] outputs: all). */
+function unpadded(values: ArrayLike<number>, shape: readonly number[], mask: number[][]): number[] {
+  const [batch, seq] = [mask.length, mask[0]!.length];
+  const tokenLevel = shape.length >= 2 && shape[0] === batch && shape[1] === seq;
+  const inner = values.length / (tokenLevel ? batch * seq : 1);
+  return Array.from(values, Number).filter((_, i) => !tokenLevel || mask[Math.floor(i / inner / seq)]![Math.floor(i / inner) % seq] === 1);
+}
+
+describe("model.forward: one call, named and shaped outputs", () => {
+  // The default head of each fixture (from architectures) against the PyTorch reference. Padded
+  // positions are left out: their position ids are a convention (they are masked everywhere).
+  const DEFAULT_HEADS: [string, keyof Reference["outputs"] & string, string][] = [
+    ["bert-tiny", "logits", "masked-lm"],
+    ["roberta-tiny", "logits", "masked-lm"],
+    ["distilbert-tiny", "logits", "masked-lm"],
+    ["gpt2-tiny", "logits", "causal-lm"],
+    ["llama-tiny", "logits", "causal-lm"],
+    ["qwen2-tiny", "logits", "causal-lm"],
+  ];
+  for (const [name, output, refName] of DEFAULT_HEADS) {
+    it(`${name}: forward from plain arrays matches the reference ${refName} ${output}`, async () => {
+      const ref = JSON.parse(readFileSync(join(FIXTURES, name, "reference.json"), "utf8")) as Reference;
+      const model = await loadModel(join(FIXTURES, name));
+      const { input_ids, attention_mask, token_type_ids } = ref.inputs;
+      const out = await model.forward({ input_ids: input_ids!, attention_mask: attention_mask!, token_type_ids }, { threads: 1 });
+      assert.deepEqual(Object.keys(out), [output]);
+      const t = out[output as "logits"]!;
+      assert.deepEqual(t.shape, [input_ids!.length, input_ids![0]!.length, model.config.vocabSize], "[batch, seq, vocab]");
+      const expected = flat(ref.outputs[refName]!);
+      assert.ok(relError(unpadded(t.data as Float32Array, t.shape, attention_mask!), unpadded(expected, t.shape, attention_mask!)) < 1e-4);
+      await model.releaseSessions();
+    });
+  }
+
+  it("QA gives start and end logits [batch, seq]; a bare model its last hidden state", async () => {
+    const ref = JSON.parse(readFileSync(join(FIXTURES, "bert-tiny", "reference.json"), "utf8")) as Reference;
+    const inputs = { input_ids: ref.inputs.input_ids!, attention_mask: ref.inputs.attention_mask!, token_type_ids: ref.inputs.token_type_ids! };
+    const qa = await loadModel(join(FIXTURES, "bert-tiny"), { task: "question-answering" });
+    const out = await qa.forward(inputs);
+    assert.deepEqual(Object.keys(out).sort(), ["end_logits", "start_logits"]);
+    assert.deepEqual(out.start_logits!.shape, [2, 13]);
+    assert.ok(relError(out.end_logits!.data as Float32Array, flat(ref.outputs.end_logits!)) < 1e-4);
+    const bare = await loadModel(join(FIXTURES, "bert-tiny"), { task: "base" });
+    const hidden = (await bare.forward(inputs)).last_hidden_state!;
+    assert.deepEqual(hidden.shape, [2, 13, bare.config.hidden]);
+    assert.ok(relError(hidden.data as Float32Array, flat(ref.outputs.last_hidden_state!)) < 1e-4);
+    await Promise.all([qa.releaseSessions(), bare.releaseSessions()]);
+  });
+
+  it("compiles once and reuses the session across calls and batch shapes; releaseSessions frees it", async () => {
+    const model = await loadModel(join(FIXTURES, "gpt2-tiny"));
+    const first = await model.forward({ input_ids: [[257, 276, 280]] });
+    const again = await model.forward({ input_ids: int64([1, 3], [257, 276, 280]) });
+    assert.deepEqual([...(again.logits!.data as Float32Array)], [...(first.logits!.data as Float32Array)]);
+    const batch = model.tokenizer!.encodeBatch(["the cat sat on the mat", "a dog"]);
+    assert.deepEqual((await model.forward(batch)).logits!.shape, [2, batch.input_ids.shape[1], model.config.vocabSize]);
+    assert.deepEqual([model.sessions.compiled, model.sessions.size], [1, 1]);
+    await model.releaseSessions();
+    assert.equal(model.sessions.size, 0);
+    await model.forward({ input_ids: [[257]] });
+    assert.equal(model.sessions.compiled, 2, "compiled again after release");
+    await model.releaseSessions();
+  });
+
+  it("takes int32 tensors and bigint rows; bad inputs are errors naming the input", async () => {
+    const model = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const a = await model.forward({ input_ids: tensor("int32", [1, 4], Int32Array.of(2, 61, 72, 3)) });
+    const b = await model.forward({ input_ids: [[2n, 61n, 72n, 3n]], attention_mask: [[1, 1, 1, 1]] });
+    assert.deepEqual([...(a.logits!.data as Float32Array)], [...(b.logits!.data as Float32Array)]);
+    await assert.rejects(model.forward({ input_ids: [2, 61, 72] as unknown as number[][] }), /input_ids: expected rows \[batch, seq\] of integers; wrap one sequence as \[\[...ids\]\]/);
+    await assert.rejects(model.forward({ input_ids: [[2, 61], [2]] }), /input_ids: row 1 has 1 entries, row 0 has 2/);
+    await assert.rejects(model.forward({ input_ids: [[2, 1.5]] }), /input_ids\[0\]\[1\] = 1.5 is not an integer/);
+    await assert.rejects(model.forward({ input_ids: [[2, 61]], attention_mask: [[1, 1, 1]] }), /attention_mask is \[1, 3\] but input_ids is \[1, 2\]/);
+    await assert.rejects(model.forward({ input_ids: [[2, 9999]] }), /input_ids\[0\]\[1\] = 9999 is outside the vocabulary/);
+    await model.releaseSessions();
   });
 });

@@ -7,6 +7,7 @@ import { loadSafetensorsWeights, writeFileAtomic, writeSafetensors } from "../io
 import { resolveCheckpoint, type HubOptions } from "../io/hub.js";
 import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
+import { type SessionOptions } from "../runtime/session.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
 import { CheckpointError, ModelBuilder, type BuildOptions, type WeightSource } from "./builder.js";
 import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
@@ -14,12 +15,18 @@ import { type DecoderOptions } from "./decoder.js";
 import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
 import { buildGpt2, GPT2_TASKS } from "./gpt2.js";
 import { buildLlama, LLAMA_TASKS } from "./llama.js";
-import { assertTask, type ModelGraph, type Task } from "./task.js";
+import { ForwardSessions, type ForwardInputs, type ForwardOutputs } from "./forward.js";
+import { assertTask, taskFromArchitectures, TaskError, type ModelGraph, type Task } from "./task.js";
 
 export interface LoadOptions {
   /** Hub download options when `dirOrRepo` is a repo id. */
   hub?: HubOptions;
-  /** The head to build (default: "base"). */
+  /**
+   * The head to build. Default: the one config.json's `architectures` names, as transformers'
+   * Auto classes read it (`BertForSequenceClassification` -> "sequence-classification",
+   * `GPT2LMHeadModel` / `*ForCausalLM` -> "causal-lm", `BertModel` or no field -> "base").
+   * Giving it is like choosing `AutoModelFor<Task>`.
+   */
   task?: Task;
   /** Skip loading the tokenizer even when the checkpoint has one. */
   noTokenizer?: boolean;
@@ -123,6 +130,28 @@ export class PretrainedModel {
     return TASKS_BY_FAMILY[this.config.family];
   }
 
+  /** Compiled forward graphs (see `forward`). */
+  readonly sessions = new ForwardSessions(this);
+
+  /**
+   * Run the model once, like transformers' `model(**inputs)`: the head's named outputs as shaped
+   * tensors. The graph is compiled on the first call and its session reused (`releaseSessions()`
+   * frees it).
+   *
+   * @example
+   *   const model = await loadModel("./gpt2-tiny"); // GPT2LMHeadModel: the LM head
+   *   const { logits } = await model.forward({ input_ids: [[257, 276, 280]] }); // [1, 3, vocab]
+   */
+  forward(inputs: ForwardInputs, opts?: SessionOptions): Promise<ForwardOutputs> {
+    // The graph depends on the head and its size (callers resize classification heads).
+    return this.sessions.run(`${this.task} labels=${this.config.numLabels}`, inputs, opts);
+  }
+
+  /** Free the sessions `forward` compiled. */
+  releaseSessions(): Promise<void> {
+    return this.sessions.release();
+  }
+
   /**
    * Build the forward graph (plus loss when `withLoss`). Parameters are bound to the loaded
    * weights without copying; build as often as needed (train / eval / decode graphs).
@@ -204,7 +233,12 @@ export class PretrainedModel {
     return feeds;
   }
 
-  /** Default position ids for a batch: 0..n-1 per row (RoBERTa: after its padding offset; left-padded rows start at their first token). */
+  /**
+   * Default position ids for a batch: 0..n-1 per row (RoBERTa: after its padding offset; left-padded
+   * rows start at their first token). `pastLength` cached positions (a KV cache, or a prefix
+   * adapter's virtual tokens) come first, as in transformers: RoBERTa's rule is
+   * create_position_ids_from_input_ids(ids, padding_idx, past_key_values_length).
+   */
   positionIds(attentionMask: Tensor<"int64">, pastLength = 0): Tensor<"int64"> {
     const [batch, seq] = attentionMask.shape as [number, number];
     const out = new BigInt64Array(batch * seq);
@@ -214,7 +248,7 @@ export class PretrainedModel {
       let pos = 0;
       for (let s = 0; s < seq; s++) {
         const on = attentionMask.data[b * seq + s] !== 0n;
-        if (roberta) out[b * seq + s] = BigInt(on ? pad + 1 + pos : pad);
+        if (roberta) out[b * seq + s] = BigInt(on ? pad + 1 + pastLength + pos : pad);
         else out[b * seq + s] = BigInt(on ? pastLength + pos : this.config.family === "llama" || this.config.family === "gpt2" ? 1 : pastLength + s);
         if (on) pos++;
       }
@@ -264,21 +298,34 @@ function float32Weights(source: { names(): string[]; get(name: string): Tensor }
   };
 }
 
+/** The head config.json's `architectures` declares, checked against what peftjs builds for the family. */
+function taskFromConfig(config: ModelConfig, source: string): Task {
+  const task = taskFromArchitectures(config.raw, source);
+  const supported = TASKS_BY_FAMILY[config.family];
+  if (!supported.includes(task)) {
+    throw new TaskError(`${source}: architectures[0] "${(config.raw.architectures as string[])[0]}" has a ${task} head, which peftjs does not build for ${config.modelType} (it builds ${supported.join(", ")}); choose one with loadModel(dir, { task })`);
+  }
+  return task;
+}
+
 /**
  * Load a checkpoint in the Hugging Face layout: config.json, model.safetensors (or a sharded
  * index) and, when present, tokenizer.json. `dirOrRepo` is a local directory or a hub repo id
  * (downloaded once into the cache).
  *
  * @example
- *   const model = await loadModel("./bert-tiny", { task: "sequence-classification" });
- *   const { graph, inputs, outputs } = model.build({ withLoss: true, training: true });
+ *   const model = await loadModel("./bert-tiny"); // the head its config.json's architectures names
+ *   const { logits } = await model.forward(model.tokenizer!.encodeBatch(["the cat sat"]));
+ *   const classifier = await loadModel("./bert-tiny", { task: "sequence-classification" });
+ *   const { graph, inputs, outputs } = classifier.build({ withLoss: true, training: true });
  */
 export async function loadModel(dirOrRepo: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
   const dir = await resolveCheckpoint(dirOrRepo, opts.hub);
   const config = parseModelConfig(await readJson(join(dir, "config.json")), join(dir, "config.json"));
+  const task = opts.task ?? taskFromConfig(config, join(dir, "config.json"));
   const weights = float32Weights(await loadSafetensorsWeights(dir));
   const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
-  const model = new PretrainedModel(dir, config, weights, tokenizer, opts.task ?? "base");
+  const model = new PretrainedModel(dir, config, weights, tokenizer, task);
   model.nameOrPath = dirOrRepo;
   return model;
 }
