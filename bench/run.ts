@@ -1,4 +1,5 @@
 // Benchmark entry point: `npm run bench -- <name> [options]`.
+import { main as dropout } from "./dropout.js";
 import { main as engine } from "./engine.js";
 import { main as models } from "./models.js";
 import { main as tuners } from "./tuners.js";
@@ -7,6 +8,7 @@ import { dispatch, type Jobs } from "./dispatch.js";
 const BENCHMARKS: Jobs = {
   engine: { run: engine, about: "BERT-base-sized encoder stack with LoRA: training step vs a PyTorch reference" },
   models: { run: models, about: "BERT-base forward and GPT-2-small cached generation vs a PyTorch reference" },
+  dropout: { run: dropout, about: "hashed dropout masks (reproducible) vs ONNX Dropout vs none: per site and in a LoRA training step" },
   tuners: { run: tuners, about: "step time / peak memory of PEFT methods vs full fine-tuning; inference latency of adapters vs base" },
 };
 

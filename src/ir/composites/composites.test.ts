@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { runGradCase, type GradCase } from "../../../test/conformance.js";
 import { randomF64 } from "../../../test/helpers.js";
 import { int64, tensor } from "../tensor.js";
-import { reshape } from "../ops/index.js";
+import { DROPOUT_KEY, dropout, mul, reshape } from "../ops/index.js";
 import { gelu, geluTanh, silu } from "./activations.js";
 import { causalMask, scaledDotProductAttention } from "./attention.js";
 import { conv1d, linear } from "./linear.js";
@@ -48,6 +48,19 @@ const CASES: GradCase[] = [
     inputs: { z: r([4, 5], 22, -2, 2), y: int64([4], [1, -100, 4, 0]) },
     wrt: ["z"],
     build: ({ z, y }) => reshape(crossEntropy(z!, y!), [1]),
+  },
+  {
+    // A fixed key fixes the mask, so dropout is a deterministic function to difference.
+    name: "dropout (fixed key) in a nonlinear function",
+    inputs: { x: r([3, 8], 23), [DROPOUT_KEY]: tensor("int32", [], Int32Array.of(5)) },
+    wrt: ["x"],
+    build: ({ x }) => mul(dropout(mul(x!, x!), 0.4, true), x!),
+  },
+  {
+    name: "attention with dropout on its probabilities (fixed key)",
+    inputs: { q: r([1, 2, 3, 2], 24), k: r([1, 2, 3, 2], 25), v: r([1, 2, 3, 2], 26), [DROPOUT_KEY]: tensor("int32", [], Int32Array.of(9)) },
+    wrt: ["q", "k", "v"],
+    build: ({ q, k, v }) => scaledDotProductAttention(q!, k!, v!, { dropout: { ratio: 0.3, training: true } }),
   },
 ];
 

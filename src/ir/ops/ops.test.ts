@@ -73,7 +73,6 @@ const OP_CASES: Record<OpName, Entry> = {
   },
   // ORT has only a float32 Gelu kernel: float32 differences with a larger step.
   Gelu: { grad: [{ name: "float32", inputs: { x: randomF32([12], 90, -3, 3) }, build: ({ x }) => o.fusedGelu(x!), opts: { eps: 1e-2, rtol: 2e-3, atol: 2e-4 } }] },
-  Dropout: { skip: "random masks: checked by 'dropout' tests below (gradient equals mask * scale * dy within one run; identity in eval)" },
   Shape: { nondifferentiable: [{ name: "shape", inputs: { x: r([2, 3], 63) }, build: ({ x }) => o.shapeOf(x!), expect: [2, 3] }] },
   Size: { nondifferentiable: [{ name: "size", inputs: { x: r([2, 3], 64) }, build: ({ x }) => o.size(x!), expect: [6] }] },
   Reshape: { grad: [{ name: "0 and -1", inputs: { x: r([2, 3, 4], 65) }, build: ({ x }) => o.reshape(x!, [0, -1]) }] },
