@@ -46,7 +46,6 @@ export class Tokenizer {
   readonly eosTokenId: number | undefined;
   readonly modelMaxLength: number | undefined;
   readonly paddingSide: "left" | "right";
-  private readonly specialIds: ReadonlySet<number>;
 
   constructor(
     private readonly hf: HfTokenizer,
@@ -66,7 +65,6 @@ export class Tokenizer {
     const max = config.model_max_length;
     this.modelMaxLength = typeof max === "number" && max < 1e9 ? max : undefined;
     this.paddingSide = config.padding_side === "left" ? "left" : "right";
-    this.specialIds = new Set([...hf.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
   }
 
   /** Load `tokenizer.json` (+ `tokenizer_config.json`, `special_tokens_map.json`) from a directory. */
@@ -185,7 +183,8 @@ export class Tokenizer {
     const maxLength = opts.maxLength ?? this.modelMaxLength;
     const rows = texts.map((t, i) => {
       const e = this.encode(t, { pair: opts.pairs?.[i], addSpecialTokens: opts.addSpecialTokens });
-      if (maxLength !== undefined && e.ids.length > maxLength) truncate(e, maxLength, this.specialIds);
+      // Only the tokens the post-processor adds are kept: an [UNK] from the text is content.
+      if (maxLength !== undefined && e.ids.length > maxLength) truncate(e, maxLength, new Set(this.wrapSpecialTokens([], opts.pairs ? [] : undefined).ids));
       return e;
     });
     const width = opts.padding === "max_length" && maxLength !== undefined ? maxLength : Math.max(1, ...rows.map((r) => r.ids.length));
@@ -211,17 +210,16 @@ export class Tokenizer {
  * from the end of the longer segment, special tokens ([CLS], [SEP], </s>) are kept.
  */
 function truncate(e: Encoded, max: number, special: ReadonlySet<number>): void {
-  const drop = new Set<number>();
-  const segmentLength = (seg: number) => e.ids.reduce((n, id, i) => n + (e.tokenTypeIds[i] === seg && !special.has(id) && !drop.has(i) ? 1 : 0), 0);
-  let excess = e.ids.length - max;
-  while (excess > 0) {
-    const seg = segmentLength(1) > segmentLength(0) ? 1 : 0;
-    let i = e.ids.length - 1;
-    while (i >= 0 && (e.tokenTypeIds[i] !== seg || special.has(e.ids[i]!) || drop.has(i))) i--;
-    if (i < 0) break; // only special tokens left
-    drop.add(i);
-    excess--;
+  // The content positions of each segment (token type 0 / 1), then how many of each survive:
+  // one token at a time from the longer one (the first on ties), in one pass over the counts.
+  const content: [number[], number[]] = [[], []];
+  e.ids.forEach((id, i) => special.has(id) || content[e.tokenTypeIds[i] === 1 ? 1 : 0].push(i));
+  let [n0, n1] = [content[0].length, content[1].length];
+  for (let excess = e.ids.length - max; excess > 0 && n0 + n1 > 0; excess--) {
+    if (n1 > n0) n1--;
+    else n0--;
   }
+  const drop = new Set([...content[0].slice(n0), ...content[1].slice(n1)]);
   const keep = (xs: number[]) => xs.filter((_, i) => !drop.has(i)).slice(0, max);
   e.ids = keep(e.ids);
   e.attentionMask = keep(e.attentionMask);

@@ -11,32 +11,87 @@ export class DataError extends Error {}
 
 export type DataRecord = Record<string, unknown>;
 
-/** Records from a .jsonl (one JSON object per line) or .csv / .tsv file (header row). */
-export async function readRecords(path: string): Promise<DataRecord[]> {
-  let text: string;
+/** The line of a data file each record read by readRecords starts on (ends on, for a multi-line CSV field). */
+const LINES = new WeakMap<DataRecord, number>();
+
+/** How errors name a record: `train.jsonl line 3` when it came from a file, else `data record 3`. */
+export function recordName(source: string | undefined, record: DataRecord | undefined, index: number): string {
+  const line = record && LINES.get(record);
+  return line !== undefined ? `${source ?? "data"} line ${line}` : `${source ?? "data"} record ${index + 1}`;
+}
+
+/**
+ * The text of a data file: UTF-8, a leading byte-order mark dropped. UTF-16 (a byte-order mark,
+ * or NUL bytes, which text never holds) and invalid UTF-8 are errors naming the file and line.
+ */
+export function decodeDataFile(bytes: Uint8Array, path: string): string {
+  const [b0, b1] = [bytes[0], bytes[1]];
+  if ((b0 === 0xff && b1 === 0xfe) || (b0 === 0xfe && b1 === 0xff)) throw new DataError(`${path}: the file is UTF-16 (${b0 === 0xff ? "little" : "big"}-endian byte-order mark); save it as UTF-8`);
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    const utf16 = bytes.subarray(0, 4096).filter((b) => b === 0).length >= Math.min(bytes.length, 4096) / 4;
+    if (utf16) throw new DataError(`${path}: the file looks like UTF-16 (every other byte is NUL); save it as UTF-8`);
+    throw new DataError(`${path} line ${lineAt(bytes, nul)}: a NUL byte; a data file is UTF-8 text`);
+  }
   try {
-    text = await readFile(path, "utf8");
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    // Find the line: decode line by line (a newline byte never occurs inside a UTF-8 sequence).
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    let start = 0;
+    for (let line = 1; start <= bytes.length; line++) {
+      const end = bytes.indexOf(0x0a, start) < 0 ? bytes.length : bytes.indexOf(0x0a, start);
+      try {
+        decoder.decode(bytes.subarray(start, end));
+      } catch {
+        throw new DataError(`${path} line ${line}: invalid UTF-8; the file must be UTF-8 text`);
+      }
+      start = end + 1;
+    }
+    throw new DataError(`${path}: invalid UTF-8; the file must be UTF-8 text`);
+  }
+}
+
+const lineAt = (bytes: Uint8Array, offset: number) => bytes.subarray(0, offset).filter((b) => b === 0x0a).length + 1;
+
+/**
+ * Records from a .jsonl (one JSON object per line) or .csv / .tsv file (header row). A file
+ * without records is an error; each record remembers its line for error messages (recordName).
+ */
+export async function readRecords(path: string): Promise<DataRecord[]> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
   } catch (e) {
     throw new DataError(`${path}: ${(e as Error).message}`);
   }
+  const text = decodeDataFile(bytes, path);
   const ext = extname(path).toLowerCase();
+  let records: DataRecord[];
   if (ext === ".csv" || ext === ".tsv") {
+    let rows: { record: DataRecord; info: { lines: number } }[];
     try {
-      return parseCsv(text, { columns: true, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", bom: true }) as DataRecord[];
+      rows = parseCsv(text, { columns: true, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", info: true }) as typeof rows;
     } catch (e) {
       throw new DataError(`${path}: ${(e as Error).message}`);
     }
+    records = rows.map(({ record, info }) => (LINES.set(record, info.lines), record));
+    if (records.length === 0) throw new DataError(`${path}: no records (${text.trim() ? "only a header row" : "the file is empty"})`);
+    return records;
   }
-  return text.split("\n").flatMap((line, i) => {
+  records = text.split("\n").flatMap((line, i) => {
     if (!line.trim()) return [];
     try {
       const v = JSON.parse(line) as unknown;
-      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`expected a JSON object, got ${Array.isArray(v) ? "an array" : JSON.stringify(v)?.slice(0, 40)}`);
+      LINES.set(v as DataRecord, i + 1);
       return [v as DataRecord];
     } catch (e) {
-      throw new DataError(`${path}:${i + 1}: ${(e as Error).message}`);
+      throw new DataError(`${path} line ${i + 1}: ${(e as Error).message}`);
     }
   });
+  if (records.length === 0) throw new DataError(`${path}: no records (the file is ${text.trim() ? "blank" : "empty"})`);
+  return records;
 }
 
 /** One tokenized example: ids plus the task's targets. */
@@ -73,17 +128,20 @@ const field = (r: DataRecord, names: readonly string[], where: string): unknown 
  * need no label (examples to predict).
  */
 export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: DataOptions): ClassificationData {
-  const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
+  const where = (i: number) => recordName(opts.source, records[i], i);
   const labelled = opts.labelled !== false;
   const raw = records.map((r, i) => (labelled ? String(field(r, LABEL_FIELDS, where(i))) : ""));
   const names = opts.labelNames ? [...opts.labelNames] : labelled ? sortedLabels(raw) : [];
   const index = new Map(names.map((n, i) => [n, i]));
   const examples = records.map((r, i) => {
-    const text = String(field(r, ["text", "sentence", "sentence1", "question"], where(i)));
+    const text = String(field(r, TEXT_FIELDS, where(i)));
     const pair = r.text_pair ?? r.sentence2 ?? undefined;
     const label = labelled ? index.get(raw[i]!) : undefined;
     if (labelled && label === undefined) throw new DataError(`${where(i)}: label "${raw[i]}" is not one of ${names.join(", ")}`);
-    const enc = tokenizer.encodeBatch([text], { pairs: pair === undefined ? undefined : [String(pair)], maxLength: opts.maxLength });
+    // Each text is cut first to a prefix that still holds more than maxLength tokens, so a huge
+    // record costs what its kept part costs; the pair's longest-first truncation is unchanged.
+    const clip = (t: string) => clipText(t, tokenizer, opts.maxLength);
+    const enc = tokenizer.encodeBatch([clip(text)], { pairs: pair === undefined ? undefined : [clip(String(pair))], maxLength: opts.maxLength });
     const n = enc.lengths[0]!;
     return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), ...(label === undefined ? {} : { label }) };
   });
@@ -93,15 +151,63 @@ export function classificationExamples(records: readonly DataRecord[], tokenizer
 /** Causal-LM examples: each text becomes a sequence whose labels are its own ids. */
 export function languageModelingExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
   return records.map((r, i) => {
-    const text = String(field(r, ["text", "content"], `${opts.source ?? "data"} record ${i + 1}`));
-    const enc = tokenizer.encodeBatch([text], { maxLength: opts.maxLength });
+    const text = String(field(r, LM_FIELDS, recordName(opts.source, r, i)));
+    const enc = tokenizer.encodeBatch([clipText(text, tokenizer, opts.maxLength)], { maxLength: opts.maxLength });
     const ids = Array.from(enc.input_ids.data.slice(0, enc.lengths[0]!), Number);
     return { ids, typeIds: ids.map(() => 0), tokenLabels: ids };
   });
 }
 
-const TAG_FIELDS = ["tags", "ner_tags", "pos_tags", "labels", "label"] as const;
+const TEXT_FIELDS = ["text", "sentence", "sentence1", "question"] as const;
 const LABEL_FIELDS = ["label", "labels", "class", "target"] as const;
+const WORD_FIELDS = ["tokens", "words"] as const;
+const TAG_FIELDS = ["tags", "ner_tags", "pos_tags", "labels", "label"] as const;
+const LM_FIELDS = ["text", "content"] as const;
+
+/** The tasks examples can be built for from data files. */
+export type DataTask = "sequence-classification" | "token-classification" | "question-answering" | "causal-lm";
+
+/** The fields each task's examples read: inputs, and targets (not needed to predict). Any other field is unused. */
+export const TASK_FIELDS: Readonly<Record<DataTask, { inputs: readonly string[]; targets: readonly string[] }>> = {
+  "sequence-classification": { inputs: [...TEXT_FIELDS, "text_pair", "sentence2"], targets: LABEL_FIELDS },
+  "token-classification": { inputs: WORD_FIELDS, targets: TAG_FIELDS },
+  "question-answering": { inputs: ["question", "context"], targets: ["answers", "answer", "answer_start"] },
+  "causal-lm": { inputs: LM_FIELDS, targets: [] },
+};
+
+/**
+ * Fields of the records that `task` does not read, with the first line (or record) holding each;
+ * with `labelled: false` targets count as read (prediction ignores them on purpose).
+ */
+export function unusedFields(records: readonly DataRecord[], task: DataTask, opts: { source?: string; labelled?: boolean } = {}): { field: string; where: string }[] {
+  const used = new Set([...TASK_FIELDS[task].inputs, ...(opts.labelled === false ? Object.values(TASK_FIELDS).flatMap((f) => f.targets) : TASK_FIELDS[task].targets)]);
+  const unused = new Map<string, string>();
+  records.forEach((r, i) => {
+    for (const k of Object.keys(r)) if (!used.has(k) && !unused.has(k)) unused.set(k, recordName(opts.source, r, i));
+  });
+  return [...unused].map(([field, where]) => ({ field, where }));
+}
+
+/**
+ * A prefix of `text` that still tokenizes to more than `maxTokens` content tokens (or the whole
+ * text when it is shorter): tokenizing a window that grows 4x from ~8 characters a token costs a
+ * few times what is kept, where tokenizing a 5 MB record to keep 128 tokens used to take hours.
+ * The cut falls on whitespace when the window has any, so the kept tokens are those of the full
+ * text (pre-tokenizers split words at whitespace).
+ */
+export function clipText(text: string, tokenizer: Tokenizer, maxTokens: number): string {
+  for (let size = Math.max(256, 8 * maxTokens); size < text.length; size *= 4) {
+    let cut = size;
+    // The start of the last run of whitespace in the window's second half.
+    while (cut > size >> 1 && !/\s/.test(text[cut]!)) cut--;
+    while (cut > size >> 1 && /\s/.test(text[cut - 1]!)) cut--;
+    if (cut === size >> 1) cut = size;
+    const prefix = text.slice(0, cut);
+    // A margin of tokens past maxTokens: the last word's pieces may depend on what follows it.
+    if (tokenizer.encode(prefix, { addSpecialTokens: false }).ids.length > maxTokens + 8) return prefix;
+  }
+  return text;
+}
 
 export interface DataOptions {
   /** Truncate to this many tokens (special tokens included). */
@@ -123,10 +229,10 @@ export interface DataOptions {
  * `labelled: false` the records need no tags; each word's first sub-token is then marked 0.
  */
 export function tokenClassificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: DataOptions): ClassificationData {
-  const where = (i: number) => `${opts.source ?? "data"} record ${i + 1}`;
+  const where = (i: number) => recordName(opts.source, records[i], i);
   const labelled = opts.labelled !== false;
   const rows = records.map((r, i) => {
-    const words = field(r, ["tokens", "words"], where(i));
+    const words = field(r, WORD_FIELDS, where(i));
     const tags = labelled ? field(r, TAG_FIELDS, where(i)) : Array.isArray(words) ? words.map(() => "") : words;
     if (!Array.isArray(words) || !Array.isArray(tags)) throw new DataError(`${where(i)}: "tokens" and "tags" must be arrays`);
     if (words.length !== tags.length) throw new DataError(`${where(i)}: ${words.length} tokens but ${tags.length} tags`);
@@ -189,7 +295,7 @@ function answersOf(r: DataRecord, context: string, where: string, labelled: bool
 export function questionAnsweringExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: Omit<DataOptions, "labelNames">): Example[] {
   const specials = tokenizer.specialTokenCount(true);
   return records.flatMap((r, i) => {
-    const where = `${opts.source ?? "data"} record ${i + 1}`;
+    const where = recordName(opts.source, r, i);
     const question = String(field(r, ["question"], where));
     const context = String(field(r, ["context"], where));
     const answers = answersOf(r, context, where, opts.labelled !== false);
