@@ -1,13 +1,19 @@
 // The trainer on the tiny BERT checkpoint: learning, evaluation and logs, gradient accumulation,
-// resume after a killed run, divergence handling.
+// resume after a killed run or a finished shorter one (bit for bit, dropout on), output folders,
+// divergence and step errors.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { readSafetensors } from "../src/io/safetensors.js";
 import { adapterValues, tinyTrainer } from "./support/tiny-training.js";
-import { TrainingDivergedError } from "../src/train/trainer.js";
+import { DivergenceGuard } from "../src/train/divergence.js";
+import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../src/train/trainer.js";
+
+const metrics = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+const stepOf = (dir: string) => (JSON.parse(readFileSync(join(dir, "trainer_state.json"), "utf8")) as { step: number }).step;
 
 const tmp = () => mkdtempSync(join(tmpdir(), "peftjs-train-"));
 
@@ -66,11 +72,105 @@ describe("Trainer", () => {
     assert.deepEqual(a, b, "resumed parameters equal the uninterrupted run's");
   });
 
-  it("stops with a clear error on a non-finite loss and keeps the last checkpoint", async () => {
+  it("resumes a finished run to more steps bit for bit: across epoch boundaries, mid accumulation, dropout on", async () => {
+    // 20 examples in batches of 4, two per step: epochs of 3 steps (2 + 2 + 1 batches), so
+    // step 32 ends inside epoch 10 and the resumed part starts mid-epoch.
+    const opts = { epochs: 100, batchSize: 4, gradientAccumulation: 2, schedule: "constant" as const, warmupRatio: 0, dropout: true, logEvery: 4 };
+    const dir = tmp();
+    const first = await tinyTrainer({ ...opts, outputDir: dir, maxSteps: 32 }, 20);
+    await first.trainer.train();
+    const resumed = await tinyTrainer({ ...opts, outputDir: dir, maxSteps: 64, resume: true }, 20);
+    await resumed.trainer.train();
+    const straight = await tinyTrainer({ ...opts, outputDir: tmp(), maxSteps: 64 }, 20);
+    await straight.trainer.train();
+    assert.deepEqual(adapterValues(resumed.peft), adapterValues(straight.peft), "32 steps then resumed to 64 equals 64 straight");
+    const again = await tinyTrainer({ ...opts, outputDir: tmp(), maxSteps: 64 }, 20);
+    await again.trainer.train();
+    assert.deepEqual(adapterValues(again.peft), adapterValues(straight.peft), "the same seed with dropout on gives the same adapter");
+    const other = await tinyTrainer({ ...opts, outputDir: tmp(), maxSteps: 64, seed: 7 }, 20);
+    await other.trainer.train();
+    assert.notDeepEqual(adapterValues(other.peft), adapterValues(straight.peft), "another seed, another adapter");
+    // The resumed run's log holds each step once, the mean losses equal to the straight run's.
+    const losses = (d: string) => metrics(d).filter((e) => e.loss !== undefined).map((e) => [e.step, e.loss]);
+    assert.deepEqual(losses(dir), losses(straight.trainer.opts.outputDir));
+  });
+
+  it("logs the mean loss of each logging interval", async () => {
+    const every = await tinyTrainer({ outputDir: tmp(), maxSteps: 6, logEvery: 1 });
+    await every.trainer.train();
+    const per = metrics(every.trainer.opts.outputDir).filter((e) => e.loss !== undefined).map((e) => e.loss!);
+    const third = await tinyTrainer({ outputDir: tmp(), maxSteps: 6, logEvery: 3 });
+    await third.trainer.train();
+    const logged = metrics(third.trainer.opts.outputDir).filter((e) => e.loss !== undefined).map((e) => [e.step, e.loss]);
+    // Step 1 is logged alone (an early sign of life), then steps 2-3 and 4-6.
+    assert.deepEqual(logged, [[1, per[0]], [3, (per[1]! + per[2]!) / 2], [6, (per[3]! + per[4]! + per[5]!) / 3]]);
+  });
+
+  it("refuses an output folder that holds a previous run unless resuming or overwriting; overwrite starts a clean log", async () => {
+    const dir = tmp();
+    await (await tinyTrainer({ outputDir: dir, maxSteps: 3 })).trainer.train();
+    const again = await tinyTrainer({ outputDir: dir, maxSteps: 2 });
+    await assert.rejects(again.trainer.train(), (e: Error) => e instanceof OutputExistsError && e.message.includes(dir) && /--resume.*--overwrite/.test(e.message));
+    const over = await tinyTrainer({ outputDir: dir, maxSteps: 2, overwrite: true });
+    await over.trainer.train();
+    const steps = metrics(dir).filter((e) => e.loss !== undefined).map((e) => e.step);
+    assert.deepEqual(steps, [1, 2], "only the new run's entries");
+    assert.equal(stepOf(join(dir, "checkpoint-last")), 2);
+  });
+
+  it("cleans up the temp folders of a killed run at start", async () => {
+    const dir = tmp();
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    mkdirSync(join(dir, "adapter.tmp-1234-abcd"));
+    writeFileSync(join(dir, "adapter.tmp-1234-abcd", "adapter_model.safetensors"), "partial");
+    mkdirSync(join(dir, "checkpoint-last.tmp-99-ffff"));
+    const lines: string[] = [];
+    await (await tinyTrainer({ outputDir: dir, maxSteps: 1, print: (l) => lines.push(l) })).trainer.train();
+    assert.deepEqual(readdirSync(dir).filter((f) => f.includes(".tmp-") || f.includes(".old-")), []);
+    assert.ok(lines.some((l) => /cleaned up after a killed run: removed .*adapter\.tmp-1234-abcd/.test(l)), lines.join("\n"));
+  });
+
+  it("stops a run whose loss runs away (--lr 100), naming the rule's numbers", async () => {
+    const { trainer } = await tinyTrainer({ outputDir: tmp(), lr: 100, epochs: 6, warmupRatio: 0 });
+    await assert.rejects(trainer.train(), (e: Error) => e instanceof TrainingDivergedError && /training diverged at step \d+: .*(smoothed loss rose to .* over 4x its best .* for 5 steps in a row|non-finite)/.test(e.message));
+  });
+
+  it("the divergence rule: a loss far above its best for `patience` steps; near-zero wobbles and `false` never stop", () => {
+    const run = (guard: DivergenceGuard, losses: number[]) => losses.map((l) => guard.observe(l)).findIndex((why) => why !== undefined);
+    const climb = [...Array(20).fill(0.7), ...Array(20).fill(30)];
+    const at = run(new DivergenceGuard(undefined), climb);
+    assert.ok(at > 20 && at < 30, `stopped at step ${at + 1}`);
+    assert.equal(run(new DivergenceGuard({ patience: 3 }), climb), at - 2, "patience counts rising steps in a row");
+    assert.equal(run(new DivergenceGuard(undefined), [...Array(20).fill(0.002), ...Array(40).fill(0.05)]), -1, "below minRise");
+    assert.equal(run(new DivergenceGuard(false), climb), -1, "switched off");
+    assert.throws(() => new DivergenceGuard({ factor: 1 }), /divergence.factor must be > 1/);
+  });
+
+  it("a NaN loss names the last good checkpoint, which exists and holds finite weights; poisoned states are not saved", async () => {
     const out = tmp();
-    const { trainer, peft } = await tinyTrainer({ outputDir: out });
+    const lines: string[] = [];
+    const { trainer, peft } = await tinyTrainer({ outputDir: out, saveEvery: 2, print: (l) => lines.push(l) });
     const [, a] = [...peft.adapters.get("default")!.tensors].find(([k]) => k.includes("lora_A"))!;
-    (a.data as Float32Array)[0] = NaN;
-    await assert.rejects(trainer.train(), (e: Error) => e instanceof TrainingDivergedError && /training diverged at step 1: .*non-finite loss.*checkpoint-last/.test(e.message));
+    // Poison the weights as step 4 is logged, before its checkpoint: that checkpoint is skipped.
+    trainer.opts.onLog = (e) => void (e.step === 4 && e.loss !== undefined && ((a.data as Float32Array)[0] = NaN));
+    let message = "";
+    await assert.rejects(trainer.train(), (e: Error) => ((message = e.message), e instanceof TrainingDivergedError));
+    assert.match(message, /training diverged at step 5: a non-finite loss \(NaN\)\. The last good checkpoint is .*checkpoint-last \(step 2\)/);
+    assert.equal(stepOf(join(out, "checkpoint-last")), 2);
+    const saved = await readSafetensors(join(out, "checkpoint-last", "adapter_model.safetensors"));
+    for (const n of saved.names()) assert.ok((saved.get(n).data as Float32Array).every(Number.isFinite), n);
+    assert.ok(lines.some((l) => /^step 4: not saved as a checkpoint \(adapter "default" tensor .* holds NaN\); checkpoint-last stays at step 2$/.test(l)), lines.join("\n"));
+    // NaN before any checkpoint says there is none.
+    const early = await tinyTrainer({ outputDir: tmp() });
+    (([...early.peft.adapters.get("default")!.tensors].find(([k]) => k.includes("lora_A"))![1].data as Float32Array)[0] = NaN);
+    await assert.rejects(early.trainer.train(), /training diverged at step 1: a non-finite loss \(NaN\)\. No checkpoint was saved before it/);
+  });
+
+  it("reports an exception inside a step as what it is, with the step, its examples and the original message", async () => {
+    const { trainer } = await tinyTrainer({ outputDir: tmp(), batchSize: 2 });
+    // An example longer than the model's 64 positions: the position lookup fails in the runtime.
+    const long = { ids: Array.from({ length: 80 }, () => 5), typeIds: Array.from({ length: 80 }, () => 0), label: 0 };
+    const bad = new Trainer(trainer.model, [long, long], undefined, { ...trainer.opts, outputDir: tmp() });
+    await assert.rejects(bad.train(), (e: Error) => e instanceof TrainingStepError && !/diverged/.test(e.message) && /^training step 1 \(epoch 1\) failed on training examples [01], [01] \(positions in the training set\): .+/.test(e.message));
   });
 });

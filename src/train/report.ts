@@ -1,12 +1,16 @@
-// An HTML report of a training run: loss, learning rate and evaluation curves, confusion matrix,
-// ROC and precision-recall curves. Chart.js is inlined, so the file is viewable offline.
+// An HTML report of a training run: its settings, loss, learning rate and evaluation curves,
+// confusion matrix, ROC and precision-recall curves. Chart.js is inlined, so the file is viewable
+// offline.
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../io/safetensors.js";
 
 export interface ReportData {
+  /** The model's name (hub id or folder name) and the adapters trained. */
   title: string;
+  /** The run's settings (method, hyperparameters, data files, seed), shown as a table. */
+  settings?: Readonly<Record<string, unknown>>;
   /** metrics.jsonl entries. */
   log: readonly Record<string, unknown>[];
   finalMetrics: Record<string, number>;
@@ -38,12 +42,17 @@ export async function writeReport(path: string, data: ReportData): Promise<void>
         })
         .join("")}</table>`
     : "";
+  const settings = Object.entries(data.settings ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `<tr><td>${escape(k)}</td><td>${escape(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`)
+    .join("");
   const metrics = Object.entries(data.finalMetrics)
     .map(([k, v]) => `<tr><td>${escape(k)}</td><td>${Number.isFinite(v) ? v.toFixed(4) : String(v)}</td></tr>`)
     .join("");
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>${escape(data.title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}canvas{max-height:320px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}</style>
+<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}canvas{max-height:320px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}.settings td{text-align:left}</style>
 <script>${chartJs}</script></head><body><h1>${escape(data.title)}</h1>
+${settings ? `<h2>Settings</h2><table class="settings">${settings}</table>` : ""}
 <h2>Final metrics</h2><table>${metrics}</table>${confusion}
 ${charts.map((c) => `<h2>${escape(c.title)}</h2><canvas id="${c.id}"></canvas>`).join("\n")}
 <script>const charts=${JSON.stringify(charts)};for(const c of charts){new Chart(document.getElementById(c.id),{type:"line",data:{datasets:c.datasets.map(d=>({...d,pointRadius:c.id==="roc"||c.id==="pr"?0:2,borderWidth:2}))},options:{animation:false,parsing:false,scales:{x:{type:"linear",title:{display:true,text:c.x}},y:{title:{display:true,text:c.y}}}}});}</script>

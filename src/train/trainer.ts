@@ -1,21 +1,25 @@
 // The training loop: batches in, optimizer steps out, with schedules, clipping, gradient
-// accumulation, periodic evaluation, early stopping, atomic checkpoints that a killed run
-// resumes from, a JSONL log of every metric and a live progress bar.
-import { appendFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+// accumulation, periodic evaluation, early stopping, a divergence guard, checkpoints written as
+// whole folders that a killed run resumes from bit for bit, a JSONL log of every metric and a
+// live progress bar.
+import { appendFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { basename, isAbsolute, join } from "node:path";
 import cliProgress from "cli-progress";
+import { recoverDir, writeDirAtomic } from "../io/atomic-dir.js";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
+import { DROPOUT_KEY } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 import { bestWindows, decodePredictions, PREDICTION_TASKS, type Prediction } from "./predict.js";
+import { DivergenceGuard, type DivergenceOptions, type DivergenceState } from "./divergence.js";
 import { clipGradNorm } from "./grad-clip.js";
 import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, squadScores, tokenF1 } from "./metrics.js";
 import { AdamW, type ParamGroup } from "./optimizers.js";
 import { writeReport, type ReportData } from "./report.js";
 import { learningRate, type ScheduleKind } from "./schedule.js";
-import { TrainStep } from "./train-step.js";
+import { dropoutKey, NonFiniteLossError, TrainStep } from "./train-step.js";
 
 export interface TrainerOptions {
   /** Where checkpoints, the final adapter, metrics.jsonl and the report go. */
@@ -38,8 +42,9 @@ export interface TrainerOptions {
   /** Checkpoint every N optimizer steps (default: at every evaluation). */
   saveEvery?: number;
   earlyStopping?: { metric: string; patience: number; mode?: "max" | "min" };
+  /** Seeds the batch order of every epoch and the dropout masks of every step. */
   seed?: number;
-  /** Dropout during training (default on); off makes runs bit-reproducible across resumes. */
+  /** Dropout during training (default on). Masks are a function of (seed, step, micro-batch), so runs repeat bit for bit either way. */
   dropout?: boolean;
   gradientCheckpointing?: boolean;
   /** Masked LM: the LM head runs only at labelled positions (same loss, less compute). */
@@ -50,6 +55,15 @@ export interface TrainerOptions {
   progress?: boolean;
   /** Resume from `outputDir/checkpoint-last` when it exists. */
   resume?: boolean;
+  /**
+   * Replace the outputs of a previous run in `outputDir` (transformers' overwrite_output_dir).
+   * Without it (or `resume`), an output folder that holds a previous run is refused.
+   */
+  overwrite?: boolean;
+  /** Stop a run whose loss runs away (the rule: {@link DivergenceOptions}); false: never. */
+  divergence?: DivergenceOptions | false;
+  /** The run's settings as the user gave them (method, hyperparameters, data files, seed), shown in report.html. */
+  settings?: Readonly<Record<string, unknown>>;
   /** Every log entry (also written to metrics.jsonl). */
   onLog?: (entry: LogEntry) => void;
   /** Where plain progress lines go when there is no progress bar (default console.log). */
@@ -58,7 +72,14 @@ export interface TrainerOptions {
 
 export type LogEntry = { step: number; epoch: number } & Record<string, number | string | number[][] | undefined>;
 
+/** The loss ran away or became NaN/infinite; the message names the last good checkpoint, if any. */
 export class TrainingDivergedError extends Error {}
+
+/** A training step failed for another reason (bad input, a runtime error); the message names the step and its examples. */
+export class TrainingStepError extends Error {}
+
+/** `outputDir` holds a previous run and neither `resume` nor `overwrite` was given. */
+export class OutputExistsError extends Error {}
 
 interface TrainerState {
   step: number;
@@ -68,6 +89,10 @@ interface TrainerState {
   bestMetric: number | null;
   bestStep: number | null;
   badEvals: number;
+  /** Sum and count of step losses since the last log entry (the entry logs their mean). */
+  lossSum: number;
+  lossCount: number;
+  divergence: DivergenceState;
 }
 
 export interface TrainResult {
@@ -82,6 +107,15 @@ export interface TrainResult {
 const STATE = "trainer_state.json";
 const OPTIMIZER = "optimizer.safetensors";
 const TENSORS = "adapter_tensors.safetensors";
+const METRICS = "metrics.jsonl";
+const REPORT = "report.html";
+const LAST = "checkpoint-last";
+const BEST = "checkpoint-best";
+const ADAPTER = "adapter";
+/** What a run leaves in its output folder; any of them there means a previous run. */
+const RUN_OUTPUTS = [METRICS, LAST, BEST, ADAPTER, REPORT];
+/** Adapter weights beyond this magnitude are not a state worth resuming from. */
+const MAX_SANE_WEIGHT = 1e6;
 
 /**
  * @example
@@ -91,7 +125,7 @@ const TENSORS = "adapter_tensors.safetensors";
 export class Trainer {
   /** Class names for reports (index = label id). */
   labelNames: readonly string[] | undefined;
-  readonly opts: Required<Omit<TrainerOptions, "maxSteps" | "evalEvery" | "saveEvery" | "earlyStopping" | "onLog" | "print">> & TrainerOptions;
+  readonly opts: Required<Omit<TrainerOptions, "maxSteps" | "evalEvery" | "saveEvery" | "earlyStopping" | "onLog" | "print" | "divergence" | "settings">> & TrainerOptions;
   private readonly padId: number;
 
   constructor(
@@ -103,7 +137,7 @@ export class Trainer {
     if (trainExamples.length === 0) throw new RangeError("Trainer: no training examples");
     this.opts = {
       epochs: 3, batchSize: 16, gradientAccumulation: 1, lr: 2e-4, weightDecay: 0.01, headLrScale: 1, schedule: "linear", warmupRatio: 0.06, maxGradNorm: 1,
-      seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, ...opts,
+      seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, overwrite: false, ...opts,
     };
     const tok = model.base.tokenizer;
     this.padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
@@ -123,23 +157,38 @@ export class Trainer {
   }
 
   private async log(entry: LogEntry): Promise<void> {
-    await appendFile(join(this.opts.outputDir, "metrics.jsonl"), `${JSON.stringify(entry)}\n`);
+    await appendFile(join(this.opts.outputDir, METRICS), `${JSON.stringify(entry)}\n`);
     this.opts.onLog?.(entry);
   }
 
+  private print(line: string): void {
+    (this.opts.print ?? console.log)(line);
+  }
+
+  /** Step of the newest checkpoint-last on disk (written or resumed from by this run). */
+  private lastGoodStep: number | undefined;
+
   async train(): Promise<TrainResult> {
     const o = this.opts;
-    await mkdir(o.outputDir, { recursive: true });
+    await this.prepareOutput();
     const session = o.threads ? { threads: o.threads } : {};
-    const step = await TrainStep.create(this.model.build({ withLoss: true, training: o.dropout, gradientCheckpointing: o.gradientCheckpointing, maskedPositionsOnly: o.maskedPositionsOnly }).outputs.loss!, { session });
+    const step = await TrainStep.create(this.model.build({ withLoss: true, training: o.dropout, gradientCheckpointing: o.gradientCheckpointing, maskedPositionsOnly: o.maskedPositionsOnly }).outputs.loss!, { session, seed: o.seed });
     const heads = new Set(step.params.filter((p) => p.name.includes(".modules_to_save.")));
     const groups: ParamGroup[] = [{ params: step.params.filter((p) => !heads.has(p)) }, { params: [...heads], lrScale: o.headLrScale }].filter((g) => g.params.length > 0);
     const opt = new AdamW(groups, { lr: o.lr, weightDecay: o.weightDecay });
     const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: Math.round(o.warmupRatio * this.totalSteps), totalSteps: this.totalSteps };
-    let state: TrainerState = { step: 0, epoch: 0, batchInEpoch: 0, bestMetric: null, bestStep: null, badEvals: 0 };
+    const guard = new DivergenceGuard(o.divergence);
+    let state: TrainerState = { step: 0, epoch: 0, batchInEpoch: 0, bestMetric: null, bestStep: null, badEvals: 0, lossSum: 0, lossCount: 0, divergence: guard.state };
     if (o.resume) {
-      state = (await this.restore(opt)) ?? state;
-      (o.print ?? console.log)(state.step > 0 ? `resumed from ${join(o.outputDir, "checkpoint-last")} at step ${state.step}` : `no checkpoint in ${o.outputDir} to resume from; starting at step 0`);
+      const restored = await this.restore(opt);
+      if (restored) {
+        // (Checkpoints of older versions lack the log and guard fields; they start fresh.)
+        state = { ...state, ...restored };
+        state.divergence = guard.state = restored.divergence ?? guard.state;
+        this.lastGoodStep = state.step;
+      }
+      this.print(restored ? `resumed from ${join(o.outputDir, LAST)} at step ${state.step}` : `no checkpoint in ${o.outputDir} to resume from; starting at step 0`);
+      await this.truncateLog(state.step);
     }
     const evaluator = this.evaluation ? await compile(this.evalOutputs(), session) : undefined;
 
@@ -149,89 +198,142 @@ export class Trainer {
     let lastMetrics: Record<string, number> = {};
     const t0 = performance.now();
     let tokens = 0;
+    // The batch order of the epoch in progress (recomputed when the epoch changes).
+    let batches: number[][] = [];
+    let batchesOf = -1;
     try {
-      outer: while (state.step < this.totalSteps) {
-        const batches = epochBatches(this.trainExamples, o.batchSize, o.seed, state.epoch);
-        while (state.batchInEpoch < batches.length && state.step < this.totalSteps) {
-          const micro = batches.slice(state.batchInEpoch, state.batchInEpoch + o.gradientAccumulation);
-          let loss = 0;
-          let grads: Map<string, Tensor> | undefined;
-          for (const b of micro) {
-            const examples = b.map((i) => this.trainExamples[i]!);
-            tokens += examples.reduce((n, e) => n + e.ids.length, 0);
-            let r;
-            try {
-              r = await step.run(this.feeds(examples));
-            } catch (e) {
-              throw this.diverged(state.step, (e as Error).message);
-            }
-            loss += r.loss / micro.length;
-            // The run's gradient arrays are fresh, so they are scaled and summed in place: no copy
-            // of (for full fine-tuning) every weight's gradient per step.
-            if (micro.length > 1) for (const g of r.grads.values()) (g.data as Float32Array).forEach((x, i, d) => (d[i] = x / micro.length));
-            if (!grads) grads = r.grads;
-            else for (const [k, g] of r.grads) (grads.get(k)!.data as Float32Array).forEach((x, i, d) => (d[i] = x + (g.data[i] as number)));
+      while (state.step < this.totalSteps) {
+        if (batchesOf !== state.epoch) [batches, batchesOf] = [epochBatches(this.trainExamples, o.batchSize, o.seed, state.epoch), state.epoch];
+        const epoch = state.epoch;
+        const micro = batches.slice(state.batchInEpoch, state.batchInEpoch + o.gradientAccumulation);
+        let loss = 0;
+        let grads: Map<string, Tensor> | undefined;
+        for (const [m, b] of micro.entries()) {
+          const examples = b.map((i) => this.trainExamples[i]!);
+          tokens += examples.reduce((n, e) => n + e.ids.length, 0);
+          let r;
+          try {
+            r = await step.run({ ...this.feeds(examples), [DROPOUT_KEY]: dropoutKey(o.seed, state.step, m) });
+          } catch (e) {
+            if (e instanceof NonFiniteLossError) throw this.diverged(state.step, `a non-finite loss (${e.loss})`);
+            throw new TrainingStepError(`training step ${state.step + 1} (epoch ${epoch + 1}) failed on ${describeBatch(b)}: ${(e as Error).message}`, { cause: e });
           }
-          const norm = clipGradNorm(grads!.values(), o.maxGradNorm);
-          if (!Number.isFinite(norm)) throw this.diverged(state.step, `gradient norm is ${norm}`);
-          opt.lr = learningRate(schedule, state.step);
-          opt.step(grads!);
-          this.model.afterStep(state.step + 1, grads!);
-          state.step++;
-          state.batchInEpoch += micro.length;
-          const seconds = (performance.now() - t0) / 1000;
-          bar?.update(state.step, { loss: loss.toFixed(4), lr: opt.lr.toExponential(2), tps: Math.round(tokens / seconds) });
-          if (state.step % o.logEvery === 0 || state.step === 1) {
-            const entry = { step: state.step, epoch: state.epoch, loss, lr: opt.lr, grad_norm: norm, tokens_per_s: tokens / seconds };
-            if (!bar) (o.print ?? console.log)(`step ${state.step}/${this.totalSteps} loss ${loss.toFixed(4)} lr ${opt.lr.toExponential(2)} ${Math.round(tokens / seconds)} tok/s`);
-            await this.log(entry);
-          }
-          const endOfEpoch = state.batchInEpoch >= batches.length;
-          const evalDue = evaluator && (o.evalEvery ? state.step % o.evalEvery === 0 : endOfEpoch);
-          if (evalDue) {
-            lastMetrics = await this.evaluate(evaluator);
-            await this.log({ step: state.step, epoch: state.epoch, ...prefixed(lastMetrics) });
-            const es = o.earlyStopping;
-            const metric = es ? lastMetrics[es.metric] : undefined;
-            if (es && metric === undefined) throw new RangeError(`early stopping metric "${es.metric}" is not computed; available: ${Object.keys(lastMetrics).join(", ")}`);
-            const better = metric !== undefined && (state.bestMetric === null || ((es!.mode ?? "max") === "max" ? metric > state.bestMetric : metric < state.bestMetric));
-            if (better) {
-              state.bestMetric = metric!;
-              state.bestStep = state.step;
-              state.badEvals = 0;
-            } else if (es) state.badEvals++;
-            if (endOfEpoch) [state.epoch, state.batchInEpoch] = [state.epoch + 1, 0];
-            await this.checkpoint(state, opt, better ? "checkpoint-best" : undefined);
-            if (es && state.badEvals >= es.patience) {
-              stoppedEarly = true;
-              break outer;
-            }
-            continue;
-          }
-          if (endOfEpoch) [state.epoch, state.batchInEpoch] = [state.epoch + 1, 0];
-          if (o.saveEvery && state.step % o.saveEvery === 0) await this.checkpoint(state, opt);
+          loss += r.loss / micro.length;
+          // The run's gradient arrays are fresh, so they are scaled and summed in place: no copy
+          // of (for full fine-tuning) every weight's gradient per step.
+          if (micro.length > 1) for (const g of r.grads.values()) (g.data as Float32Array).forEach((x, i, d) => (d[i] = x / micro.length));
+          if (!grads) grads = r.grads;
+          else for (const [k, g] of r.grads) (grads.get(k)!.data as Float32Array).forEach((x, i, d) => (d[i] = x + (g.data[i] as number)));
         }
-        if (state.batchInEpoch >= batches.length) [state.epoch, state.batchInEpoch] = [state.epoch + 1, 0];
+        const norm = clipGradNorm(grads!.values(), o.maxGradNorm);
+        if (!Number.isFinite(norm)) throw this.diverged(state.step, `the gradient norm is ${norm}`);
+        const runaway = guard.observe(loss);
+        if (runaway) throw this.diverged(state.step, runaway);
+        opt.lr = learningRate(schedule, state.step);
+        opt.step(grads!);
+        this.model.afterStep(state.step + 1, grads!);
+        state.step++;
+        state.batchInEpoch += micro.length;
+        state.lossSum += loss;
+        state.lossCount++;
+        // The epoch rolls over as soon as its last batch is used, so the next step (in this run
+        // or a resumed one) takes the next epoch's order.
+        const endOfEpoch = state.batchInEpoch >= batches.length;
+        if (endOfEpoch) [state.epoch, state.batchInEpoch] = [epoch + 1, 0];
+        const seconds = (performance.now() - t0) / 1000;
+        bar?.update(state.step, { loss: loss.toFixed(4), lr: opt.lr.toExponential(2), tps: Math.round(tokens / seconds) });
+        if (state.step % o.logEvery === 0 || state.step === 1) {
+          // The mean over the steps since the last entry (transformers' Trainer logs the same).
+          const mean = state.lossSum / state.lossCount;
+          [state.lossSum, state.lossCount] = [0, 0];
+          const entry = { step: state.step, epoch, loss: mean, lr: opt.lr, grad_norm: norm, tokens_per_s: tokens / seconds };
+          if (!bar) this.print(`step ${state.step}/${this.totalSteps} loss ${mean.toFixed(4)} lr ${opt.lr.toExponential(2)} ${Math.round(tokens / seconds)} tok/s`);
+          await this.log(entry);
+        }
+        const evalDue = evaluator && (o.evalEvery ? state.step % o.evalEvery === 0 : endOfEpoch);
+        if (evalDue) {
+          lastMetrics = await this.evaluate(evaluator);
+          await this.log({ step: state.step, epoch, ...prefixed(lastMetrics) });
+          const es = o.earlyStopping;
+          const metric = es ? lastMetrics[es.metric] : undefined;
+          if (es && metric === undefined) throw new RangeError(`early stopping metric "${es.metric}" is not computed; available: ${Object.keys(lastMetrics).join(", ")}`);
+          const better = metric !== undefined && (state.bestMetric === null || ((es!.mode ?? "max") === "max" ? metric > state.bestMetric : metric < state.bestMetric));
+          if (better) {
+            state.bestMetric = metric!;
+            state.bestStep = state.step;
+            state.badEvals = 0;
+          } else if (es) state.badEvals++;
+          await this.checkpoint(state, opt, guard, better);
+          if (es && state.badEvals >= es.patience) {
+            stoppedEarly = true;
+            break;
+          }
+        } else if (o.saveEvery && state.step % o.saveEvery === 0) await this.checkpoint(state, opt, guard);
       }
     } finally {
       bar?.stop();
       await step.release();
     }
-    await this.checkpoint(state, opt);
+    await this.checkpoint(state, opt, guard);
     if (evaluator) {
       lastMetrics = await this.evaluate(evaluator);
       await this.log({ step: state.step, epoch: state.epoch, ...prefixed(lastMetrics) });
       await evaluator.release();
     }
-    const adapterDir = join(o.outputDir, "adapter");
-    await this.model.save(adapterDir);
-    const log = (await readFile(join(o.outputDir, "metrics.jsonl"), "utf8")).trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-    await writeReport(join(o.outputDir, "report.html"), { title: `${this.model.base.dir} · ${this.model.activeAdapters.join(", ")}`, log, finalMetrics: lastMetrics, labels: this.labelNames, ...this.lastEvaluation });
+    const adapterDir = join(o.outputDir, ADAPTER);
+    await writeDirAtomic(adapterDir, (staging) => this.model.save(staging));
+    await writeReport(join(o.outputDir, REPORT), { title: `${modelName(this.model)} · ${this.model.activeAdapters.join(", ")}`, settings: o.settings, log: await this.readLog(), finalMetrics: lastMetrics, labels: this.labelNames, ...this.lastEvaluation });
     return { steps: state.step, finalMetrics: lastMetrics, bestMetric: state.bestMetric, bestStep: state.bestStep, stoppedEarly, adapterDir };
   }
 
+  /**
+   * Make the output folder ready: finish or undo the folder swaps of a killed run, then refuse a
+   * folder that holds a previous run unless resuming it or told to overwrite it.
+   */
+  private async prepareOutput(): Promise<void> {
+    const o = this.opts;
+    await mkdir(o.outputDir, { recursive: true });
+    for (const d of [LAST, BEST, ADAPTER]) for (const done of await recoverDir(join(o.outputDir, d))) this.print(`cleaned up after a killed run: ${done}`);
+    const present = (await Promise.all(RUN_OUTPUTS.map(async (f) => ((await exists(join(o.outputDir, f))) ? f : undefined)))).filter((f) => f !== undefined);
+    if (present.length === 0 || o.resume) return;
+    if (!o.overwrite) {
+      throw new OutputExistsError(`${o.outputDir} holds a previous run (${present.join(", ")}); resume it (--resume), replace it (--overwrite) or choose another output folder`);
+    }
+    for (const f of present) await rm(join(o.outputDir, f), { recursive: true, force: true });
+    this.print(`overwriting the previous run in ${o.outputDir}`);
+  }
+
+  /** The log entries on disk (a line cut short by a kill is skipped). */
+  private async readLog(): Promise<Record<string, unknown>[]> {
+    let text: string;
+    try {
+      text = await readFile(join(this.opts.outputDir, METRICS), "utf8");
+    } catch {
+      return [];
+    }
+    return text.split("\n").flatMap((l) => {
+      try {
+        return l.trim() ? [JSON.parse(l) as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** A resumed run drops what the killed run logged after its checkpoint: it logs those steps again. */
+  private async truncateLog(step: number): Promise<void> {
+    const path = join(this.opts.outputDir, METRICS);
+    if (!(await exists(path))) return;
+    const kept = (await this.readLog()).filter((e) => typeof e.step === "number" && e.step <= step);
+    await writeFileAtomic(path, kept.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  }
+
   private diverged(step: number, why: string): TrainingDivergedError {
-    return new TrainingDivergedError(`training diverged at step ${step + 1}: ${why}. The last good checkpoint is ${join(this.opts.outputDir, "checkpoint-last")} (resume with a lower learning rate or stronger clipping)`);
+    const dir = join(this.opts.outputDir, LAST);
+    const where = this.lastGoodStep !== undefined
+      ? `The last good checkpoint is ${dir} (step ${this.lastGoodStep}); resume from it with a lower learning rate or stronger clipping (--max-grad-norm)`
+      : "No checkpoint was saved before it; lower the learning rate or clip gradients harder";
+    return new TrainingDivergedError(`training diverged at step ${step + 1}: ${why}. ${where}`);
   }
 
   private evalOutputs() {
@@ -309,36 +411,54 @@ export class Trainer {
     return metrics;
   }
 
-  /** Write checkpoint-last atomically (a temp directory renamed over it); optionally copy it as `alsoAs`. */
-  private async checkpoint(state: TrainerState, opt: AdamW, alsoAs?: string): Promise<void> {
-    const dir = join(this.opts.outputDir, "checkpoint-last");
-    const tmp = `${dir}.tmp-${process.pid}`;
-    await rm(tmp, { recursive: true, force: true });
-    await this.model.save(tmp);
-    const { step, moments } = opt.state();
-    await writeSafetensors(join(tmp, OPTIMIZER), moments, { step: String(step) });
-    // Every adapter tensor as trained (PEFT's files may hold derived tensors, e.g. P-tuning's
-    // encoder output), so a resumed run continues exactly.
-    const tensors = new Map<string, Tensor>();
-    for (const [name, adapter] of this.model.adapters) for (const [k, t] of adapter.tensors) tensors.set(`${name}/${k}`, t);
-    await writeSafetensors(join(tmp, TENSORS), tensors);
-    await writeFileAtomic(join(tmp, STATE), JSON.stringify(state, null, 2));
-    // Swap in the new checkpoint: the old one is removed only after the new one is complete.
-    const old = `${dir}.old-${process.pid}`;
-    await rename(dir, old).catch(() => undefined);
-    await rename(tmp, dir);
-    await rm(old, { recursive: true, force: true });
-    if (alsoAs) {
-      const best = join(this.opts.outputDir, alsoAs);
-      await rm(best, { recursive: true, force: true });
-      await this.model.save(best);
-      await writeFile(join(best, STATE), JSON.stringify(state, null, 2));
+  /**
+   * Write checkpoint-last (and checkpoint-best when `best`) as whole folders, each swapped in at
+   * once. A state that is not worth resuming from (a rising loss, non-finite or huge weights) is
+   * not written: checkpoint-last keeps the last good one.
+   */
+  private async checkpoint(state: TrainerState, opt: AdamW, guard: DivergenceGuard, best = false): Promise<void> {
+    const bad = this.unsound(guard);
+    if (bad) {
+      this.print(`step ${state.step}: not saved as a checkpoint (${bad}); ${this.lastGoodStep === undefined ? "no checkpoint yet" : `${LAST} stays at step ${this.lastGoodStep}`}`);
+      return;
     }
+    const stateJson = JSON.stringify(state, null, 2);
+    await writeDirAtomic(join(this.opts.outputDir, LAST), async (dir) => {
+      await this.model.save(dir);
+      const { step, moments } = opt.state();
+      await writeSafetensors(join(dir, OPTIMIZER), moments, { step: String(step) });
+      // Every adapter tensor as trained (PEFT's files may hold derived tensors, e.g. P-tuning's
+      // encoder output), so a resumed run continues exactly.
+      const tensors = new Map<string, Tensor>();
+      for (const [name, adapter] of this.model.adapters) for (const [k, t] of adapter.tensors) tensors.set(`${name}/${k}`, t);
+      await writeSafetensors(join(dir, TENSORS), tensors);
+      await writeFileAtomic(join(dir, STATE), stateJson);
+    });
+    this.lastGoodStep = state.step;
+    if (best) {
+      await writeDirAtomic(join(this.opts.outputDir, BEST), async (dir) => {
+        await this.model.save(dir);
+        await writeFileAtomic(join(dir, STATE), stateJson);
+      });
+    }
+  }
+
+  /** Why the current state should not become "last good" (undefined: it is sound). */
+  private unsound(guard: DivergenceGuard): string | undefined {
+    if (guard.rising) return `the loss is rising: smoothed ${guard.smoothed.toPrecision(4)}, best ${guard.state.best?.toPrecision(4)}`;
+    for (const [name, adapter] of this.model.adapters) {
+      for (const [k, t] of adapter.tensors) {
+        for (const x of t.data as Float32Array) {
+          if (!(Math.abs(x) <= MAX_SANE_WEIGHT)) return `adapter "${name}" tensor ${k} holds ${x}`;
+        }
+      }
+    }
+    return undefined;
   }
 
   /** Restore adapters, optimizer and loop state from checkpoint-last, if there is one. */
   private async restore(opt: AdamW): Promise<TrainerState | undefined> {
-    const dir = join(this.opts.outputDir, "checkpoint-last");
+    const dir = join(this.opts.outputDir, LAST);
     let state: TrainerState;
     try {
       state = JSON.parse(await readFile(join(dir, STATE), "utf8")) as TrainerState;
@@ -357,6 +477,20 @@ export class Trainer {
     opt.loadState({ step: Number(o.metadata.step), moments: new Map(o.names().map((n) => [n, o.get(n)])) }, join(dir, OPTIMIZER));
     return state;
   }
+}
+
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/** The model as the user named it (a hub id, or a folder's name rather than a path of this machine). */
+function modelName(model: PeftModel): string {
+  const name = model.base.nameOrPath ?? model.base.dir;
+  return isAbsolute(name) || name.startsWith(".") ? basename(name) : name;
+}
+
+/** Which training examples a batch holds (positions in the training set), for error messages. */
+function describeBatch(indices: readonly number[]): string {
+  const shown = indices.slice(0, 8).join(", ");
+  return `training examples ${shown}${indices.length > 8 ? `, ... (${indices.length} in all)` : ""} (positions in the training set)`;
 }
 
 function prefixed(m: Record<string, number>): Record<string, number> {
