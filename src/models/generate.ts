@@ -1,12 +1,25 @@
 // Text generation for causal LMs with a key/value cache: a prefill graph runs the prompt once
 // and returns every layer's keys/values; a decode graph then takes one new token per row plus
 // the cache, so the prefix is never recomputed. Greedy, temperature, top-k and top-p sampling,
-// stop tokens, streaming callbacks, batched prompts with left padding.
+// stop tokens, streaming callbacks, batched prompts with left padding. A PeftModel generates with
+// its active adapters; a prefix adapter's virtual tokens come before every row's positions.
 import { int64, type Tensor } from "../ir/tensor.js";
 import { seededRandom } from "../ir/random.js";
 import { compile, type CompiledGraph, type SessionOptions } from "../runtime/session.js";
 import { type ModelHooks } from "./hooks.js";
-import { type PretrainedModel } from "./pretrained.js";
+import { type GraphOptions, type PretrainedModel } from "./pretrained.js";
+import { type ModelGraph } from "./task.js";
+
+type Batch = { input_ids: Tensor<"int64">; attention_mask?: Tensor<"int64"> };
+
+/** A model with adapters (a PeftModel): its graphs include the active adapters, its feeds their positions. */
+export interface AdaptedModel {
+  readonly base: PretrainedModel;
+  build(opts: GraphOptions): ModelGraph;
+  prepareInputs(batch: Batch): Record<string, Tensor>;
+  /** Tokens an input-prompt adapter prepends to the inputs (prompt tuning, P-tuning). */
+  readonly virtualTokens: number;
+}
 
 export interface GenerateOptions {
   /** Tokens to generate per row (default 32). */
@@ -46,17 +59,23 @@ export class Generator {
     private readonly prefill: CompiledGraph,
     private readonly decode: CompiledGraph,
     private readonly layers: number,
+    private readonly prepare: (batch: Batch) => Record<string, Tensor>,
   ) {}
 
-  static async create(model: PretrainedModel, opts: { session?: SessionOptions; hooks?: ModelHooks } = {}): Promise<Generator> {
-    if (model.task !== "causal-lm") throw new Error(`Generator needs a model loaded with task "causal-lm", got "${model.task}"`);
+  /** `hooks` apply to a plain model; a PeftModel brings its active adapters' own. */
+  static async create(model: PretrainedModel | AdaptedModel, opts: { session?: SessionOptions; hooks?: ModelHooks } = {}): Promise<Generator> {
+    const adapted = "base" in model ? model : undefined;
+    const lm = adapted ? adapted.base : (model as PretrainedModel);
+    if (lm.task !== "causal-lm") throw new Error(`Generator needs a model loaded with task "causal-lm", got "${lm.task}"`);
+    // The decode step feeds one token and the cache; a prompt prepended to the inputs is not in it.
+    if (adapted && adapted.virtualTokens > 0) throw new Error("Generator: adapters that prepend a prompt to the input embeddings (PROMPT_TUNING, P_TUNING) are not supported in cached generation; prefix tuning and weight methods are");
     const graphOutputs = (withPast: boolean) => {
       const built = model.build({ hooks: opts.hooks, decoder: { withPast, returnPresent: true, lastTokenLogits: true } });
       return { logits: built.outputs.logits!, ...built.present };
     };
     const prefill = await compile(graphOutputs(false), opts.session);
     const decode = await compile(graphOutputs(true), opts.session);
-    return new Generator(model, prefill, decode, model.config.layers);
+    return new Generator(lm, prefill, decode, lm.config.layers, (batch) => model.prepareInputs(batch));
   }
 
   /** Generate from text prompts (tokenized with the model's tokenizer) or token id lists. */
@@ -73,9 +92,12 @@ export class Generator {
     const ids = rows.flatMap((r) => [...Array<number>(width - r.length).fill(pad), ...r]);
     let mask = rows.flatMap((r) => [...Array<number>(width - r.length).fill(0), ...r.map(() => 1)]);
     const batch = rows.length;
-    const inputs = this.model.prepareInputs({ input_ids: int64([batch, width], ids), attention_mask: int64([batch, width], mask) });
+    const inputs = this.prepare({ input_ids: int64([batch, width], ids), attention_mask: int64([batch, width], mask) });
     let out = await this.prefill.run(inputs);
-    const positions = rows.map((r) => r.length); // next position per row
+    // Next position per row: after its last prompt token (itself after a prefix adapter's virtual
+    // tokens, as transformers continues cache_position / past_length after PEFT's prefix).
+    const prefillPositions = inputs.position_ids!.data as BigInt64Array;
+    const positions = rows.map((_, r) => Number(prefillPositions[r * width + width - 1]!) + 1);
     const rand = seededRandom(seed);
     const tokens: number[][] = rows.map(() => []);
     const done = rows.map(() => false);
@@ -98,12 +120,12 @@ export class Generator {
         attention_mask: int64([batch, total], mask),
         position_ids: int64([batch, 1], positions.map((p) => p)),
       };
+      if (cfg.family !== "llama" && Math.max(...positions) >= cfg.maxPositions) break; // learned positions end here
       positions.forEach((p, r) => (positions[r] = p + 1));
       for (let i = 0; i < this.layers; i++) {
         feeds[`past_key_values.${i}.key`] = out[`present.${i}.key`]!;
         feeds[`past_key_values.${i}.value`] = out[`present.${i}.value`]!;
       }
-      if (this.model.config.family !== "llama" && total > cfg.maxPositions) break; // learned positions end here
       out = await this.decode.run(feeds);
     }
     const texts = this.model.tokenizer ? tokens.map((t) => this.model.tokenizer!.decode(t, { skipSpecialTokens: true })) : [];

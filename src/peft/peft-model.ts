@@ -226,9 +226,19 @@ export class PeftModel {
   }
 
   /**
+   * Cache positions the active prefix-tuning adapters occupy. PEFT passes a prefix as past
+   * key/values, so transformers starts the real tokens' positions after it.
+   */
+  get prefixTokens(): number {
+    if (this.disabled) return 0;
+    return this.active.reduce((n, a) => n + ((this.adapters.get(a) as { prefixTokens?: number }).prefixTokens ?? 0), 0);
+  }
+
+  /**
    * Feeds for a tokenized batch (see PretrainedModel.prepareInputs), with room for the virtual
    * tokens of an active prompt method: placeholders in front of input_ids, their mask set, and
-   * per-token labels padded with -100.
+   * per-token labels padded with -100. Positions start after an active prefix adapter's virtual
+   * tokens (see prefixTokens).
    */
   prepareInputs(batch: { input_ids: Tensor<"int64">; attention_mask?: Tensor<"int64">; token_type_ids?: Tensor<"int64"> }, extra: Readonly<Record<string, Tensor>> = {}): Record<string, Tensor> {
     const n = this.virtualTokens;
@@ -241,7 +251,8 @@ export class PeftModel {
       }
       return { dtype: "int64", shape: [rows, seq + n], data: out };
     };
-    const feeds = n === 0 ? this.base.prepareInputs(batch) : this.base.prepareInputs({ input_ids: front(batch.input_ids, 0n, 0n), attention_mask: front(batch.attention_mask, 1n, 1n), token_type_ids: front(batch.token_type_ids, 0n, 0n) });
+    const past = this.prefixTokens;
+    const feeds = n === 0 ? this.base.prepareInputs(batch, past) : this.base.prepareInputs({ input_ids: front(batch.input_ids, 0n, 0n), attention_mask: front(batch.attention_mask, 1n, 1n), token_type_ids: front(batch.token_type_ids, 0n, 0n) }, past);
     for (const [k, t] of Object.entries(extra)) {
       if (n && (k === "start_positions" || k === "end_positions")) feeds[k] = { dtype: "int64", shape: t.shape, data: (t.data as BigInt64Array).map((p) => p + BigInt(n)) };
       else feeds[k] = n && t.shape.length === 2 && t.shape[1] === seq && t.dtype === "int64" ? front(t as Tensor<"int64">, -100n, -100n) : t;

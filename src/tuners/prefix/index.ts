@@ -4,7 +4,10 @@
 // (Liu et al. 2022) is this method without the projection. Saved as PEFT does: one tensor
 // `prompt_embeddings` [num_virtual_tokens, num_layers * 2 * kv_dim] (keys and values of layer l
 // at rows 2l and 2l+1 of the second axis viewed as [num_layers * 2, kv_heads, head_dim]).
-// Grouped-query models get prefixes for their key/value heads.
+// Grouped-query models get prefixes for their key/value heads (token_dim / num_attention_heads as
+// PEFT derives them, see prefixDims). PEFT passes the prefix as past key/values, so the real
+// tokens' positions start at num_virtual_tokens: PeftModel.prepareInputs shifts them
+// (`prefixTokens`), and generation continues from there.
 import { linear } from "../../ir/composites/linear.js";
 import { type Value } from "../../ir/graph.js";
 import { concat, expand, mul, reshape, shapeOf, slice, squeeze, tanh, transpose, unsqueeze } from "../../ir/ops/index.js";
@@ -31,9 +34,15 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
   private readonly headDim: number;
   /** Loaded from a file: the saved prefixes are used directly (PEFT's inference mode). */
   private projected = false;
+  /** Cache positions the prefix occupies: the real tokens' positions start after them. */
+  readonly prefixTokens: number;
 
   constructor(model: PretrainedModel, readonly config: PrefixTuningConfig, readonly name: string) {
     const cfg = model.config;
+    if (cfg.family === "distilbert") {
+      throw new AdapterConfigError(`prefix tuning on DistilBERT: the prefix is fed as past key/values, which transformers' DistilBertModel.forward does not take (PEFT refuses it: "Model does not support past key values which are required for prefix tuning."); use BERT or RoBERTa, or another method`);
+    }
+    this.prefixTokens = config.num_virtual_tokens;
     this.kvHeads = cfg.kvHeads;
     this.headDim = cfg.headDim;
     const kvDim = this.kvHeads * this.headDim;
@@ -74,7 +83,8 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     return {
       parameter: (p: string) => this.extra.parameter(p, ctx),
       keyValue: (h: { layer: number; k: Value; v: Value; mask: Value | undefined }) => {
-        if (ctx.rowGate) throw new AdapterConfigError("prefix tuning changes the key length and cannot share a batch with other adapters (mixed-adapter batches)");
+        // Rows would need their own key lengths and positions (see PeftModel.prepareInputs).
+        if (ctx.rowGate) throw new AdapterConfigError(`prefix tuning adapter "${this.name}" adds ${n} key/value positions and moves the positions after them, which cannot differ per row: it cannot be in mixed-adapter batches`);
         // [n, L * 2 * kvDim] -> [L * 2, kvHeads, n, headDim]
         table ??= transpose(reshape(this.prefixes(ctx), [n, -1, this.kvHeads, this.headDim]), [1, 2, 0, 3]);
         const batch = slice(shapeOf(h.k), [0], [1], [0]);
@@ -127,14 +137,32 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
   }
 }
 
+/**
+ * token_dim and num_attention_heads as PEFT prepares them (peft/utils/other.py
+ * _prepare_prompt_learning_config, applied to new and loaded configs alike): models whose
+ * transformers config has num_key_value_heads (the Llama family) get token_dim = head_dim *
+ * num_key_value_heads and num_attention_heads = num_key_value_heads (peft #1901; head_dim is the
+ * config's, which LlamaConfig always sets; PEFT 0.14 took token_dim // num_attention_heads, the
+ * same for the configs it could load). PeftModel.get_prompt views prompt_embeddings as
+ * [n, num_layers * 2, num_attention_heads, token_dim // num_attention_heads], so these must be
+ * the model's key/value heads and their width.
+ */
+function prefixDims(c: PromptLearningConfig, model: PretrainedModel, source: string): { token_dim: number; num_attention_heads: number } {
+  const { kvHeads, headDim, family } = model.config;
+  const dims = family === "llama" ? { token_dim: headDim * kvHeads, num_attention_heads: kvHeads } : { token_dim: c.token_dim, num_attention_heads: c.num_attention_heads };
+  if (dims.num_attention_heads !== kvHeads || dims.token_dim !== kvHeads * headDim) {
+    throw new AdapterConfigError(`${source}: token_dim ${dims.token_dim} with num_attention_heads ${dims.num_attention_heads} gives prefixes of ${dims.num_attention_heads} heads of ${dims.token_dim / dims.num_attention_heads}; the model's attention takes ${kvHeads} key/value heads of ${headDim} (token_dim ${kvHeads * headDim})`);
+  }
+  return dims;
+}
+
 export const PREFIX_TUNING: TunerDef<PrefixTuningConfig> = {
   peftType: "PREFIX_TUNING",
   parseConfig: (json, source, model) => {
-    const base = parsePromptLearning(json, source, model);
-    const kvDim = model ? model.config.kvHeads * model.config.headDim : base.token_dim;
+    const prompt = parsePromptLearning(json, source, model);
+    const base = model ? { ...prompt, ...prefixDims(prompt, model, source) } : prompt;
     return {
       ...base,
-      token_dim: field(json, "token_dim", kvDim, isInt(1), "a positive integer", source),
       peft_type: "PREFIX_TUNING",
       prefix_projection: field(json, "prefix_projection", false, isBool, "a boolean", source),
       encoder_hidden_size: field(json, "encoder_hidden_size", base.token_dim, isInt(1), "a positive integer", source),
