@@ -20,9 +20,9 @@ export { TrainStep, type TrainStepOptions, type StepResult } from "./train/train
 export * from "./io/safetensors.js";
 export * from "./io/half.js";
 export { Tokenizer, TokenizerError, type BatchEncoding, type BatchOptions, type EncodeOptions } from "./io/tokenizer.js";
-export { resolveCheckpoint, snapshotDir, HubError, type HubOptions } from "./io/hub.js";
+export { resolveCheckpoint, snapshotDir, repoCacheDir, hubCacheDir, checkRepoFileName, HubError, type HubOptions } from "./io/hub.js";
 export { loadModel, PretrainedModel, type LoadOptions, type GraphOptions } from "./models/pretrained.js";
-export { parseModelConfig, ConfigError, MODEL_TYPES, type ModelConfig, type ModelType } from "./models/config.js";
+export { parseModelConfig, estimateModelMemory, ConfigError, MODEL_TYPES, DEFAULT_RESOURCE_LIMITS, type ModelConfig, type ModelType, type ResourceLimits, type MemoryEstimate } from "./models/config.js";
 export { CheckpointError, weightMap, type WeightSource, type BuildOptions } from "./models/builder.js";
 export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type KeyValueHook, type EmbeddingHook } from "./models/hooks.js";
 export { TASKS, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
