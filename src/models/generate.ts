@@ -52,6 +52,8 @@ export interface GenerationResult {
  *   const model = await loadModel("./gpt2-tiny", { task: "causal-lm" });
  *   const gen = await Generator.create(model);
  *   const { texts } = await gen.generate(["the cat"], { maxNewTokens: 8, onToken: (t) => process.stdout.write(".") });
+ *   // With an adapter (not merged: prefix tuning, or LoRA kept separate).
+ *   const tuned = await Generator.create(await PeftModel.load(model, "./my-prefix-adapter"));
  */
 export class Generator {
   private constructor(
