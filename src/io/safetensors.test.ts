@@ -491,6 +491,15 @@ describe("safetensors: files on disk", () => {
     }
   });
 
+  it("refuses a huge (sparse) shard index before reading it", async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, "model.safetensors.index.json"), "{");
+    truncateSync(join(dir, "model.safetensors.index.json"), 2 ** 31);
+    const before = process.memoryUsage().arrayBuffers;
+    await assert.rejects(readShardedSafetensors(dir), /model.safetensors.index.json: shard index is 2147483648 bytes, over the limit of 100000000/);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 64 * 2 ** 20);
+  });
+
   it("validates tensors before writing and names the tensor and the mismatch", () => {
     const bad = (t: unknown) => ({ w: t as Tensor });
     assert.throws(() => serializeSafetensors(bad({ dtype: "float32", shape: [4], data: new Float32Array(3) })), /^SafetensorsError: <serialize>: tensor "w": data has 3 elements \(12 bytes\), shape \[4\] of float32 needs 4 \(16 bytes\)/);

@@ -585,8 +585,12 @@ export async function readShardedSafetensors(dir: string, indexName = INDEX, opt
   const indexPath = join(dir, indexName);
   let text: string;
   try {
+    // Checked before reading: a real index is well under a megabyte even for the largest models.
+    const size = (await stat(indexPath)).size;
+    if (size > MAX_HEADER_BYTES) throw new SafetensorsError(indexPath, `shard index is ${size} bytes, over the limit of ${MAX_HEADER_BYTES} (corrupt or not an index?)`);
     text = await readFile(indexPath, "utf8");
   } catch (e) {
+    if (e instanceof SafetensorsError) throw e;
     throw new SafetensorsError(indexPath, `cannot read the shard index (${errorText(e)})`, undefined, { cause: e });
   }
   let index: unknown;
