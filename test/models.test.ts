@@ -9,6 +9,8 @@ import { compile } from "../src/runtime/session.js";
 import { loadModel } from "../src/models/pretrained.js";
 import { int64, tensor, type Tensor } from "../src/ir/tensor.js";
 import { type Task } from "../src/models/task.js";
+import { PeftModel } from "../src/peft/peft-model.js";
+import { seededRandom } from "../src/ir/random.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
 type Nested = number | Nested[];
@@ -253,5 +255,75 @@ describe("model.forward: one call, named and shaped outputs", () => {
     await assert.rejects(model.forward({ input_ids: [[2, 61]], attention_mask: [[1, 1, 1]] }), /attention_mask is \[1, 3\] but input_ids is \[1, 2\]/);
     await assert.rejects(model.forward({ input_ids: [[2, 9999]] }), /input_ids\[0\]\[1\] = 9999 is outside the vocabulary/);
     await model.releaseSessions();
+  });
+});
+
+describe("PeftModel.forward: active adapters, any head, sessions follow adapter changes", () => {
+  const PEFT_FIXTURES = join(import.meta.dirname, "fixtures", "peft");
+  const values = (t: Tensor | undefined) => Array.from(t!.data as Float32Array);
+  const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+  const lora = { peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["query", "value"] };
+  const perturb = (peft: PeftModel, seed: number) => {
+    const rand = seededRandom(seed);
+    for (const t of peft.trainableTensors().values()) (t.data as Float32Array).forEach((v, i, d) => (d[i] = v + (rand() - 0.5) * 0.5));
+  };
+
+  it("a PEFT-written LoRA adapter reproduces PEFT's logits", async () => {
+    const expected = JSON.parse(readFileSync(join(PEFT_FIXTURES, "bert-lora-seq-cls", "expected.json"), "utf8")) as { inputs: Record<string, number[][]>; expected: { logits: number[][] } };
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const peft = await PeftModel.load(base, join(PEFT_FIXTURES, "bert-lora-seq-cls"));
+    const { input_ids, attention_mask, token_type_ids } = expected.inputs;
+    const { logits } = await peft.forward({ input_ids: input_ids!, attention_mask: attention_mask!, token_type_ids: token_type_ids! });
+    assert.deepEqual(logits!.shape, [2, 3]);
+    assert.ok(relError(logits!.data as Float32Array, expected.expected.logits.flat()) < 1e-4);
+    await peft.releaseSessions();
+  });
+
+  it("switching, disabling, training in place and merging give the matching outputs, compiling only new graphs", async () => {
+    const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const inputs = base.tokenizer!.encodeBatch(["the cat sat on the mat", "a dog"]);
+    const plain = values((await base.forward(inputs)).logits);
+    const peft = PeftModel.create(base, lora, "a");
+    perturb(peft, 1);
+    const a = values((await peft.forward(inputs)).logits);
+    assert.ok(maxDiff(a, plain) > 1e-3, "adapter a changes the logits");
+    assert.ok(maxDiff(values((await peft.withAdaptersDisabled(() => peft.forward(inputs))).logits), plain) < 1e-6, "disabled = base");
+    peft.addAdapter("b", lora);
+    peft.setAdapter("b");
+    perturb(peft, 2);
+    const b = values((await peft.forward(inputs)).logits);
+    assert.ok(maxDiff(b, a) > 1e-3, "adapter b is not adapter a");
+    assert.equal(peft.sessions.compiled, 3, "a, disabled, b");
+    peft.setAdapter("a");
+    assert.deepEqual(values((await peft.forward(inputs)).logits), a, "back to a");
+    assert.equal(peft.sessions.compiled, 3, "a's session is reused");
+    perturb(peft, 3); // an optimizer step, in place
+    const trained = values((await peft.forward(inputs)).logits);
+    assert.ok(maxDiff(trained, a) > 1e-4, "in-place updates reach the session");
+    assert.equal(peft.sessions.compiled, 3, "no recompile for new values");
+    peft.merge();
+    assert.ok(maxDiff(values((await peft.forward(inputs)).logits), trained) < 1e-5, "merged = unmerged");
+    peft.unmerge();
+    assert.deepEqual(values((await peft.forward(inputs)).logits), trained);
+    assert.equal(peft.sessions.compiled, 4, "only the merge compiled");
+    await Promise.all([peft.releaseSessions(), base.releaseSessions()]);
+  });
+
+  it("prompt tuning on a causal LM: logits include the virtual tokens, as in PEFT", async () => {
+    const base = await loadModel(join(FIXTURES, "gpt2-tiny"));
+    const peft = PeftModel.create(base, { peft_type: "PROMPT_TUNING", num_virtual_tokens: 4 });
+    const { logits } = await peft.forward({ input_ids: [[257, 276, 280]] });
+    assert.deepEqual(logits!.shape, [1, 4 + 3, base.config.vocabSize]);
+    await peft.releaseSessions();
+  });
+
+  it("an adapter whose task_type needs another head says which head and how to load it", async () => {
+    const mlm = await loadModel(join(FIXTURES, "bert-tiny")); // BertForMaskedLM
+    await assert.rejects(
+      PeftModel.load(mlm, join(PEFT_FIXTURES, "bert-lora-seq-cls")),
+      /adapter_config.json: task_type "SEQ_CLS" needs a sequence-classification head, but .*bert-tiny was loaded with masked-lm \(architectures in its config.json: BertForMaskedLM\); load it with loadModel\(dir, \{ task: "sequence-classification" \}\)/,
+    );
+    const gpt2 = await loadModel(join(FIXTURES, "gpt2-tiny"), { task: "sequence-classification" });
+    await assert.rejects(PeftModel.load(gpt2, join(PEFT_FIXTURES, "gpt2-lora-causal-lm")), /task_type "CAUSAL_LM" needs a causal-lm head, but .* was loaded with sequence-classification/);
   });
 });

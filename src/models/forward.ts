@@ -161,3 +161,13 @@ async function releaseEntry(e: CacheEntry): Promise<void> {
   const session = await e.session.catch(() => undefined);
   await session?.release();
 }
+
+const objectIds = new WeakMap<object, number>();
+let lastObjectId = 0;
+
+/** A number that stays the same for one object: cache keys change when an object is replaced. */
+export function objectId(o: object): number {
+  let id = objectIds.get(o);
+  if (id === undefined) objectIds.set(o, (id = ++lastObjectId));
+  return id;
+}

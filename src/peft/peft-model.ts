@@ -9,9 +9,11 @@ import { type Graph, type Value } from "../ir/graph.js";
 import { add, cast, equal, reshape } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
 import { parseModelConfig } from "../models/config.js";
+import { ForwardSessions, objectId, type ForwardInputs, type ForwardOutputs } from "../models/forward.js";
 import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
-import { type ModelGraph } from "../models/task.js";
+import { assertAdapterFitsModel, type ModelGraph } from "../models/task.js";
+import { type SessionOptions } from "../runtime/session.js";
 import { LoraAdapter } from "../tuners/lora/adapter.js";
 import { combineLora, type Combination } from "../tuners/lora/combine.js";
 import { tunerFor } from "../tuners/registry.js";
@@ -260,6 +262,41 @@ export class PeftModel {
     return feeds;
   }
 
+  // ---- One-call forward (models/forward.ts): sessions cached under graphKey() ----
+
+  /** Compiled forward graphs (see `forward`). */
+  readonly sessions = new ForwardSessions(this);
+
+  /**
+   * Run the model with its active adapters once, like PEFT's `model(**inputs)`: the head's named
+   * outputs as shaped tensors. Compiled on first use; adding, switching, disabling or merging
+   * adapters selects (or compiles) another session, training between calls needs none.
+   *
+   * @example
+   *   const peft = await PeftModel.load(await loadModel("./bert-tiny", { task: "sequence-classification" }), "./adapter");
+   *   const { logits } = await peft.forward({ input_ids: [[2, 61, 72, 3]] }); // [1, num_labels]
+   */
+  forward(inputs: ForwardInputs, opts?: SessionOptions): Promise<ForwardOutputs> {
+    return this.sessions.run(this.graphKey(), inputs, opts);
+  }
+
+  /** Free the sessions `forward` compiled. */
+  releaseSessions(): Promise<void> {
+    return this.sessions.release();
+  }
+
+  /**
+   * What changes the graph `build()` returns: the base head, the active adapters (each object,
+   * frozen ones being baked into the session), the arrays of their trained tensors (runs feed
+   * them by reference, so in-place training needs no recompile), disabled layers and the merge.
+   */
+  private graphKey(): string {
+    const active = this.disabled ? [] : this.active.map((n) => `${n}#${objectId(this.adapters.get(n)!)}${this.frozen.has(n) ? "(frozen)" : ""}`);
+    const tensors = [...this.trainableTensors()].map(([k, t]) => `${k}#${objectId(t.data)}`);
+    const layersOff = [...this.disabledLayers].sort((a, b) => a - b);
+    return `${this.base.task} labels=${this.base.config.numLabels} active=[${active}] merged=${this.merged ? objectId(this.merged.model) : "no"} layers-off=[${layersOff}] tensors=[${tensors}]`;
+  }
+
   /** Adapter tensors of the active adapters, by in-graph name. */
   trainableTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
@@ -338,6 +375,9 @@ export class PeftModel {
     } catch (e) {
       throw new AdapterConfigError(`${configPath}: ${(e as Error).message}`);
     }
+    // An adapter for another head (task_type SEQ_CLS on a masked-LM model, ...) says so here,
+    // rather than as missing head weights later (models/task.ts).
+    assertAdapterFitsModel(json.task_type, this.base, configPath);
     const def = tunerFor(json.peft_type, configPath);
     const known = new Set([...Object.keys(def.toJSON(def.parseConfig(json, configPath, this.base))), "peft_version", "auto_mapping", "revision"]);
     const unknown = Object.keys(json).filter((k) => !known.has(k));
