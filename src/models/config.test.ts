@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { seededRandom } from "../ir/random.js";
 import { ConfigError, DEFAULT_RESOURCE_LIMITS, estimateModelMemory, parseModelConfig } from "./config.js";
 import { loadModel } from "./pretrained.js";
 
@@ -90,5 +91,27 @@ describe("config.json resource bounds", () => {
     await assert.rejects(loadModel(dir), (e: unknown) => e instanceof ConfigError && /config.json: field "hidden_size" is 1000000000, above the limit/.test(e.message));
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...bertTiny, num_labels: 1e7 }));
     await assert.rejects(loadModel(dir, { task: "sequence-classification" }), /field "num_labels" is 10000000/);
+  });
+
+  it("randomized corruption: 2000 seeded mutations of every fixture's config give a ConfigError or a config within the limits", () => {
+    const rand = seededRandom(0xc0f16);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const values: unknown[] = [-1, 0, 1, 2.5, 1e6, 1e7, 1e9, 1e300, -1e300, 2 ** 53, "abc", "12", null, true, [], {}, [1, 2], { "0": "a" }, { type: "llama3" }];
+    const bases = readdirSync(FIXTURES).filter((n) => !n.endsWith(".json")).map((n) => JSON.parse(readFileSync(join(FIXTURES, n, "config.json"), "utf8")) as Record<string, unknown>);
+    const counts = { accepted: 0, rejected: 0 };
+    for (let trial = 0; trial < 2000; trial++) {
+      const c: Record<string, unknown> = { ...pick(bases) };
+      for (let k = 1 + Math.floor(rand() * 3); k > 0; k--) c[pick(Object.keys(c).concat(["head_dim", "num_key_value_heads", "rope_scaling", "n_inner"]))] = pick(values);
+      try {
+        const parsed = parseModelConfig(c, "fuzz/config.json");
+        assert.ok(estimateModelMemory(parsed).bytes <= DEFAULT_RESOURCE_LIMITS.maxBytes, JSON.stringify(c));
+        counts.accepted++;
+      } catch (e) {
+        assert.ok(e instanceof ConfigError, `trial ${trial}: ${e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e)} for ${JSON.stringify(c)}`);
+        assert.ok(e.message.startsWith("fuzz/config.json: "), e.message);
+        counts.rejected++;
+      }
+    }
+    assert.ok(counts.rejected > 500 && counts.accepted > 100, JSON.stringify(counts));
   });
 });
