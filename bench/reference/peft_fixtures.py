@@ -20,7 +20,16 @@ math (merged weights) on the tiny checkpoints of tiny_checkpoints.py. Key rules,
 - IA3: one parameter `ia3_l`, [out, 1] scaling the output, or [1, in] scaling the input of
   feed-forward modules: src/peft/tuners/ia3/layer.py (update_layer, forward);
 - prompt tuning: a single tensor `prompt_embeddings` [num_virtual_tokens, token_dim]:
-  src/peft/tuners/tuners_utils.py (prompt learning `_get_adapter_state_dict`).
+  src/peft/tuners/tuners_utils.py (prompt learning `_get_adapter_state_dict`); for SEQ_CLS the head is
+  `base_model.classifier.*` (no `model.` level): src/peft/peft_model.py (PeftModel.__init__ keeps the
+  transformers model itself as `base_model` for prompt learning; PeftModelForSequenceClassification adds
+  classifier/score to modules_to_save); the forward prepends the prompt to the input embeddings, ones to the
+  attention mask and zeros to token_type_ids, and drops position ids (PeftModelForSequenceClassification.forward);
+- LoRA `lora_bias=True`: lora_B is nn.Linear(r, out, bias=True), key `lora_B.bias`, and the forward adds
+  `lora_B(lora_A(x)) * scaling`, so the bias is scaled (src/peft/tuners/lora/layer.py update_layer, Linear.forward);
+  `bias="all"` saves every `.bias` of the model, a LoRA-wrapped layer's as `<path>.base_layer.bias`
+  (src/peft/tuners/tuners_utils.py BaseTuner._get_learnable_bias_state_dict; 0.14: save_and_load.py
+  get_peft_model_state_dict, `"bias" in k`).
 Config files list the fields PEFT's dataclasses serialize (src/peft/config.py, lora/config.py,
 ia3/config.py), including ones peftjs ignores (it must tolerate them).
 
@@ -139,6 +148,62 @@ def main():
               "feedforward_modules": ["down_proj"], "inference_mode": True, "init_ia3_weights": True, "modules_to_save": None, "peft_type": "IA3",
               "peft_version": "0.17.1", "revision": None, "target_modules": ["k_proj", "v_proj", "down_proj"], "task_type": "CAUSAL_LM"}
     write("llama-ia3-causal-lm", config, T, inputs, {"logits": out["causal-lm"]})
+
+    # 4. GPT-2 causal LM, LoRA with lora_bias=True and bias="all": every bias of the model (LayerNorms
+    #    included) is trained and saved; c_attn's bias as base_layer.bias; lora_B.bias scaled like the update.
+    cfg, W = load("gpt2-tiny")
+    ref = json.load(open(os.path.join(ROOT, "models", "gpt2-tiny", "reference.json")))
+    inputs = {k: torch.tensor(v) for k, v in ref["inputs"].items()}
+    T, merged = {}, dict(W)
+    for i in range(cfg["n_layer"]):
+        path = f"transformer.h.{i}.attn.c_attn"
+        A, B, b = rnd(r, 32, seed=40 + i), rnd(96, r, seed=50 + i), rnd(96, seed=60 + i)
+        T[f"base_model.model.{path}.lora_A.weight"] = A
+        T[f"base_model.model.{path}.lora_B.weight"] = B
+        T[f"base_model.model.{path}.lora_B.bias"] = b
+        trained_bias = W[path + ".bias"].to(torch.float32) + rnd(96, std=0.1, seed=70 + i)
+        T[f"base_model.model.{path}.base_layer.bias"] = trained_bias
+        merged[path + ".weight"] = W[path + ".weight"] + (alpha / r) * (B.to(DT) @ A.to(DT)).T
+        merged[path + ".bias"] = trained_bias.to(DT) + (alpha / r) * b.to(DT)
+    seed = 80
+    for name in sorted(W):
+        if name.endswith(".bias") and not name.endswith("attn.c_attn.bias"):
+            t = W[name].to(torch.float32) + rnd(*W[name].shape, std=0.1, seed=seed)
+            seed += 1
+            T[f"base_model.model.{name}"] = t
+            merged[name] = t.to(DT)
+    _, fwd = bind(tc.gpt2, cfg, merged)
+    out = fwd(inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"])
+    config = {**LORA_COMMON, "base_model_name_or_path": "tiny/gpt2-tiny", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha, "fan_in_fan_out": True,
+              "target_modules": ["c_attn"], "modules_to_save": None, "lora_bias": True, "bias": "all"}
+    write("gpt2-lora-bias-all-causal-lm", config, T, inputs, {"logits": out["causal-lm"]})
+
+    # 5. BERT sequence classification, prompt tuning: prompt_embeddings + the head as base_model.classifier.*.
+    cfg, W = load("bert-tiny")
+    ref = json.load(open(os.path.join(ROOT, "models", "bert-tiny", "reference.json")))
+    ids, mask, types = (torch.tensor(ref["inputs"][k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+    n, H, V = 3, cfg["hidden_size"], cfg["vocab_size"]
+    prompt = rnd(n, H, std=1.0, seed=90)
+    T = {"prompt_embeddings": prompt, "base_model.classifier.weight": rnd(3, H, seed=91), "base_model.classifier.bias": rnd(3, seed=92)}
+    merged = dict(W)
+    merged["classifier.weight"], merged["classifier.bias"] = T["base_model.classifier.weight"].to(DT), T["base_model.classifier.bias"].to(DT)
+    # Prepending embeddings = looking up extra rows appended to the word-embedding table.
+    emb = "bert.embeddings.word_embeddings.weight"
+    merged[emb] = torch.cat([W[emb], prompt.to(DT)], 0)
+    merged["cls.predictions.bias"] = torch.cat([W["cls.predictions.bias"], torch.zeros(n, dtype=DT)])  # only so the unused masked-LM output computes
+    b = ids.shape[0]
+    virt = torch.arange(V, V + n).repeat(b, 1)
+    full_ids = torch.cat([virt, ids], 1)
+    full_mask = torch.cat([torch.ones(b, n, dtype=mask.dtype), mask], 1)
+    full_types = torch.cat([torch.zeros(b, n, dtype=types.dtype), types], 1)
+    pos = torch.arange(full_ids.shape[1]).repeat(b, 1)
+    _, fwd = bind(lambda c: tc.bert_family(c, "bert"), cfg, merged)
+    out = fwd(full_ids, full_mask, full_types, pos)
+    config = {"auto_mapping": None, "base_model_name_or_path": "tiny/bert-tiny", "inference_mode": True, "num_attention_heads": cfg["num_attention_heads"],
+              "num_layers": cfg["num_hidden_layers"], "num_transformer_submodules": 1, "num_virtual_tokens": n, "peft_type": "PROMPT_TUNING", "peft_version": "0.17.1",
+              "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None, "revision": None, "task_type": "SEQ_CLS", "token_dim": H, "tokenizer_kwargs": None,
+              "tokenizer_name_or_path": None}
+    write("bert-prompt-tuning-seq-cls", config, T, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, {"logits": out["sequence-classification"]})
 
 
 if __name__ == "__main__":

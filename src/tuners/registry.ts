@@ -1,7 +1,7 @@
 // The one table of PEFT methods. Adding a method: its folder under src/tuners/, one row here,
 // and its row in the shared conformance suite (a meta-test checks the suite covers this table).
 import { LoraAdapter } from "./lora/adapter.js";
-import { loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./lora/config.js";
+import { LORA_INERT_FIELDS, loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./lora/config.js";
 import { ADALORA } from "./adalora/index.js";
 import { BOTTLENECK } from "./bottleneck/index.js";
 import { HYBRID } from "./hybrid/index.js";
@@ -14,6 +14,7 @@ import { type TunerDef } from "./tuner.js";
 export const TUNERS = {
   LORA: {
     peftType: "LORA",
+    inertFields: LORA_INERT_FIELDS,
     parseConfig: (json, source, model) => parseLoraConfig(json, source, model?.config.modelType),
     toJSON: loraConfigToJSON,
     create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),

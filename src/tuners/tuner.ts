@@ -39,10 +39,17 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
   /** Base-model parameters this method trains in place (BitFit, LN tuning, full fine-tuning). */
   readonly trainsBaseParams?: readonly string[];
   hooks(ctx: HookContext): ModelHooks;
-  /** The PEFT state dict (adapter name stripped), e.g. `base_model.model.<path>.lora_A.weight`. */
-  stateDict(): Map<string, Tensor>;
-  /** Load from a PEFT state dict; errors name the key and the expected shape. */
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void;
+  /**
+   * The adapter's own tensors as PEFT names them in a saved file (adapter name stripped, e.g.
+   * `base_model.model.<path>.lora_A.weight`) -> their keys in `tensors`. PeftModel saves and
+   * loads through this map (adding the heads it trains, modules_to_save) and refuses a file whose
+   * keys or shapes differ from it.
+   */
+  stateKeys(): Map<string, string>;
+  /** The tensor saved under a PEFT key when it is not the in-graph tensor itself (a reparameterized prompt saves the encoder's output; AdaLoRA only its kept ranks). */
+  savedTensor?(peftKey: string): Tensor | undefined;
+  /** Prepare to load a file's tensors (a reparameterized prompt switches to the saved form). */
+  beforeLoad?(file: ReadonlyMap<string, Tensor>): void;
   /** Called by the training loop after each step with that step's gradients (AdaLoRA's rank allocation). */
   afterStep?(step: number, grads: ReadonlyMap<string, Tensor>): void;
   /** Merge into base weights (returns updated copies by base parameter name), where supported. */
@@ -53,6 +60,19 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
   /** PEFT's `peft_type` (or AdapterHub's architecture name for bottleneck adapters). */
   readonly peftType: string;
   /**
+   * PEFT's prompt-learning methods (PromptLearningConfig): PEFT wraps the transformers model
+   * directly, so heads are saved as `base_model.<module>` (no `model.` level), and the config has
+   * no modules_to_save field.
+   */
+  readonly promptLearning?: boolean;
+  /**
+   * PEFT config fields peftjs does not implement, accepted only at values that change nothing
+   * (`test`); `means` says which values those are. Any other field must be one the config writes.
+   */
+  readonly inertFields?: Readonly<Record<string, InertField>>;
+  /** Values for the fields a config cannot omit (e.g. num_virtual_tokens), to list the method's fields. */
+  readonly requiredExample?: Readonly<Record<string, unknown>>;
+  /**
    * Config from adapter_config.json (or user input): defaults filled (some depend on the model,
    * e.g. default target modules or the hidden size), fields validated.
    */
@@ -61,6 +81,16 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
   toJSON(config: C): Record<string, unknown>;
   create(model: PretrainedModel, config: C, name: string): Adapter<C>;
 }
+
+/** A PEFT field accepted only where it does not change the computation. */
+export interface InertField {
+  test: (v: unknown) => boolean;
+  means: string;
+}
+/** Inert only when null/absent (or an empty list or object). */
+export const inertWhenUnset = (means = "only null is supported"): InertField => ({ test: (v) => v === null || (Array.isArray(v) && v.length === 0) || (typeof v === "object" && v !== null && Object.keys(v).length === 0), means });
+/** Inert at any value (it affects only initialization or hardware-specific code paths). */
+export const alwaysInert = (means: string): InertField => ({ test: () => true, means });
 
 export class AdapterConfigError extends Error {}
 

@@ -11,9 +11,7 @@ import { fillNormal } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
-import { loraConfigToJSON, parseLoraConfig, type LoraConfig } from "../lora/config.js";
-import { ModulesToSave } from "../modules-to-save.js";
+import { LORA_INERT_FIELDS, loraConfigToJSON, parseLoraConfig, type LoraConfig } from "../lora/config.js";
 import { targetedLinears } from "../targets.js";
 import { AdapterConfigError, field, isInt, isNum, MODEL_PREFIX, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
@@ -54,6 +52,10 @@ export function parseAdaLoraConfig(json: Readonly<Record<string, unknown>>, sour
     total_step: field<number | null>(json, "total_step", null, isInt(1), "a positive integer", source),
     rank_pattern: field<Record<string, boolean[]> | null>(json, "rank_pattern", null, (v) => typeof v === "object" && Object.values(v as object).every((l) => Array.isArray(l) && l.every((b) => typeof b === "boolean")), "an object of boolean lists", source),
   };
+  // Fields AdaLoRA shares with LoraConfig that peftjs's AdaLoRA does not implement (PEFT's AdaLoraConfig rejects use_dora itself).
+  for (const [k, off] of [["bias", "none"], ["lora_bias", false], ["use_dora", false], ["use_rslora", false], ["use_gating", false]] as const) {
+    if (cfg[k] !== off) throw new AdapterConfigError(`${source}: AdaLoRA with ${k} = ${JSON.stringify(cfg[k])} is not implemented in peftjs`);
+  }
   if (cfg.target_r > cfg.init_r) throw new AdapterConfigError(`${source}: target_r ${cfg.target_r} exceeds init_r ${cfg.init_r}`);
   if (cfg.total_step !== null && cfg.tinit >= cfg.total_step - cfg.tfinal) throw new AdapterConfigError(`${source}: tinit ${cfg.tinit} leaves no budgeting phase before total_step - tfinal = ${cfg.total_step - cfg.tfinal}`);
   return cfg;
@@ -70,7 +72,6 @@ interface Layer {
 export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
   readonly tensors = new Map<string, Tensor>();
   readonly layers = new Map<string, Layer>();
-  private readonly extra: ModulesToSave;
   private readonly ema = new Map<string, { ipt: Float64Array; unc: Float64Array }>();
   /** Current budget (kept singular values over all modules). */
   budget: number;
@@ -94,8 +95,6 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
       this.tensors.set(this.key(l.path, "E"), t([r, 1], 0));
     }
     this.initBudget = this.budget = [...this.layers.values()].reduce((a, l) => a + l.r, 0);
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
-    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
   private key(path: string, which: "A" | "B" | "E"): string {
@@ -108,10 +107,9 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
 
   hooks(ctx: HookContext) {
     return {
-      parameter: (n: string) => this.extra.parameter(n, ctx),
       linear: (h: LinearHook) => {
         const layer = this.layers.get(h.path);
-        if (!layer) return this.extra.linear(h, ctx);
+        if (!layer) return undefined;
         const [A, B, E] = (["A", "B", "E"] as const).map((w) => ctx.bind(this.key(h.path, w))) as [Value, Value, Value];
         let delta = mul(linear(linear(dropout(h.x, this.config.lora_dropout, ctx.training), mul(A, E)), B), this.scaling(layer));
         if (ctx.rowGate) delta = mul(delta, ctx.rowGate(delta));
@@ -190,32 +188,34 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
     this.config.rank_pattern = pattern;
   }
 
-  /** PEFT's keys; with a rank pattern, only the kept singular triplets are saved. */
-  stateDict(): Map<string, Tensor> {
-    const sd = new Map<string, Tensor>();
-    for (const l of this.layers.values()) {
-      const keep = this.config.rank_pattern?.[`${l.path}.lora_E`];
-      const rows = keep ? keep.flatMap((k, i) => (k ? [i] : [])) : [...Array(l.r).keys()];
-      const A = this.tensors.get(this.key(l.path, "A"))!.data as Float32Array;
-      const B = this.tensors.get(this.key(l.path, "B"))!.data as Float32Array;
-      const E = this.tensors.get(this.key(l.path, "E"))!.data as Float32Array;
-      const n = rows.length;
-      sd.set(`${MODEL_PREFIX}${l.path}.lora_A`, { dtype: "float32", shape: [n, l.inFeatures], data: Float32Array.from(rows.flatMap((k) => Array.from(A.subarray(k * l.inFeatures, (k + 1) * l.inFeatures)))) });
-      sd.set(`${MODEL_PREFIX}${l.path}.lora_B`, { dtype: "float32", shape: [l.outFeatures, n], data: Float32Array.from({ length: l.outFeatures * n }, (_, i) => B[Math.floor(i / n) * l.r + rows[i % n]!]!) });
-      // A loader sets the rank to the kept count (PEFT: ranknum = r), which changes the scaling
-      // alpha / r; E absorbs the difference so the reloaded adapter computes the same update.
-      const rescale = (n + 1e-5) / (l.r + 1e-5);
-      sd.set(`${MODEL_PREFIX}${l.path}.lora_E`, { dtype: "float32", shape: [n, 1], data: Float32Array.from(rows, (k) => E[k]! * rescale) });
-    }
-    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
-    return sd;
+  /** PEFT's keys: `lora_A` [r, in], `lora_B` [out, r], `lora_E` [r, 1], without `.weight` (AdaLoRA's parameters are bare nn.Parameters). */
+  stateKeys(): Map<string, string> {
+    const keys = new Map<string, string>();
+    for (const p of this.layers.keys()) for (const w of ["A", "B", "E"] as const) keys.set(`${MODEL_PREFIX}${p}.lora_${w}`, this.key(p, w));
+    return keys;
   }
 
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    const expected = new Map<string, string>();
-    for (const p of this.layers.keys()) for (const w of ["A", "B", "E"] as const) expected.set(`${MODEL_PREFIX}${p}.lora_${w}`, this.key(p, w));
-    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
-    copyStateDict(this.tensors, expected, sd, source);
+  /** With a rank pattern, only the kept singular triplets are saved (PEFT's resize_state_dict_by_rank_pattern). */
+  savedTensor(peftKey: string): Tensor | undefined {
+    const m = /^base_model\.model\.(.*)\.lora_([ABE])$/.exec(peftKey);
+    const l = m && this.layers.get(m[1]!);
+    if (!l) return undefined;
+    const keep = this.config.rank_pattern?.[`${l.path}.lora_E`];
+    const rows = keep ? keep.flatMap((k, i) => (k ? [i] : [])) : [...Array(l.r).keys()];
+    const n = rows.length;
+    const T = (w: "A" | "B" | "E") => this.tensors.get(this.key(l.path, w))!.data as Float32Array;
+    switch (m[2]) {
+      case "A":
+        return { dtype: "float32", shape: [n, l.inFeatures], data: Float32Array.from(rows.flatMap((k) => Array.from(T("A").subarray(k * l.inFeatures, (k + 1) * l.inFeatures)))) };
+      case "B":
+        return { dtype: "float32", shape: [l.outFeatures, n], data: Float32Array.from({ length: l.outFeatures * n }, (_, i) => T("B")[Math.floor(i / n) * l.r + rows[i % n]!]!) };
+      default: {
+        // A loader sets the rank to the kept count (PEFT: ranknum = r), which changes the scaling
+        // alpha / r; E absorbs the difference so the reloaded adapter computes the same update.
+        const rescale = (n + 1e-5) / (l.r + 1e-5);
+        return { dtype: "float32", shape: [n, 1], data: Float32Array.from(rows, (k) => T("E")[k]! * rescale) };
+      }
+    }
   }
 
   mergedWeights(weight: (name: string) => Tensor): Map<string, Tensor> {
@@ -236,19 +236,20 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
       }
       out.set(`${l.path}.weight`, { dtype: "float32", shape: W.shape, data: merged });
     }
-    for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
     return out;
   }
 }
 
 export const ADALORA: TunerDef<AdaLoraConfig> = {
   peftType: "ADALORA",
+  inertFields: LORA_INERT_FIELDS,
   parseConfig: (json, source, model) => parseAdaLoraConfig(json, source, model?.config.modelType),
   toJSON: (c) => {
     const { rank_pattern: _lora, r: _r, ...lora } = loraConfigToJSON({ ...c, peft_type: "LORA", rank_pattern: {} });
     void _lora;
     void _r;
-    return { ...lora, peft_type: "ADALORA", r: c.init_r, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
+    // `r` is LoraConfig's field, unused by AdaLoRA: PEFT writes its default 8 (any other value makes AdaLoraConfig warn).
+    return { ...lora, peft_type: "ADALORA", r: 8, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
   },
   create: (model, config, name) => new AdaLoraAdapter(model, parseAdaLoraConfig({ ...config }, "AdaLoRA config", model.config.modelType), name),
 };

@@ -14,7 +14,6 @@ import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook, type SublayerHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 import { AdapterConfigError, field, isBool, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
@@ -119,7 +118,8 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     }
     if (this.sites.size === 0) throw new AdapterConfigError(`bottleneck adapter "${name}": no sublayer left to adapt (leave_out ${JSON.stringify(config.leave_out)})`);
     const norms = config.train_layer_norms ? paramsOfModules(model, ["LayerNorm", "layer_norm", "ln_1", "ln_2", "ln_f", "sa_layer_norm", "output_layer_norm", "input_layernorm", "post_attention_layernorm", "norm"]) : [];
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? [], norms);
+    const heads = new Set(paramsOfModules(model, config.modules_to_save ?? []));
+    this.extra = new ModulesToSave(model, name, [], norms.filter((n) => !heads.has(n)));
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
@@ -152,20 +152,19 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     };
   }
 
-  stateDict(): Map<string, Tensor> {
-    const sd = new Map<string, Tensor>();
-    for (const [k, t] of this.tensors) if (k.includes(`.adapters.${this.name}.`)) sd.set(k, t);
-    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
-    return sd;
+  /** AdapterHub's keys carry the adapter's name: ours when saving, the file's when loading. */
+  private fileName: string | undefined;
+
+  stateKeys(): Map<string, string> {
+    const keys = new Map<string, string>();
+    const inFile = `.adapters.${this.fileName ?? this.name}.`;
+    for (const k of this.tensors.keys()) if (k.includes(`.adapters.${this.name}.`)) keys.set(k.replace(`.adapters.${this.name}.`, inFile), k);
+    for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
+    return keys;
   }
 
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    // AdapterHub keys carry the adapter's name; accept the file's name for our own.
-    const fileName = [...sd.keys()].map((k) => /\.adapters\.([^.]+)\./.exec(k)?.[1]).find(Boolean);
-    const expected = new Map<string, string>();
-    for (const k of this.tensors.keys()) if (k.includes(`.adapters.${this.name}.`)) expected.set(fileName ? k.replace(`.adapters.${this.name}.`, `.adapters.${fileName}.`) : k, k);
-    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
-    copyStateDict(this.tensors, expected, sd, source);
+  beforeLoad(file: ReadonlyMap<string, Tensor>): void {
+    this.fileName = [...file.keys()].map((k) => /\.adapters\.([^.]+)\./.exec(k)?.[1]).find(Boolean);
   }
 }
 

@@ -53,13 +53,12 @@ export class HybridAdapter implements Adapter<HybridConfig> {
     return composeHooks([this.lora.hooks(ctx), this.bottleneck.hooks(ctx)]);
   }
 
-  stateDict(): Map<string, Tensor> {
-    return new Map([...this.lora.stateDict(), ...this.bottleneck.stateDict()]);
+  stateKeys(): Map<string, string> {
+    return new Map([...this.lora.stateKeys(), ...this.bottleneck.stateKeys()]);
   }
 
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    this.lora.loadStateDict(sd, source);
-    this.bottleneck.loadStateDict(sd, source);
+  beforeLoad(file: ReadonlyMap<string, Tensor>): void {
+    this.bottleneck.beforeLoad(file);
   }
 }
 

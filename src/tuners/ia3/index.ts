@@ -5,8 +5,6 @@ import { add, mul, reshape, sub } from "../../ir/ops/index.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
-import { ModulesToSave } from "../modules-to-save.js";
 import { DEFAULT_IA3_TARGETS, isTargeted, targetedLinears, type TargetSpec } from "../targets.js";
 import { AdapterConfigError, field, isBool, isStrList, isStrOrList, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
@@ -51,7 +49,6 @@ interface Ia3Layer {
 export class Ia3Adapter implements Adapter<Ia3Config> {
   readonly tensors = new Map<string, Tensor>();
   readonly layers = new Map<string, Ia3Layer>();
-  private readonly extra: ModulesToSave;
 
   constructor(model: PretrainedModel, readonly config: Ia3Config, readonly name: string) {
     for (const l of targetedLinears(config, model.modules(), "IA3", `IA3 adapter "${name}"`)) {
@@ -62,8 +59,9 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
       if (!config.init_ia3_weights) data.forEach((_, i) => (data[i] = 1 + 0.1 * Math.sin(i + 1)));
       this.tensors.set(this.key(l.path), { dtype: "float32", shape, data });
     }
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
-    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
+    // As for LoRA, PEFT sets fan_in_fan_out from the wrapped layer type (ia3/model.py _create_new_module) and saves it.
+    const layouts = new Set([...this.layers.values()].map((l) => l.layout));
+    if (layouts.size === 1) config.fan_in_fan_out = layouts.has("conv1d");
   }
 
   private key(path: string): string {
@@ -72,10 +70,9 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
 
   hooks(ctx: HookContext) {
     return {
-      parameter: (n: string) => this.extra.parameter(n, ctx),
       linear: (h: LinearHook) => {
         const layer = this.layers.get(h.path);
-        if (!layer) return this.extra.linear(h, ctx);
+        if (!layer) return undefined;
         let l = reshape(ctx.bind(this.key(h.path)), [-1]);
         // Rows not using this adapter get a scale of exactly 1.
         if (ctx.rowGate) l = add(mul(sub(l, 1), ctx.rowGate(h.x)), 1);
@@ -84,17 +81,8 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
     };
   }
 
-  stateDict(): Map<string, Tensor> {
-    const sd = new Map<string, Tensor>();
-    for (const path of this.layers.keys()) sd.set(`${MODEL_PREFIX}${path}.ia3_l`, this.tensors.get(this.key(path))!);
-    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
-    return sd;
-  }
-
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    const expected = new Map([...this.layers.keys()].map((p) => [`${MODEL_PREFIX}${p}.ia3_l`, this.key(p)]));
-    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
-    copyStateDict(this.tensors, expected, sd, source);
+  stateKeys(): Map<string, string> {
+    return new Map([...this.layers.keys()].map((p) => [`${MODEL_PREFIX}${p}.ia3_l`, this.key(p)]));
   }
 
   /** Scaling folds into the weight: output scaling scales rows (and the bias), input scaling columns. */
@@ -122,7 +110,6 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
         if (bias) out.set(`${layer.path}.bias`, { dtype: "float32", shape: bias.shape, data: Float32Array.from(bias.data as Float32Array, (b, o) => b * l[o]!) });
       }
     }
-    for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
     return out;
   }
 }

@@ -12,7 +12,7 @@ import { type PretrainedModel } from "../../models/pretrained.js";
 import { isTargeted, patternValue, targetedLinears } from "../targets.js";
 import { AdapterConfigError, MODEL_PREFIX, type Adapter, type HookContext } from "../tuner.js";
 import { type LoraConfig } from "./config.js";
-import { ModulesToSave } from "../modules-to-save.js";
+import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 
 interface LoraLayer {
   path: string;
@@ -56,6 +56,8 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       const b = f32([l.outFeatures, r], (d) => (config.init_lora_weights === false ? d.forEach((_, i) => (d[i] = (rand() * 2 - 1) * bound)) : undefined));
       this.tensors.set(this.key(l.path, "lora_A"), a);
       this.tensors.set(this.key(l.path, "lora_B"), b);
+      // lora_bias: lora_B is nn.Linear(r, out, bias=True), its bias zero at init (PEFT lora/layer.py update_layer, reset_lora_parameters).
+      if (config.lora_bias) this.tensors.set(this.loraBiasKey(l.path), f32([l.outFeatures]));
       if (config.use_dora) this.tensors.set(this.magnitudeKey(l.path), f32([l.outFeatures], (d) => d.set(rowNorms(this.baseWeight(layer), layer.layout))));
       if (config.use_gating) {
         this.tensors.set(this.gateKey(l.path, "weight"), f32([1, l.inFeatures]));
@@ -65,6 +67,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
     // LoRA on the input embedding (PEFT's lora.Embedding): A [r, vocab], B [hidden, r].
     const emb = model.modules().embeddings;
     if (emb && config.target_modules !== "all-linear" && isTargeted(config, emb.path)) {
+      if (config.lora_bias) throw new AdapterConfigError(`${source}: lora_bias is not supported for embedding layers (${emb.path}), as in PEFT (lora.Embedding)`);
       const r = patternValue(config.rank_pattern, emb.path, config.r);
       const alpha = patternValue(config.alpha_pattern, emb.path, config.lora_alpha);
       this.embedding = { path: emb.path, r, scaling: config.use_rslora ? alpha / Math.sqrt(r) : alpha / r, vocab: emb.vocab, hidden: emb.hidden };
@@ -74,8 +77,22 @@ export class LoraAdapter implements Adapter<LoraConfig> {
     } else if (this.layers.size === 0) {
       targetedLinears(config, model.modules(), "LoRA", source); // throws, listing close names
     }
-    const biasPaths = config.bias === "all" ? model.modules().linear.map((l) => l.path) : config.bias === "lora_only" ? [...this.layers.keys()] : [];
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? [], biasPaths.map((p) => `${p}.bias`).filter((n) => model.weights.has(n) || model.weights.has(n.replace(/^[^.]+\./, ""))));
+    // PEFT sets fan_in_fan_out from the layer type it wraps (lora/model.py _create_new_module:
+    // True for transformers' Conv1D, False for nn.Linear) and saves the corrected config.
+    const layouts = new Set([...this.layers.values()].map((l) => l.layout));
+    if (layouts.size === 1) config.fan_in_fan_out = layouts.has("conv1d");
+    // Trained biases. "all": every bias of the model, LayerNorms included; "lora_only": those of
+    // the LoRA-wrapped layers. A wrapped layer's bias lives on its base layer, so PEFT saves it as
+    // `<path>.base_layer.bias` (tuners_utils.py BaseTuner._get_learnable_bias_state_dict). Heads in
+    // modules_to_save keep their own trained copy (PeftModel's).
+    const params = [...model.modules().params.keys()];
+    const inHead = new Set(paramsOfModules(model, config.modules_to_save ?? []));
+    const biases = config.bias === "all" ? params.filter((n) => n.endsWith(".bias") && !inHead.has(n)) : config.bias === "lora_only" ? [...this.layers.keys()].map((p) => `${p}.bias`).filter((n) => params.includes(n)) : [];
+    const saveKey = (n: string) => {
+      const module = n.slice(0, -".bias".length);
+      return `${MODEL_PREFIX}${this.layers.has(module) ? `${module}.base_layer.bias` : n}`;
+    };
+    this.extra = new ModulesToSave(model, name, [], biases, saveKey);
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
@@ -88,6 +105,10 @@ export class LoraAdapter implements Adapter<LoraConfig> {
 
   private key(path: string, which: "lora_A" | "lora_B"): string {
     return `${path}.${which}.${this.name}.weight`;
+  }
+
+  private loraBiasKey(path: string): string {
+    return `${path}.lora_B.${this.name}.bias`;
   }
 
   private gateKey(path: string, leaf: "weight" | "bias"): string {
@@ -126,7 +147,8 @@ export class LoraAdapter implements Adapter<LoraConfig> {
         const A = ctx.bind(this.key(h.path, "lora_A"));
         const B = ctx.bind(this.key(h.path, "lora_B"));
         const x = dropout(h.x, this.config.lora_dropout, ctx.training);
-        let delta = mul(linear(linear(x, A), B), layer.scaling);
+        // PEFT: result + lora_B(lora_A(dropout(x))) * scaling, so lora_B's bias is scaled too.
+        let delta = mul(linear(linear(x, A), B, this.config.lora_bias ? ctx.bind(this.loraBiasKey(h.path)) : undefined), layer.scaling);
         let y: Value;
         if (this.config.use_dora) {
           // PEFT's DoRA: y = b + m / ||W + s B A||_row * (W x + s B A x), the norm detached.
@@ -146,33 +168,19 @@ export class LoraAdapter implements Adapter<LoraConfig> {
     };
   }
 
-  stateDict(): Map<string, Tensor> {
-    const sd = new Map<string, Tensor>();
+  stateKeys(): Map<string, string> {
+    const keys = new Map<string, string>();
     for (const path of this.layers.keys()) {
-      sd.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.tensors.get(this.key(path, "lora_A"))!);
-      sd.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.tensors.get(this.key(path, "lora_B"))!);
-      if (this.config.use_dora) sd.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.tensors.get(this.magnitudeKey(path))!);
-      if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) sd.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.tensors.get(this.gateKey(path, leaf))!);
+      keys.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.key(path, "lora_A"));
+      keys.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.key(path, "lora_B"));
+      if (this.config.lora_bias) keys.set(`${MODEL_PREFIX}${path}.lora_B.bias`, this.loraBiasKey(path));
+      // PEFT keeps DoRA's magnitude as a bare parameter name (lora/model.py _get_adapter_state_dict strips ".weight").
+      if (this.config.use_dora) keys.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.magnitudeKey(path));
+      if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) keys.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.gateKey(path, leaf));
     }
-    if (this.embedding) {
-      sd.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_A`, this.tensors.get(this.embKey("A"))!);
-      sd.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_B`, this.tensors.get(this.embKey("B"))!);
-    }
-    for (const [k, t] of this.extra.stateDict()) sd.set(k, t);
-    return sd;
-  }
-
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    const expected = new Map<string, string>();
-    for (const path of this.layers.keys()) {
-      expected.set(`${MODEL_PREFIX}${path}.lora_A.weight`, this.key(path, "lora_A"));
-      expected.set(`${MODEL_PREFIX}${path}.lora_B.weight`, this.key(path, "lora_B"));
-      if (this.config.use_dora) expected.set(`${MODEL_PREFIX}${path}.lora_magnitude_vector`, this.magnitudeKey(path));
-      if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) expected.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.gateKey(path, leaf));
-    }
-    if (this.embedding) for (const w of ["A", "B"] as const) expected.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_${w}`, this.embKey(w));
-    for (const [k, v] of this.extra.loadKeys()) expected.set(k, v);
-    copyStateDict(this.tensors, expected, sd, source);
+    if (this.embedding) for (const w of ["A", "B"] as const) keys.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_${w}`, this.embKey(w));
+    for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
+    return keys;
   }
 
   /** W + s B A for every adapted layer (DoRA: rescaled per output unit), by base parameter name. */
@@ -200,6 +208,14 @@ export class LoraAdapter implements Adapter<LoraConfig> {
         for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) merged[at(o, i)]! *= m[o]! / norms[o]!;
       }
       out.set(name, { dtype: "float32", shape: W.shape, data: merged });
+      if (this.config.lora_bias) {
+        // The base bias gains scaling * lora_B.bias (PEFT lora/layer.py Linear.merge; 0.14 added it unscaled, unlike its forward).
+        const biasName = `${layer.path}.bias`;
+        if (!this.model.modules().params.has(biasName)) throw new AdapterConfigError(`LoRA adapter "${this.name}": cannot merge lora_bias into ${layer.path}, which has no bias (as in PEFT)`);
+        const base = this.extra.mergedWeights().get(biasName) ?? weight(biasName);
+        const b = this.tensors.get(this.loraBiasKey(layer.path))!.data as Float32Array;
+        out.set(biasName, { dtype: "float32", shape: base.shape, data: Float32Array.from(base.data as Float32Array, (v, o) => v + scaling * b[o]!) });
+      }
     }
     if (this.embedding) {
       // The table [vocab, hidden] gains s (B A)^T.
@@ -219,7 +235,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       // input lookup only), so the merged model computes what the adapter did.
       for (const head of TIED_HEADS) if (!this.model.weights.has(head)) out.set(head, W);
     }
-    for (const [k, t] of this.extra.mergedWeights()) out.set(k, t);
+    for (const [k, t] of this.extra.mergedWeights()) if (!out.has(k)) out.set(k, t);
     return out;
   }
 }
@@ -243,19 +259,3 @@ function rowNorms(W: Tensor, layout: "linear" | "conv1d"): Float32Array {
   }
   return out;
 }
-
-/** Copy tensors from a state dict into an adapter's tensors, checking presence and shapes. */
-export function copyStateDict(tensors: Map<string, Tensor>, expected: ReadonlyMap<string, string>, sd: ReadonlyMap<string, Tensor>, source: string): void {
-  const missing = [...expected.keys()].filter((k) => !sd.has(k));
-  if (missing.length) throw new AdapterConfigError(`${source}: missing adapter weights ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ` (+${missing.length - 5} more)` : ""}; was it saved from a different base model or config?`);
-  for (const [key, internal] of expected) {
-    const src = sd.get(key)!;
-    const dst = tensors.get(internal)!;
-    if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
-      throw new AdapterConfigError(`${source}: "${key}" has shape [${src.shape.join(", ")}], this base model needs [${dst.shape.join(", ")}] (adapter saved for a different base?)`);
-    }
-    const data = src.dtype === "float32" ? (src.data as Float32Array) : Float32Array.from(src.data as ArrayLike<number>);
-    (dst.data as Float32Array).set(data);
-  }
-}
-

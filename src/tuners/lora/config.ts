@@ -1,6 +1,29 @@
 // LoRA configuration: PEFT's LoraConfig fields and defaults (peft/tuners/lora/config.py).
 import { DEFAULT_LORA_TARGETS, type TargetSpec } from "../targets.js";
-import { AdapterConfigError, field, isBool, isInt, isNum, isStrList, isStrOrList, type BaseConfig } from "../tuner.js";
+import { AdapterConfigError, alwaysInert, field, inertWhenUnset, isBool, isInt, isNum, isStrList, isStrOrList, type BaseConfig, type InertField } from "../tuner.js";
+
+/**
+ * LoraConfig fields (peft/tuners/lora/config.py, 0.14 through current) that peftjs reads but does
+ * not implement: accepted where they change nothing about the saved adapter's computation.
+ */
+export const LORA_INERT_FIELDS: Readonly<Record<string, InertField>> = {
+  // Initialization only: a saved adapter's weights are in the file.
+  loftq_config: alwaysInert("initialization only"),
+  eva_config: alwaysInert("initialization only"),
+  corda_config: alwaysInert("initialization only"),
+  lora_ga_config: alwaysInert("initialization only"),
+  // Only read for Megatron-parallel layers.
+  megatron_config: alwaysInert("Megatron layers only"),
+  megatron_core: alwaysInert("Megatron layers only"),
+  qalora_group_size: alwaysInert("read only with use_qalora"),
+  use_qalora: { test: (v) => v === false, means: "only false is supported" },
+  layer_replication: inertWhenUnset(),
+  target_parameters: inertWhenUnset(),
+  trainable_token_indices: inertWhenUnset(),
+  alora_invocation_tokens: inertWhenUnset(),
+  arrow_config: inertWhenUnset(),
+  ensure_weight_tying: { test: (v) => v === false, means: "only false is supported" },
+};
 
 export interface LoraConfig extends BaseConfig, TargetSpec {
   peft_type: "LORA";
@@ -12,6 +35,8 @@ export interface LoraConfig extends BaseConfig, TargetSpec {
   lora_dropout: number;
   /** The base weight is stored [in, out] (GPT-2 Conv1D); set automatically for such layers. */
   fan_in_fan_out: boolean;
+  /** A trainable bias on lora_B (PEFT 0.14+), scaled with the update; zero at init. */
+  lora_bias: boolean;
   /** Which biases train: none, all biases of the model, or those of the adapted layers. */
   bias: "none" | "all" | "lora_only";
   /** Rank-stabilized scaling alpha / sqrt(r) (Kalajdzievski 2023). */
@@ -33,7 +58,7 @@ export function parseLoraConfig(json: Readonly<Record<string, unknown>>, source:
   const init = field<boolean | "gaussian">(json, "init_lora_weights", true, (v) => typeof v === "boolean" || v === "gaussian", 'true, false or "gaussian"', source);
   const targets = field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list of module names", source) ?? (modelType ? DEFAULT_LORA_TARGETS[modelType] : undefined);
   if (!targets) throw new AdapterConfigError(`${source}: target_modules is required (no default for model type ${modelType})`);
-  return {
+  const cfg: LoraConfig = {
     peft_type: "LORA",
     r,
     lora_alpha: field(json, "lora_alpha", 8, isNum(0), "a number", source),
@@ -46,6 +71,7 @@ export function parseLoraConfig(json: Readonly<Record<string, unknown>>, source:
     rank_pattern: field(json, "rank_pattern", {}, (v) => typeof v === "object" && Object.values(v as object).every((x) => Number.isInteger(x) && x > 0), "an object of positive integers", source),
     alpha_pattern: field(json, "alpha_pattern", {}, (v) => typeof v === "object" && Object.values(v as object).every((x) => typeof x === "number"), "an object of numbers", source),
     use_gating: field(json, "use_gating", false, isBool, "a boolean", source),
+    lora_bias: field(json, "lora_bias", false, isBool, "a boolean", source),
     target_modules: targets,
     exclude_modules: field(json, "exclude_modules", null, isStrOrList, "a regex string or a list", source),
     layers_to_transform: field(json, "layers_to_transform", null, (v) => Number.isInteger(v) || (Array.isArray(v) && v.every(Number.isInteger)), "an integer or list of integers", source),
@@ -55,6 +81,10 @@ export function parseLoraConfig(json: Readonly<Record<string, unknown>>, source:
     task_type: (json.task_type as string | undefined) ?? null,
     inference_mode: (json.inference_mode as boolean | undefined) ?? false,
   };
+  // PEFT's LoraConfig.__post_init__ rules for lora_bias.
+  if (cfg.lora_bias && cfg.use_dora) throw new AdapterConfigError(`${source}: lora_bias is not supported with use_dora (as in PEFT)`);
+  if (cfg.lora_bias && cfg.init_lora_weights === "gaussian") throw new AdapterConfigError(`${source}: lora_bias needs init_lora_weights true or false (as in PEFT), got "gaussian"`);
+  return cfg;
 }
 
 /** adapter_config.json as PEFT writes it (fields PEFT reads; unset optional fields as null). */
@@ -63,7 +93,7 @@ export function loraConfigToJSON(c: LoraConfig): Record<string, unknown> {
     peft_type: "LORA",
     task_type: c.task_type ?? null,
     base_model_name_or_path: c.base_model_name_or_path ?? null,
-    inference_mode: c.inference_mode ?? false,
+    inference_mode: c.inference_mode ?? true,
     r: c.r,
     lora_alpha: c.lora_alpha,
     lora_dropout: c.lora_dropout,
@@ -73,6 +103,7 @@ export function loraConfigToJSON(c: LoraConfig): Record<string, unknown> {
     bias: c.bias,
     use_rslora: c.use_rslora,
     use_dora: c.use_dora,
+    lora_bias: c.lora_bias,
     init_lora_weights: c.init_lora_weights,
     layers_to_transform: c.layers_to_transform ?? null,
     layers_pattern: c.layers_pattern ?? null,

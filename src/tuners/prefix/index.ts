@@ -14,8 +14,6 @@ import { concat, expand, mul, reshape, shapeOf, slice, squeeze, tanh, transpose,
 import { fillNormal } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
-import { ModulesToSave } from "../modules-to-save.js";
 import { parsePromptLearning, type PromptLearningConfig } from "../prompt/index.js";
 import { AdapterConfigError, field, isBool, isInt, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
@@ -28,7 +26,6 @@ export interface PrefixTuningConfig extends PromptLearningConfig {
 
 export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
   readonly tensors = new Map<string, Tensor>();
-  private readonly extra: ModulesToSave;
   private readonly prefix: string;
   private readonly kvHeads: number;
   private readonly headDim: number;
@@ -65,8 +62,6 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     } else {
       this.tensors.set(`${this.prefix}.embedding.weight`, t([n, cfg.layers * 2 * kvDim], 1, 41));
     }
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
-    for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
   }
 
   /** [n, layers * 2 * kvDim] prefixes. */
@@ -81,7 +76,6 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     let table: Value | undefined;
     const n = this.config.num_virtual_tokens;
     return {
-      parameter: (p: string) => this.extra.parameter(p, ctx),
       keyValue: (h: { layer: number; k: Value; v: Value; mask: Value | undefined }) => {
         // Rows would need their own key lengths and positions (see PeftModel.prepareInputs).
         if (ctx.rowGate) throw new AdapterConfigError(`prefix tuning adapter "${this.name}" adds ${n} key/value positions and moves the positions after them, which cannot differ per row: it cannot be in mixed-adapter batches`);
@@ -100,8 +94,13 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     };
   }
 
-  stateDict(): Map<string, Tensor> {
-    return new Map([["prompt_embeddings", this.projectedTable()], ...this.extra.stateDict()]);
+  /** One tensor, `prompt_embeddings`: the prefixes, through the projection when there is one (peft_model.py get_prompt_embedding_to_save). */
+  stateKeys(): Map<string, string> {
+    return new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`]]);
+  }
+
+  savedTensor(peftKey: string): Tensor | undefined {
+    return peftKey === "prompt_embeddings" ? this.projectedTable() : undefined;
   }
 
   /** The prefixes as saved: through the projection MLP when there is one. */
@@ -126,14 +125,13 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     return { dtype: "float32", shape: [n, out.length / n], data: out };
   }
 
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    if (this.config.prefix_projection) {
-      // The file holds projected prefixes; keep them as the embedding and skip the MLP.
-      const saved = sd.get("prompt_embeddings");
-      if (saved) this.tensors.set(`${this.prefix}.embedding.weight`, { dtype: "float32", shape: [...saved.shape], data: new Float32Array(saved.data.length) });
-      this.projected = true;
-    }
-    copyStateDict(this.tensors, new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+  beforeLoad(file: ReadonlyMap<string, Tensor>): void {
+    if (!this.config.prefix_projection) return;
+    // The file holds projected prefixes: keep them as the embedding and drop the MLP (PEFT's inference mode).
+    const saved = file.get("prompt_embeddings");
+    if (saved) this.tensors.set(`${this.prefix}.embedding.weight`, { dtype: "float32", shape: [...saved.shape], data: new Float32Array(saved.data.length) });
+    for (const k of [...this.tensors.keys()]) if (k.startsWith(`${this.prefix}.transform.`)) this.tensors.delete(k);
+    this.projected = true;
   }
 }
 
@@ -158,6 +156,8 @@ function prefixDims(c: PromptLearningConfig, model: PretrainedModel, source: str
 
 export const PREFIX_TUNING: TunerDef<PrefixTuningConfig> = {
   peftType: "PREFIX_TUNING",
+  requiredExample: { num_virtual_tokens: 1 },
+  promptLearning: true,
   parseConfig: (json, source, model) => {
     const prompt = parsePromptLearning(json, source, model);
     const base = model ? { ...prompt, ...prefixDims(prompt, model, source) } : prompt;
@@ -171,7 +171,7 @@ export const PREFIX_TUNING: TunerDef<PrefixTuningConfig> = {
   toJSON: (c) => ({
     peft_type: "PREFIX_TUNING", task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
     num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules, num_attention_heads: c.num_attention_heads,
-    num_layers: c.num_layers, encoder_hidden_size: c.encoder_hidden_size, prefix_projection: c.prefix_projection, modules_to_save: c.modules_to_save ?? null, revision: null,
+    num_layers: c.num_layers, encoder_hidden_size: c.encoder_hidden_size, prefix_projection: c.prefix_projection, revision: null,
   }),
   create: (model, config, name) => new PrefixTuningAdapter(model, PREFIX_TUNING.parseConfig({ ...config }, "prefix tuning config", model), name),
 };

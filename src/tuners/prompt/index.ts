@@ -9,9 +9,7 @@ import { add, concat, dropout, expand, mul, relu, shapeOf, sigmoid, slice, split
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
-import { ModulesToSave } from "../modules-to-save.js";
-import { AdapterConfigError, field, isInt, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { AdapterConfigError, alwaysInert, field, isInt, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 const END = Number.MAX_SAFE_INTEGER;
 
@@ -56,10 +54,11 @@ export function parsePromptLearning(json: Readonly<Record<string, unknown>>, sou
   };
 }
 
+/** PEFT's PromptLearningConfig fields (config.py): no modules_to_save (PeftModel adds the task's head itself). */
 const promptLearningJSON = (c: PromptLearningConfig & { peft_type: string }) => ({
   peft_type: c.peft_type, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
   num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules,
-  num_attention_heads: c.num_attention_heads, num_layers: c.num_layers, modules_to_save: c.modules_to_save ?? null, revision: null,
+  num_attention_heads: c.num_attention_heads, num_layers: c.num_layers, revision: null,
 });
 
 /** Adapters whose prompt is prepended to the input sequence. */
@@ -77,7 +76,6 @@ function prependPrompt(embeds: Value, prompt: Value, n: number, gate: unknown): 
 
 export class PromptTuningAdapter implements InputPromptAdapter {
   readonly tensors = new Map<string, Tensor>();
-  private readonly extra: ModulesToSave;
   readonly virtualTokens: number;
 
   constructor(model: PretrainedModel, readonly config: PromptTuningConfig, readonly name: string) {
@@ -99,29 +97,22 @@ export class PromptTuningAdapter implements InputPromptAdapter {
       fillNormal(data, 1, 17);
     }
     this.tensors.set(`prompt_encoder.${name}.embedding.weight`, { dtype: "float32", shape: [n, H], data });
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
-    for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
   hooks(ctx: HookContext) {
     return {
-      parameter: (p: string) => this.extra.parameter(p, ctx),
       inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, ctx.bind(`prompt_encoder.${this.name}.embedding.weight`), this.virtualTokens, ctx.rowGate),
     };
   }
 
-  stateDict(): Map<string, Tensor> {
-    return new Map([["prompt_embeddings", this.tensors.get(`prompt_encoder.${this.name}.embedding.weight`)!], ...this.extra.stateDict()]);
-  }
-
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    copyStateDict(this.tensors, new Map([["prompt_embeddings", `prompt_encoder.${this.name}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+  /** One tensor, `prompt_embeddings` [n, token_dim] (tuners_utils.py / peft_model.py get_prompt_embedding_to_save). */
+  stateKeys(): Map<string, string> {
+    return new Map([["prompt_embeddings", `prompt_encoder.${this.name}.embedding.weight`]]);
   }
 }
 
 export class PTuningAdapter implements InputPromptAdapter {
   readonly tensors = new Map<string, Tensor>();
-  private readonly extra: ModulesToSave;
   readonly virtualTokens: number;
   private readonly prefix: string;
   /** [out, in] of the MLP head's linear layers. */
@@ -131,6 +122,7 @@ export class PTuningAdapter implements InputPromptAdapter {
 
   constructor(model: PretrainedModel, readonly config: PTuningConfig, readonly name: string) {
     const { num_virtual_tokens: n, token_dim: H, encoder_hidden_size: E } = config;
+    if (H !== model.config.hidden) throw new AdapterConfigError(`P-tuning: token_dim ${H} differs from the model's hidden size ${model.config.hidden}`);
     this.virtualTokens = n;
     this.prefix = `prompt_encoder.${name}`;
     let seed = 21;
@@ -166,8 +158,6 @@ export class PTuningAdapter implements InputPromptAdapter {
       this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.weight`, t([o, i], 1 / Math.sqrt(i)));
       this.tensors.set(`${this.prefix}.mlp_head.${2 * k}.bias`, t([o], 1 / Math.sqrt(i)));
     });
-    this.extra = new ModulesToSave(model, name, config.modules_to_save ?? []);
-    for (const [k, v] of this.extra.tensors) this.tensors.set(k, v);
   }
 
   private prompt(ctx: HookContext): Value {
@@ -192,14 +182,17 @@ export class PTuningAdapter implements InputPromptAdapter {
 
   hooks(ctx: HookContext) {
     return {
-      parameter: (p: string) => this.extra.parameter(p, ctx),
       inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, this.prompt(ctx), this.virtualTokens, ctx.rowGate),
     };
   }
 
   /** PEFT saves the encoder's output, so the file is the same as for prompt tuning. */
-  stateDict(): Map<string, Tensor> {
-    return new Map([["prompt_embeddings", this.encoderOutput()], ...this.extra.stateDict()]);
+  stateKeys(): Map<string, string> {
+    return new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`]]);
+  }
+
+  savedTensor(peftKey: string): Tensor | undefined {
+    return peftKey === "prompt_embeddings" ? this.encoderOutput() : undefined;
   }
 
   /** The encoder's output [n, H], computed on the host. */
@@ -239,9 +232,10 @@ export class PTuningAdapter implements InputPromptAdapter {
     return { dtype: "float32", shape: [n, this.config.token_dim], data: h };
   }
 
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    copyStateDict(this.tensors, new Map([["prompt_embeddings", `${this.prefix}.embedding.weight`], ...this.extra.loadKeys()]), sd, source);
+  /** The file holds the encoder's output: it is used as is, and the encoder is dropped (PEFT's inference mode). */
+  beforeLoad(): void {
     this.frozenPrompt = true;
+    for (const k of [...this.tensors.keys()]) if (k.startsWith(`${this.prefix}.`) && k !== `${this.prefix}.embedding.weight`) this.tensors.delete(k);
   }
 }
 
@@ -292,6 +286,10 @@ function lstmHost(x: Float32Array, width: number, Wih: Float32Array, Whh: Float3
 
 export const PROMPT_TUNING: TunerDef<PromptTuningConfig> = {
   peftType: "PROMPT_TUNING",
+  requiredExample: { num_virtual_tokens: 1 },
+  promptLearning: true,
+  // Arguments for loading the tokenizer of prompt_tuning_init_text: initialization only.
+  inertFields: { tokenizer_kwargs: alwaysInert("initialization only") },
   parseConfig: (json, source, model) => ({
     ...parsePromptLearning(json, source, model),
     peft_type: "PROMPT_TUNING",
@@ -305,6 +303,8 @@ export const PROMPT_TUNING: TunerDef<PromptTuningConfig> = {
 
 export const P_TUNING: TunerDef<PTuningConfig> = {
   peftType: "P_TUNING",
+  requiredExample: { num_virtual_tokens: 1 },
+  promptLearning: true,
   parseConfig: (json, source, model) => {
     const base = parsePromptLearning(json, source, model);
     return {

@@ -4,7 +4,6 @@
 // baselines of Houlsby et al. 2019).
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { copyStateDict } from "../lora/adapter.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 import { layerIndex } from "../targets.js";
 import { AdapterConfigError, field, isInt, isStrList, isStrOrList, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
@@ -56,9 +55,12 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
     const selected = selectedParams(model, config);
     const headOnly = config.peft_type === "TOP_K_LAYERS" && config.k === 0;
     if (selected.length === 0 && !headOnly) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected (target_modules ${JSON.stringify(config.target_modules)})`);
-    // LN_TUNING keeps PEFT's key format: <module>.ln_tuning_layers.<param>.
+    // LN_TUNING keeps PEFT's key format: <module>.ln_tuning_layers.<param> (ln_tuning/layer.py
+    // LNTuningLayer keeps the tuned copy in `ln_tuning_layers`). A head in modules_to_save is
+    // PeftModel's, saved plainly as base_model.model.<head>.<param>.
     const saveKey = config.peft_type === "LN_TUNING" ? (n: string) => `${MODEL_PREFIX}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}` : undefined;
-    this.params = new ModulesToSave(model, name, config.modules_to_save ?? [], selected, saveKey);
+    const heads = new Set(paramsOfModules(model, config.modules_to_save ?? []));
+    this.params = new ModulesToSave(model, name, [], selected.filter((n) => !heads.has(n)), saveKey);
     for (const [k, t] of this.params.tensors) this.tensors.set(k, t);
     this.trainsBaseParams = this.params.names;
   }
@@ -68,12 +70,8 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
     return { parameter: (n: string) => this.params.parameter(n, ctx) };
   }
 
-  stateDict(): Map<string, Tensor> {
-    return this.params.stateDict();
-  }
-
-  loadStateDict(sd: ReadonlyMap<string, Tensor>, source: string): void {
-    copyStateDict(this.tensors, this.params.loadKeys(), sd, source);
+  stateKeys(): Map<string, string> {
+    return this.params.loadKeys();
   }
 
   /** The trained copies are the merged weights. */

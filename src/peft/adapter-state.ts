@@ -1,0 +1,78 @@
+// An adapter's saved state in Hugging Face PEFT's format, for every method in one place: the
+// method's own tensors (Adapter.stateKeys), the heads PeftModel trains beside it
+// (modules_to_save) under the prefix PEFT gives them, and strict loading (a missing tensor, an
+// unconsumed one or a wrong shape is an error that names it).
+import { type Tensor } from "../ir/tensor.js";
+import { type PretrainedModel } from "../models/pretrained.js";
+import { type ModulesToSave } from "../tuners/modules-to-save.js";
+import { AdapterConfigError, MODEL_PREFIX, type Adapter, type TunerDef } from "../tuners/tuner.js";
+
+/**
+ * Where PEFT saves a head (modules_to_save) for a method. Prompt-learning methods wrap the
+ * transformers model directly (peft_model.py: PeftModel.__init__ keeps `self.base_model = model`
+ * for them), so their heads are `base_model.classifier.*`; every other tuner wraps it in a
+ * BaseTuner whose `model` attribute holds it: `base_model.model.classifier.*`
+ * (utils/save_and_load.py get_peft_model_state_dict, "MODULES TO SAVE").
+ */
+export function headKeyPrefix(def: Pick<TunerDef, "promptLearning">): string {
+  return def.promptLearning ? "base_model." : MODEL_PREFIX;
+}
+
+/**
+ * PEFT's `bias="all"` takes every state-dict key ending in `.bias` (tuners_utils.py
+ * BaseTuner._get_learnable_bias_state_dict; in 0.14 get_peft_model_state_dict's `"bias" in k`),
+ * which includes both halves of a head's ModulesToSaveWrapper: `<head>.original_module.bias`
+ * (the base model's bias) and `<head>.modules_to_save.bias` (the trained copy, which is also
+ * saved as `<head>.bias`). These keys are written as PEFT writes them and accepted on load.
+ */
+function wrapperBiasKeys(adapter: Adapter, heads: ModulesToSave | undefined, prefix: string): Map<string, { base: string; copy: string }> {
+  const out = new Map<string, { base: string; copy: string }>();
+  if ((adapter.config as { bias?: unknown }).bias !== "all" || !heads) return out;
+  for (const [peftKey, key] of heads.loadKeys()) {
+    if (!peftKey.endsWith(".bias")) continue;
+    const name = peftKey.slice(prefix.length);
+    const module = name.slice(0, -".bias".length);
+    out.set(`${prefix}${module}.original_module.bias`, { base: name, copy: key });
+    out.set(`${prefix}${module}.modules_to_save.bias`, { base: name, copy: key });
+  }
+  return out;
+}
+
+/** The tensors PEFT's save_pretrained writes for this adapter, by key. */
+export function adapterStateDict(model: PretrainedModel, adapter: Adapter, heads: ModulesToSave | undefined, prefix: string): Map<string, Tensor> {
+  const sd = new Map<string, Tensor>();
+  for (const [peftKey, key] of adapter.stateKeys()) sd.set(peftKey, adapter.savedTensor?.(peftKey) ?? adapter.tensors.get(key)!);
+  for (const [peftKey, key] of heads?.loadKeys() ?? []) sd.set(peftKey, adapter.tensors.get(key)!);
+  for (const [peftKey, { base, copy }] of wrapperBiasKeys(adapter, heads, prefix)) sd.set(peftKey, peftKey.endsWith(".original_module.bias") ? model.weight(base) : adapter.tensors.get(copy)!);
+  return sd;
+}
+
+/**
+ * Load a PEFT state dict into an adapter's tensors. Every expected key must be present with the
+ * expected shape, and every tensor in the file must be consumed.
+ */
+export function loadAdapterState(adapter: Adapter, heads: ModulesToSave | undefined, prefix: string, file: ReadonlyMap<string, Tensor>, source: string): void {
+  adapter.beforeLoad?.(file);
+  const expected = new Map([...adapter.stateKeys(), ...(heads?.loadKeys() ?? [])]);
+  const duplicates = wrapperBiasKeys(adapter, heads, prefix);
+  const list = (keys: string[]) => `${keys.slice(0, 5).join(", ")}${keys.length > 5 ? ` (+${keys.length - 5} more)` : ""}`;
+  const missing = [...expected.keys()].filter((k) => !file.has(k));
+  if (missing.length) throw new AdapterConfigError(`${source}: missing adapter weights ${list(missing)}; was it saved from a different base model or config?`);
+  // An empty tensor carries nothing (AdaLoRA saves a module whose every rank was pruned as [0, in]).
+  const unused = [...file.keys()].filter((k) => !expected.has(k) && !duplicates.has(k) && file.get(k)!.shape.every((d) => d > 0));
+  if (unused.length) {
+    throw new AdapterConfigError(`${source}: tensors this ${(adapter.config as { peft_type?: string }).peft_type ?? ""} adapter does not use: ${list(unused)}; loading it without them would compute something else than the adapter was trained to (expected keys like ${list([...expected.keys()].slice(0, 2))})`);
+  }
+  const check = (key: string, src: Tensor, dst: Tensor) => {
+    if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
+      throw new AdapterConfigError(`${source}: "${key}" has shape [${src.shape.join(", ")}], this base model needs [${dst.shape.join(", ")}] (adapter saved for a different base?)`);
+    }
+  };
+  for (const [peftKey, { copy }] of duplicates) if (file.has(peftKey)) check(peftKey, file.get(peftKey)!, adapter.tensors.get(copy)!);
+  for (const [peftKey, key] of expected) {
+    const src = file.get(peftKey)!;
+    const dst = adapter.tensors.get(key)!;
+    check(peftKey, src, dst);
+    (dst.data as Float32Array).set(src.dtype === "float32" ? (src.data as Float32Array) : Float32Array.from(src.data as ArrayLike<number>));
+  }
+}

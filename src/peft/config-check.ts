@@ -1,0 +1,85 @@
+// Field names of an adapter config, checked against its method's registry row before the config
+// is parsed: an unknown field is an error that suggests the nearest known one (`rank` -> `r`), a
+// PEFT field peftjs does not implement is accepted only at a value that changes nothing.
+import { type PretrainedModel } from "../models/pretrained.js";
+import { AdapterConfigError, type TunerDef } from "../tuners/tuner.js";
+
+/** Fields of PEFT's PeftConfig that describe the file, not the computation (config.py PeftConfigMixin / PeftConfig). */
+const INFORMATIONAL = ["peft_type", "task_type", "base_model_name_or_path", "inference_mode", "revision", "auto_mapping", "peft_version"];
+
+/** Heads PeftModel adds for a task; a prompt-learning config may name them (older peftjs files did). */
+const TASK_HEADS = ["classifier", "score", "qa_outputs"];
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length]!;
+}
+
+/** The known name closest to `name`, when it is close enough to be a likely typo or synonym. */
+export function didYouMean(name: string, known: Iterable<string>): string | undefined {
+  const SYNONYMS: Record<string, string> = { rank: "r", alpha: "lora_alpha", dropout: "lora_dropout", targets: "target_modules", target: "target_modules" };
+  const all = [...known];
+  const syn = SYNONYMS[name];
+  if (syn && all.includes(syn)) return syn;
+  let best: [string, number] | undefined;
+  for (const k of all) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (!best || d < best[1]) best = [k, d];
+  }
+  return best && best[1] <= Math.max(2, Math.floor(name.length / 3)) ? best[0] : undefined;
+}
+
+/** Every field name a method's config accepts. */
+export function knownFields(def: TunerDef, config: Readonly<Record<string, unknown>>, model: PretrainedModel | undefined): Set<string> | undefined {
+  let json: Record<string, unknown>;
+  let parsed: object;
+  try {
+    parsed = def.parseConfig(config, "config", model);
+    json = def.toJSON(parsed as never);
+  } catch {
+    // The config is invalid (parsing will say why); its field names are still checked against the method's defaults.
+    try {
+      parsed = def.parseConfig({ peft_type: def.peftType, ...def.requiredExample }, "config", model);
+      json = def.toJSON(parsed as never);
+    } catch {
+      return undefined;
+    }
+  }
+  // AdapterHub-style configs nest the method's fields under "config" and accept them flat too.
+  const nested = typeof json.config === "object" && json.config !== null ? Object.keys(json.config) : [];
+  // Written fields, and the in-memory config's (peftjs extensions PEFT files omit, e.g. use_gating).
+  return new Set([...INFORMATIONAL, ...Object.keys(json), ...Object.keys(parsed), ...nested, ...Object.keys(def.inertFields ?? {}), ...(def.promptLearning ? [] : ["modules_to_save"])]);
+}
+
+/**
+ * Reject unknown fields (with a suggestion) and PEFT fields set to something peftjs does not
+ * compute. `source` names the file or the call in the error.
+ */
+export function checkConfigFields(def: TunerDef, config: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): void {
+  const known = knownFields(def, config, model);
+  if (!known) return;
+  for (const [k, v] of Object.entries(config)) {
+    if (v === undefined) continue;
+    if (def.promptLearning && k === "modules_to_save") {
+      // PEFT's PromptLearningConfig has no modules_to_save: the task's head is added by PeftModel.
+      const extra = Array.isArray(v) ? v.filter((m) => !TASK_HEADS.includes(m as string)) : v === null ? [] : [v];
+      if (extra.length) throw new AdapterConfigError(`${source}: ${def.peftType} has no modules_to_save (PEFT's prompt-learning configs train only the task's head beside the prompt); got ${JSON.stringify(v)}`);
+      continue;
+    }
+    if (!known.has(k)) {
+      const hint = didYouMean(k, known);
+      throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (known: ${[...known].sort().join(", ")})`);
+    }
+    const inert = def.inertFields?.[k];
+    if (inert && !inert.test(v)) throw new AdapterConfigError(`${source}: ${def.peftType} config field "${k}" = ${JSON.stringify(v)} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
+  }
+}
