@@ -147,6 +147,19 @@ describe("prefix tuning as PEFT computes it (positions after the prefix)", () =>
     assert.deepEqual(Array.from(pos.data as BigInt64Array, Number), e.positions.flat(), "create_position_ids_from_input_ids(ids, 1, 3), padding included");
   });
 
+  it("feature extraction ignores token_type_ids, as PEFT's PeftModelForFeatureExtraction.forward drops them", async () => {
+    const dir = join(PREFIX, "bert-tiny-plain");
+    const e = fixture(dir);
+    const peft = await PeftModel.load(await base("bert-tiny"), dir);
+    const step = await compile({ h: peft.build().outputs.last_hidden_state! }, { threads: 1 });
+    const b = batchOf(e);
+    const [rows, seq] = b.input_ids.shape as [number, number];
+    const plain = (await step.run(peft.prepareInputs(b))).h!.data as Float32Array;
+    const typed = (await step.run(peft.prepareInputs({ ...b, token_type_ids: int64([rows, seq], new Array(rows * seq).fill(1)) }))).h!.data as Float32Array;
+    await step.release();
+    assert.deepEqual(Array.from(typed), Array.from(plain));
+  });
+
   it("positions go back to 0 with the adapters disabled", async () => {
     const e = fixture(join(PREFIX, "gpt2-tiny-plain"));
     const peft = await PeftModel.load(await base("gpt2-tiny"), join(PREFIX, "gpt2-tiny-plain"));
