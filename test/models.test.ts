@@ -171,6 +171,15 @@ describe("loadModel reads the head from config.json's architectures (transformer
     await model.releaseSessions();
   });
 
+  it("a saved model records its head in architectures and loads back with it", async () => {
+    for (const [name, task, arch] of [["bert-tiny", "sequence-classification", "BertForSequenceClassification"], ["gpt2-tiny", "causal-lm", "GPT2LMHeadModel"], ["llama-tiny", "base", "LlamaModel"]] as const) {
+      const dir = mkdtempSync(join(tmpdir(), "peftjs-saved-"));
+      await (await loadModel(join(FIXTURES, name), { task })).save(dir);
+      assert.deepEqual((JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { architectures: string[] }).architectures, [arch]);
+      assert.equal((await loadModel(dir)).task, task);
+    }
+  });
+
   it("a class without a peftjs head, or a head the family lacks, is an error naming it", async () => {
     await assert.rejects(loadModel(withConfig("bert-tiny", (c) => (c.architectures = ["BertForMultipleChoice"]))), /config.json: architectures\[0\] is "BertForMultipleChoice", a head peftjs does not build .*loadModel\(dir, \{ task \}\)/);
     await assert.rejects(loadModel(withConfig("gpt2-tiny", (c) => (c.architectures = ["GPT2ForTokenClassification"]))), /architectures\[0\] "GPT2ForTokenClassification" has a token-classification head, which peftjs does not build for gpt2 \(it builds base, causal-lm, sequence-classification\)/);

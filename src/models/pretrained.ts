@@ -16,7 +16,7 @@ import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
 import { buildGpt2, GPT2_TASKS } from "./gpt2.js";
 import { buildLlama, LLAMA_TASKS } from "./llama.js";
 import { ForwardSessions, type ForwardInputs, type ForwardOutputs } from "./forward.js";
-import { assertTask, taskFromArchitectures, TaskError, type ModelGraph, type Task } from "./task.js";
+import { architectureName, assertTask, taskFromArchitectures, TaskError, type ModelGraph, type Task } from "./task.js";
 
 export interface LoadOptions {
   /** Hub download options when `dirOrRepo` is a repo id. */
@@ -94,7 +94,7 @@ export class PretrainedModel {
       tensors.set(name, opts.dtype === "float16" ? { dtype: "float16", shape: t.shape, data: Uint16Array.from(t.data, float32ToFloat16Bits) } : t);
     }
     await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
-    await writeFileAtomic(join(dir, "config.json"), JSON.stringify({ ...this.config.raw, torch_dtype: opts.dtype ?? "float32" }, null, 2));
+    await writeFileAtomic(join(dir, "config.json"), JSON.stringify({ ...this.config.raw, architectures: [architectureName(this.config.modelType, this.task)], torch_dtype: opts.dtype ?? "float32" }, null, 2));
     for (const [file, content] of Object.entries(opts.tokenizerFiles ?? {})) await writeFileAtomic(join(dir, file), JSON.stringify(content, null, 1));
     if (!opts.tokenizerFiles && this.dir !== dir) {
       for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) await copyFile(join(this.dir, f), join(dir, f)).catch(() => undefined);

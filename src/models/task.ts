@@ -80,6 +80,23 @@ export function taskFromArchitectures(raw: Readonly<Record<string, unknown>>, so
 
 export class TaskError extends Error {}
 
+/** transformers' class-name stem per model_type. */
+const CLASS_STEMS: Readonly<Record<string, string>> = { bert: "Bert", roberta: "Roberta", distilbert: "DistilBert", gpt2: "GPT2", llama: "Llama", qwen2: "Qwen2", mistral: "Mistral" };
+
+/**
+ * The transformers class of a model with this head (what `save_pretrained` writes into
+ * `architectures`), so that a saved checkpoint loads back with the same head.
+ *
+ * @example
+ *   architectureName("gpt2", "causal-lm"); // "GPT2LMHeadModel"
+ */
+export function architectureName(modelType: string, task: Task): string {
+  const stem = CLASS_STEMS[modelType] ?? modelType;
+  if (task === "causal-lm") return modelType === "gpt2" ? `${stem}LMHeadModel` : `${stem}ForCausalLM`;
+  const suffix = { base: "Model", "sequence-classification": "ForSequenceClassification", "token-classification": "ForTokenClassification", "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM" } as const;
+  return stem + suffix[task];
+}
+
 /**
  * The head a PEFT `task_type` needs: PEFT wraps the model in PeftModelForSequenceClassification,
  * ...ForTokenClassification, ...ForQuestionAnswering or ...ForCausalLM, and the adapter's trained
