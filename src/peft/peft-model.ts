@@ -16,9 +16,12 @@ import { assertAdapterFitsModel, type ModelGraph } from "../models/task.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { LoraAdapter } from "../tuners/lora/adapter.js";
 import { combineLora, type Combination } from "../tuners/lora/combine.js";
+import { ModulesToSave } from "../tuners/modules-to-save.js";
 import { tunerFor } from "../tuners/registry.js";
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
+import { adapterStateDict, headKeyPrefix, loadAdapterState } from "./adapter-state.js";
+import { checkConfigFields } from "./config-check.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -52,6 +55,11 @@ const HEAD_MODULES: Record<string, string[]> = {
 
 export class PeftModel {
   readonly adapters = new Map<string, Adapter>();
+  /**
+   * The modules each adapter trains and saves in full (PEFT's modules_to_save: the task's head
+   * and any the config names). Their tensors are also in the adapter's `tensors`.
+   */
+  private readonly heads = new Map<string, ModulesToSave>();
   /** Class names of each adapter's head (index = class id), saved as labels.json. */
   readonly labels = new Map<string, readonly string[]>();
   private active: string[] = [];
@@ -77,9 +85,10 @@ export class PeftModel {
   }
 
   addAdapter(name: string, config: PeftConfigInput): Adapter {
+    validateAdapterName(name);
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists`);
-    if (!/^[\w.-]+$/.test(name)) throw new Error(`adapter name "${name}" may only contain letters, digits, "_", "-" and "."`);
     const def = tunerFor(config.peft_type, `adapter "${name}"`);
+    checkConfigFields(def, config, `adapter "${name}" config`, this.base);
     // Like PEFT's task-specific PeftModel classes: the task type is recorded and a new head is
     // trained and saved with the adapter.
     const task = TASK_TYPES[this.base.task];
@@ -88,6 +97,10 @@ export class PeftModel {
     const withTask = { ...config, task_type: config.task_type ?? task, modules_to_save: modules.length ? modules : (config.modules_to_save ?? null) };
     const parsed = def.parseConfig(withTask, `adapter "${name}" config`, this.base);
     const adapter = def.create(this.base, parsed, name);
+    const prefix = headKeyPrefix(def);
+    const trained = new ModulesToSave(this.base, name, parsed.modules_to_save ?? [], [], (n) => `${prefix}${n}`);
+    for (const [k, t] of trained.tensors) adapter.tensors.set(k, t);
+    this.heads.set(name, trained);
     this.adapters.set(name, adapter);
     if (this.active.length === 0) this.active = [name];
     return adapter;
@@ -127,6 +140,7 @@ export class PeftModel {
   deleteAdapter(name: string): void {
     if (!this.adapters.delete(name)) throw new Error(`no adapter "${name}"`);
     this.labels.delete(name);
+    this.heads.delete(name);
     this.active = this.active.filter((n) => n !== name);
   }
 
@@ -194,9 +208,14 @@ export class PeftModel {
       };
       // One hook set per graph, created when the builder first calls in.
       const cached = new Map<Graph, ModelHooks>();
+      const heads = this.heads.get(adapter.name);
       const hooksFor = (graph: Graph) => {
         let h = cached.get(graph);
-        if (!h) cached.set(graph, (h = adapter.hooks(context(graph))));
+        if (!h) {
+          const ctx = context(graph);
+          const own: ModelHooks = { parameter: (n) => heads?.parameter(n, ctx), linear: (lh) => heads?.linear(lh, ctx) };
+          cached.set(graph, (h = composeHooks([own, adapter.hooks(ctx)])));
+        }
         return h;
       };
       return {
@@ -337,6 +356,14 @@ export class PeftModel {
     log(`trainable params: ${trainable.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * trainable) / all).toFixed(4)}`);
   }
 
+  /** The tensors PEFT's save_pretrained would write for an adapter, by key (adapter name stripped). */
+  stateDict(name = "default"): Map<string, Tensor> {
+    const adapter = this.adapters.get(name);
+    if (!adapter) throw new Error(`no adapter "${name}"`);
+    const def = tunerFor((adapter.config as { peft_type?: string }).peft_type ?? "", `adapter "${name}"`);
+    return adapterStateDict(this.base, adapter, this.heads.get(name), headKeyPrefix(def));
+  }
+
   /**
    * Save every adapter in PEFT's layout: adapter_config.json + adapter_model.safetensors, the
    * "default" adapter at `dir`, others in `dir/<name>/`. Files are written atomically.
@@ -347,8 +374,9 @@ export class PeftModel {
       if (!adapter) throw new Error(`no adapter "${name}"`);
       const target = name === "default" ? dir : join(dir, name);
       const def = tunerFor((adapter.config as { peft_type?: string }).peft_type ?? "", `adapter "${name}"`);
-      const config = { ...def.toJSON(adapter.config), base_model_name_or_path: adapter.config.base_model_name_or_path ?? this.base.dir, peft_version: "peftjs-0.1.0" };
-      await writeSafetensors(join(target, ADAPTER_WEIGHTS), adapter.stateDict(), { format: "pt" });
+      // As PEFT's save_pretrained writes it: inference_mode true, the base model as the user named it.
+      const config = { ...def.toJSON(adapter.config), base_model_name_or_path: adapter.config.base_model_name_or_path ?? this.base.nameOrPath ?? null, inference_mode: true, peft_version: "peftjs-0.1.0" };
+      await writeSafetensors(join(target, ADAPTER_WEIGHTS), this.stateDict(name), { format: "pt" });
       await writeFileAtomic(join(target, ADAPTER_CONFIG), JSON.stringify(config, null, 2));
       const names = this.labels.get(name);
       if (names) await writeFileAtomic(join(target, ADAPTER_LABELS), JSON.stringify(labelMaps(names), null, 2));
@@ -380,14 +408,12 @@ export class PeftModel {
     // An adapter for another head (task_type SEQ_CLS on a masked-LM model, ...) says so here,
     // rather than as missing head weights later (models/task.ts).
     assertAdapterFitsModel(json.task_type, this.base, configPath);
-    const def = tunerFor(json.peft_type, configPath);
-    const known = new Set([...Object.keys(def.toJSON(def.parseConfig(json, configPath, this.base))), "peft_version", "auto_mapping", "revision"]);
-    const unknown = Object.keys(json).filter((k) => !known.has(k));
-    if (unknown.length) this.warn(`${configPath}: ignoring config fields peftjs does not use: ${unknown.join(", ")}`);
+    tunerFor(json.peft_type, configPath);
     const adapter = this.addAdapter(name, json as PeftConfigInput);
     try {
       const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
-      adapter.loadStateDict(new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
+      const def = tunerFor(json.peft_type, configPath);
+      loadAdapterState(adapter, this.heads.get(name), headKeyPrefix(def), new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
       const names = await readAdapterLabels(dir);
       if (names) this.labels.set(name, names);
     } catch (e) {
@@ -436,7 +462,7 @@ export class PeftModel {
     for (const n of this.active) {
       const adapter = this.adapters.get(n)!;
       if (!adapter.mergedWeights) throw new Error(`adapter "${n}" (${(adapter.config as { peft_type?: string }).peft_type}) cannot be merged into the base weights`);
-      for (const [k, t] of adapter.mergedWeights(current)) {
+      for (const [k, t] of [...adapter.mergedWeights(current), ...(this.heads.get(n)?.mergedWeights() ?? [])]) {
         if (opts.safe && (t.data as Float32Array).some((v) => !Number.isFinite(v))) throw new RangeError(`safe merge: adapter "${n}" produces non-finite values in "${k}"; the base model is unchanged`);
         updated.set(k, t);
       }
@@ -453,7 +479,18 @@ export class PeftModel {
     const config = names ? parseModelConfig({ ...this.base.config.raw, ...labelMaps(names), num_labels: names.length }, `${this.base.dir}/config.json`) : this.base.config;
     const result = new PretrainedModel(this.base.dir, config, merged, this.base.tokenizer, this.base.task);
     result.fromScratch = this.base.fromScratch;
+    result.nameOrPath = this.base.nameOrPath;
     return result;
+  }
+}
+
+/**
+ * Adapter names become folder names (`save` writes non-default adapters to `dir/<name>/`) and
+ * parts of tensor names: not empty, not `.` or `..`, no path separators.
+ */
+export function validateAdapterName(name: string): void {
+  if (typeof name !== "string" || name === "" || name === "." || name === ".." || /[/\\]/.test(name)) {
+    throw new AdapterConfigError(`invalid adapter name ${JSON.stringify(name)}: it must be non-empty, not "." or "..", and contain no "/" or "\\"`);
   }
 }
 
