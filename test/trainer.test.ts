@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { readSafetensors } from "../src/io/safetensors.js";
-import { adapterValues, tinyTrainer } from "./support/tiny-training.js";
+import { adapterValues, FIXTURES, tinyTrainer } from "./support/tiny-training.js";
 import { DivergenceGuard } from "../src/train/divergence.js";
 import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../src/train/trainer.js";
 
@@ -20,7 +20,8 @@ const tmp = () => mkdtempSync(join(tmpdir(), "peftjs-train-"));
 describe("Trainer", () => {
   it("learns, evaluates, logs every metric and saves the adapter", async () => {
     const out = tmp();
-    const { trainer } = await tinyTrainer({ outputDir: out, epochs: 6, lr: 2e-2, headLrScale: 5 });
+    const settings = { method: "lora", r: 4, data: "train.jsonl", seed: 42 };
+    const { trainer } = await tinyTrainer({ outputDir: out, epochs: 6, lr: 2e-2, headLrScale: 5, settings });
     const result = await trainer.train();
     assert.equal(result.steps, 36);
     assert.ok(result.finalMetrics.accuracy! >= 0.75, `accuracy ${result.finalMetrics.accuracy}`);
@@ -36,6 +37,10 @@ describe("Trainer", () => {
     assert.match(report, /Confusion matrix/);
     assert.match(report, /new Chart\(/);
     assert.ok(!/<script src=/.test(report), "no external scripts: viewable offline");
+    // Titled by the model's name, not a path of this machine; the run's settings in a table.
+    assert.match(report, /<title>bert-tiny · default<\/title>/);
+    assert.ok(!report.includes(FIXTURES), "no absolute path");
+    assert.match(report, /<h2>Settings<\/h2><table class="settings"><tr><td>method<\/td><td>lora<\/td><\/tr><tr><td>r<\/td><td>4<\/td><\/tr><tr><td>data<\/td><td>train.jsonl<\/td><\/tr><tr><td>seed<\/td><td>42<\/td><\/tr><\/table>/);
   });
 
   it("gradient accumulation equals one larger batch", async () => {

@@ -3,9 +3,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
-  AdamW, Graph, TrainStep, add, crossEntropy, gather, gelu, int64, layerNorm, linear, reduceMean, relu, reshape,
+  AdamW, DROPOUT_KEY, Graph, TrainStep, add, crossEntropy, dropout, gather, gelu, int64, layerNorm, linear, reduceMean, relu, reshape,
   scaledDotProductAttention, seededRandom, transpose, type Tensor, type Value,
 } from "../src/index.js";
+import { dropoutKey } from "../src/train/train-step.js";
 import { randomF32 } from "./helpers.js";
 
 const init = (shape: number[], seed: number, scale: number): Tensor => {
@@ -98,5 +99,29 @@ describe("training through the public API", () => {
     }
     assert.ok(last < 0.05, `final loss ${last} should be near zero`);
     await step.release();
+  });
+
+  it("with dropout, a TrainStep draws a key per run from its seed: same seed, same run; a fed key wins", async () => {
+    const build = async (seed: number) => {
+      const g = new Graph();
+      const x = g.input("x", "float32", [8, 4]);
+      const y = g.input("y", "int64", [8]);
+      const w = g.param("w", init([3, 4], 5, 0.5), { trainable: true });
+      return TrainStep.create(crossEntropy(linear(dropout(x, 0.5, true), w), y), { session: { threads: 1 }, seed });
+    };
+    const feeds = { x: init([8, 4], 6, 1), y: int64([8], [0, 1, 2, 0, 1, 2, 0, 1]) };
+    const losses = async (step: TrainStep, n: number, key?: (i: number) => Tensor) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await step.run(key ? { ...feeds, [DROPOUT_KEY]: key(i) } : feeds)).loss);
+      return out;
+    };
+    const [a, b, c] = [await build(1), await build(1), await build(2)];
+    const la = await losses(a, 4);
+    assert.deepEqual(await losses(b, 4), la, "same seed: the same masks, run by run");
+    assert.notDeepEqual(await losses(c, 4), la, "another seed: other masks");
+    assert.ok(new Set(la).size > 1, "a new mask each run");
+    const fed = await build(3);
+    assert.deepEqual(await losses(fed, 4, (i) => dropoutKey(1, i)), la, "the keys TrainStep draws are dropoutKey(seed, run)");
+    await Promise.all([a, b, c, fed].map((s) => s.release()));
   });
 });
