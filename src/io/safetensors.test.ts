@@ -9,7 +9,7 @@ import { seededRandom } from "../ir/random.js";
 import { type Tensor } from "../ir/tensor.js";
 import {
   bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, loadSafetensorsWeights, parseSafetensors,
-  readSafetensors, readShardedSafetensors, SafetensorsError, serializeSafetensors, toFloat32, writeFileAtomic, writeSafetensors,
+  readSafetensors, readSafetensorsHeader, readShardedSafetensors, SafetensorsError, serializeSafetensors, toFloat32, writeFileAtomic, writeSafetensors,
   writeShardedSafetensors,
 } from "./safetensors.js";
 
@@ -489,6 +489,22 @@ describe("safetensors: files on disk", () => {
       assert.ok(grown < 64, `${name}: array buffers grew by ${grown.toFixed(0)} MB`);
       assert.ok((after.rss - before.rss) / 2 ** 20 < 512, `${name}: rss grew by ${((after.rss - before.rss) / 2 ** 20).toFixed(0)} MB`);
     }
+  });
+
+  it("readSafetensorsHeader gives names, dtypes and shapes of a 3 GB file without reading its data", async () => {
+    const dir = tmp();
+    const path = join(dir, "big.safetensors");
+    const n = 3 * 2 ** 30;
+    writeFileSync(path, fileOf(`{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[${n / 4}],"data_offsets":[0,${n}]}}`));
+    truncateSync(path, readFileSync(path).length + n);
+    const before = process.memoryUsage().arrayBuffers;
+    const { metadata, tensors } = await readSafetensorsHeader(path);
+    assert.deepEqual(metadata, { format: "pt" });
+    assert.deepEqual([...tensors.keys()], ["w"]);
+    assert.deepEqual([tensors.get("w")!.dtype, tensors.get("w")!.shape, tensors.get("w")!.byteLength], ["F32", [n / 4], n]);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 64 * 2 ** 20);
+    writeFileSync(join(dir, "bad.safetensors"), fileOf(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, new Uint8Array(4)));
+    await assert.rejects(readSafetensorsHeader(join(dir, "bad.safetensors")), /bad.safetensors: tensor "w": data_offsets \[0, 8\] run past the data section/);
   });
 
   it("refuses a huge (sparse) shard index before reading it", async () => {

@@ -349,11 +349,7 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
   }
   try {
     const size = (await fh.stat()).size;
-    const prefix = new Uint8Array(8);
-    if (size >= 8) await readFully(fh, prefix, 0, path);
-    const head = new Uint8Array(8 + headerLength(prefix, size, path));
-    await readFully(fh, head, 0, path);
-    const layout = parseLayout(head, size, path);
+    const { head, layout } = await readHead(fh, size, path);
     if (size <= limit) {
       const bytes = plainBytes(size);
       bytes.set(head);
@@ -384,6 +380,38 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Only the header of a safetensors file: metadata and each tensor's dtype, shape and place,
+ * validated exactly as {@link readSafetensors} does, reading at most 8 bytes + the header. Lets a
+ * caller check names and shapes (e.g. an adapter against its model) before reading any data.
+ *
+ * @example
+ *   const { tensors } = await readSafetensorsHeader("adapter_model.safetensors");
+ *   for (const [name, t] of tensors) console.log(name, t.dtype, t.shape);
+ */
+export async function readSafetensorsHeader(path: string): Promise<{ metadata: Record<string, string>; tensors: ReadonlyMap<string, TensorInfo> }> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, "r");
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot open (${errorText(e)})`, undefined, { cause: e });
+  }
+  try {
+    return (await readHead(fh, (await fh.stat()).size, path)).layout;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The length field and header (nothing more), parsed and validated against the file size. */
+async function readHead(fh: FileHandle, size: number, path: string): Promise<{ head: Uint8Array; layout: Layout }> {
+  const prefix = new Uint8Array(8);
+  if (size >= 8) await readFully(fh, prefix, 0, path);
+  const head = new Uint8Array(8 + headerLength(prefix, size, path));
+  await readFully(fh, head, 0, path);
+  return { head, layout: parseLayout(head, size, path) };
 }
 
 /** An uninitialized, unpooled buffer as a plain Uint8Array at byte offset 0. */
