@@ -97,7 +97,9 @@ export class Generator {
     const inputs = this.prepare({ input_ids: int64([batch, width], ids), attention_mask: int64([batch, width], mask) });
     let out = await this.prefill.run(inputs);
     // Next position per row: after its last prompt token (itself after a prefix adapter's virtual
-    // tokens, as transformers continues cache_position / past_length after PEFT's prefix).
+    // tokens, as transformers continues cache_position / past_length after PEFT's prefix). Left
+    // padding does not count, as PEFT >= 0.19 does it (transformers' positions from the mask, plus
+    // num_virtual_tokens); PEFT 0.14 dropped those positions, so its left-padded rows counted it.
     const prefillPositions = inputs.position_ids!.data as BigInt64Array;
     const positions = rows.map((_, r) => Number(prefillPositions[r * width + width - 1]!) + 1);
     const rand = seededRandom(seed);
