@@ -10,6 +10,7 @@ import { loadModel } from "../src/models/pretrained.js";
 import { int64, tensor, type Tensor } from "../src/ir/tensor.js";
 import { type Task } from "../src/models/task.js";
 import { PeftModel } from "../src/peft/peft-model.js";
+import { ForwardSessions } from "../src/models/forward.js";
 import { seededRandom } from "../src/ir/random.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
@@ -124,6 +125,8 @@ describe("task losses", () => {
     assert.ok(Math.abs(Number(out.loss!.data[0]) - expected) < 1e-5, `${out.loss!.data[0]} vs ${expected}`);
   });
 });
+
+const values = (t: Tensor | undefined) => Array.from(t!.data as Float32Array);
 
 /** A copy of a fixture with its config.json edited. */
 function withConfig(name: string, edit: (c: Record<string, unknown>) => void): string {
@@ -253,6 +256,20 @@ describe("model.forward: one call, named and shaped outputs", () => {
     await model.releaseSessions();
   });
 
+  it("concurrent first calls compile once; the least recently used session beyond the limit is released", async () => {
+    const model = await loadModel(join(FIXTURES, "gpt2-tiny"));
+    const sessions = new ForwardSessions(model, 1);
+    const input = { input_ids: [[257, 276]] };
+    const [a, b] = await Promise.all([sessions.run("x", input), sessions.run("x", input)]);
+    assert.deepEqual(values(a.logits), values(b.logits));
+    assert.equal(sessions.compiled, 1);
+    await sessions.run("y", input);
+    assert.deepEqual([sessions.compiled, sessions.size], [2, 1]);
+    await sessions.run("x", input);
+    assert.equal(sessions.compiled, 3, "x was evicted by y");
+    await sessions.release();
+  });
+
   it("takes int32 tensors and bigint rows; bad inputs are errors naming the input", async () => {
     const model = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
     const a = await model.forward({ input_ids: tensor("int32", [1, 4], Int32Array.of(2, 61, 72, 3)) });
@@ -269,7 +286,6 @@ describe("model.forward: one call, named and shaped outputs", () => {
 
 describe("PeftModel.forward: active adapters, any head, sessions follow adapter changes", () => {
   const PEFT_FIXTURES = join(import.meta.dirname, "fixtures", "peft");
-  const values = (t: Tensor | undefined) => Array.from(t!.data as Float32Array);
   const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
   const lora = { peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["query", "value"] };
   const perturb = (peft: PeftModel, seed: number) => {
