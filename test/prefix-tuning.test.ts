@@ -65,7 +65,7 @@ async function maxError(peft: PeftModel, e: Expected): Promise<{ hidden: number;
   const [rows, seq] = [e.inputs.input_ids.length, e.inputs.input_ids[0]!.length];
   const attended = (token: number) => e.inputs.attention_mask[Math.floor(token / seq)]![token % seq] === 1;
   const compare = (want: number[], have: Float32Array, perToken: number) => want.reduce((m, v, i) => (attended(Math.floor(i / perToken)) ? Math.max(m, Math.abs(v - have[i]!)) : m), 0);
-  const hidden = compare(flat(e.last_hidden_state), got.last_hidden_state!.data as Float32Array, (got.last_hidden_state!.shape[2] as number));
+  const hidden = compare(flat(e.last_hidden_state), got.last_hidden_state!.data as Float32Array, got.last_hidden_state!.shape[2] as number);
   let logits = 0;
   if (e.logits) {
     const all = got.logits!.data as Float32Array;
