@@ -43,6 +43,8 @@ interface HubState {
   fakeOid?: Record<string, string>;
   /** Commit the model-info API reports instead of the real one. */
   fakeSha?: string;
+  /** Serve this file with 1 MB more than the listing says. */
+  inflate?: string;
 }
 
 async function body(req: IncomingMessage): Promise<string> {
@@ -81,9 +83,10 @@ async function serveHub(state: HubState): Promise<{ server: Server; url: string;
         return json(res, 200, found);
       }
       if ((m = /^\/org\/bert-tiny\/resolve\/([0-9a-f]{40})\/(.+)$/.exec(path))) {
-        const data = m[1] === state.commit ? state.files.get(m[2]!) : undefined;
+        const stored = m[1] === state.commit ? state.files.get(m[2]!) : undefined;
+        const data = stored && state.inflate === m[2] ? Buffer.concat([stored, Buffer.alloc(2 ** 20, 0x20)]) : stored;
         if (!data) return res.writeHead(404, { "x-error-code": "EntryNotFound" }).end("not found");
-        const e = ids(m[2]!, data);
+        const e = ids(m[2]!, stored!);
         const headers = { etag: `"${e.lfs?.oid ?? e.oid}"`, "x-repo-commit": state.commit, "accept-ranges": "bytes" };
         const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ""));
         if (range) {
@@ -247,6 +250,18 @@ describe("hub downloads (@huggingface/hub cache, Python's layout)", () => {
       try {
         // A fresh cache inside the first one, so that the hostile index cached above is not in the way.
         await assert.rejects(resolveCheckpoint(REPO, { endpoint: url, cacheDir: mkdtempSync(join(cacheDir, "c")) }), (e: unknown) => e instanceof HubError && /"\.\.\/\.\.\/\.\.\/\.\.(\/\.\.)?\/evil"/.test(e.message));
+      } finally {
+        await stop(server);
+      }
+    }
+    // A body longer than the listing says is cut off, not written to the end.
+    {
+      const { server, url } = await serveHub({ commit: COMMIT_A, files: sourceFiles(), inflate: "model.safetensors" });
+      const dir = mkdtempSync(join(cacheDir, "c"));
+      try {
+        await assert.rejects(resolveCheckpoint(REPO, { endpoint: url, cacheDir: dir }), (e: unknown) => e instanceof HubError && /sent more than the \d+ bytes the listing gives for model.safetensors/.test(e.message));
+        const biggest = Math.max(...walk(dir).map((f) => lstatSync(join(dir, f)).size));
+        assert.ok(biggest <= sourceFiles().get("model.safetensors")!.length + 65536, `${biggest} bytes on disk`);
       } finally {
         await stop(server);
       }

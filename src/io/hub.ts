@@ -93,15 +93,35 @@ function checkRevision(repo: string, revision: string): void {
   }
 }
 
+/** What the guarded fetch checks; `fileBytes` is set while one file downloads. */
+interface Guard {
+  fileBytes?: { name: string; size: number };
+}
+
 /**
- * fetch, with the answers of the paths-info API checked before @huggingface/hub turns their blob
- * ids into cache paths (`blobs/<etag>`): a hostile hub could otherwise name `../../x`.
+ * fetch, with what a hub says checked before @huggingface/hub acts on it: the blob ids of the
+ * paths-info API (the package joins them onto `blobs/`, so a hostile hub could name `../../x`),
+ * and, while a file downloads, the body size (at most the size the listing gave, so a hub cannot
+ * fill the disk by sending more).
  */
-function guardedFetch(base: typeof fetch): typeof fetch {
+function guardedFetch(base: typeof fetch, guard: Guard): typeof fetch {
   return async (input, init) => {
     const res = await base(input, init);
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    if (!res.ok || !new URL(url).pathname.includes("/paths-info/")) return res;
+    const path = new URL(url).pathname;
+    const expected = guard.fileBytes;
+    if (res.ok && res.body && expected && !path.includes("/api/")) {
+      let seen = 0;
+      const limit = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          seen += chunk.byteLength;
+          if (seen > Math.max(expected.size, 1)) controller.error(new HubError(`${url}: sent more than the ${expected.size} bytes the listing gives for ${expected.name}`));
+          else controller.enqueue(chunk);
+        },
+      });
+      return new Response(res.body.pipeThrough(limit), { status: res.status, statusText: res.statusText, headers: res.headers });
+    }
+    if (!res.ok || !path.includes("/paths-info/")) return res;
     const text = await res.text();
     let items: unknown;
     try {
@@ -191,6 +211,7 @@ interface Hub {
   storage: string;
   accessToken: string | undefined;
   fetch: typeof fetch;
+  guard: Guard;
   log: (line: string) => void;
 }
 
@@ -222,9 +243,10 @@ async function downloadSnapshot(hub: Hub, commit: string, dir: string): Promise<
     for (let attempt = 1; ; attempt++) {
       try {
         hub.log(`downloading ${hub.repo}/${name} (${expected} bytes)`);
+        if (typeof expected === "number") hub.guard.fileBytes = { name, size: expected };
         const pointer = await quietly(() =>
           downloadFileToCacheDir({ repo: { type: "model", name: hub.repo }, path: name, revision: commit, hubUrl: hub.hubUrl, cacheDir: hub.cacheDir, fetch: hub.fetch, ...(hub.accessToken ? { accessToken: hub.accessToken } : {}) }),
-        );
+        ).finally(() => (hub.guard.fileBytes = undefined));
         if (resolve(pointer) !== resolve(dir, name)) throw new HubError(`${where}: ${name} was stored at ${pointer}, not in ${dir}`);
         await confine(pointer, hub.storage, where);
         const size = (await stat(pointer)).size;
@@ -282,6 +304,7 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
   const revision = opts.revision ?? "main";
   checkRevision(repoOrDir, revision);
   const cacheDir = hubCacheDir(opts);
+  const guard: Guard = {};
   const hub: Hub = {
     repo: repoOrDir,
     revision,
@@ -289,7 +312,8 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
     cacheDir,
     storage: repoCacheDir(repoOrDir, opts),
     accessToken: opts.token ?? (process.env.HF_TOKEN || undefined),
-    fetch: guardedFetch(globalThis.fetch),
+    fetch: guardedFetch(globalThis.fetch, guard),
+    guard,
     log: opts.log ?? (() => {}),
   };
 
