@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { seededRandom } from "../src/ir/random.js";
 import { int64, type Tensor } from "../src/ir/tensor.js";
 import { type ModelConfig } from "../src/models/config.js";
@@ -27,6 +28,8 @@ interface Inv {
   cfg: ModelConfig;
   linear: Map<string, { in: number; out: number }>;
   params: Map<string, readonly number[]>;
+  embeddings: { path: string; hidden: number; vocab: number } | undefined;
+  sublayers: { path: string; kind: "attention" | "ffn"; hidden: number }[];
 }
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const sumParams = (inv: Inv, pick: (name: string) => boolean) => [...inv.params].filter(([n]) => pick(n)).reduce((a, [, s]) => a + size(s), 0);
@@ -35,7 +38,14 @@ const linearSum = (inv: Inv, suffixes: string[], f: (l: { in: number; out: numbe
 const head = (inv: Inv, task: Task) => (task === "sequence-classification" ? sumParams(inv, (n) => /^classifier\.|^score\./.test(n)) : 0);
 
 interface MethodCase {
+  /** Names the case in test titles: "LORA dora on gpt2-tiny". */
+  variant: string;
   config: (m: PretrainedModel) => PeftConfigInput;
+  /**
+   * The exact state dict PEFT itself would save for this config (keys -> shapes), by PEFT's rules
+   * (see the KEY RULES below), from the model's Hugging Face parameter names and shapes.
+   */
+  keys: (inv: Inv, task: Task) => Keys;
   /** Why the reload is equal only to float rounding, when it is (PEFT saves a reparameterized prompt). */
   reloadTolerance?: { value: number; why: string };
   /** Why the finite-difference check does not apply, when it does not. */
@@ -45,41 +55,138 @@ interface MethodCase {
   /** Trainable parameters computed by hand from the config and the model's shapes. */
   expected: (inv: Inv, task: Task) => number;
   identityAtInit: boolean;
-  mergeable: boolean;
+  /** Merged equals unmerged; `except` lists architectures where merging is refused, with why. */
+  mergeable: boolean | { except: string[]; why: string };
   mixable: boolean;
 }
 
 /** Linear layers "all-linear" covers: every one but the output heads. */
-const allLinear = (inv: Inv) => [...inv.linear].filter(([p]) => !/(^|\.)(lm_head|classifier|score|qa_outputs)$/.test(p));
-const attnTargets = (t: string) => (t === "bert" ? ["query", "value"] : t === "gpt2" ? ["c_attn"] : ["q_proj", "v_proj"]);
-const ffTarget = (t: string) => (t === "bert" ? "output.dense" : t === "gpt2" ? "mlp.c_proj" : "down_proj");
+const allLinear = (inv: Inv) => [...inv.linear].filter(([p]) => !/(^|\.)(lm_head|classifier|score|qa_outputs)($|\.)/.test(p));
+const attnTargets = (t: string) => (t === "bert" || t === "roberta" ? ["query", "value"] : t === "gpt2" ? ["c_attn"] : ["q_proj", "v_proj"]);
+const ffTarget = (t: string) => (t === "bert" || t === "roberta" ? "output.dense" : t === "gpt2" ? "mlp.c_proj" : "down_proj");
+
+// KEY RULES: the state dict PEFT's save_pretrained writes (huggingface/peft; 0.14 where it differs).
+// - Tuners that wrap the transformers model in a BaseTuner save `base_model.model.<module path>.<param>`
+//   with the adapter name removed (utils/save_and_load.py get_peft_model_state_dict, "REMOVE ADAPTER NAME").
+// - Prompt-learning methods wrap the transformers model directly (peft_model.py PeftModel.__init__), so
+//   their heads are `base_model.<head>.*`; the prompt is one tensor `prompt_embeddings` [n, token_dim]
+//   (peft_model.py get_prompt_embedding_to_save; prefix tuning: token_dim = layers * 2 * kv_heads * head_dim).
+// - Heads: PeftModelForSequenceClassification / ForTokenClassification add "classifier", "score" and
+//   PeftModelForQuestionAnswering "qa_outputs" to modules_to_save; a ModulesToSaveWrapper's copy is saved
+//   under the module's own name (utils/other.py ModulesToSaveWrapper.adapter_state_dict).
+// - LoRA (tuners/lora/layer.py update_layer): lora_A.weight [r, in], lora_B.weight [out, r], lora_B.bias
+//   [out] with lora_bias; DoRA lora_magnitude_vector [out] (lora/model.py _get_adapter_state_dict drops
+//   ".weight"); embeddings lora_embedding_A [r, vocab], lora_embedding_B [hidden, r]. bias="all": every key
+//   ending in ".bias" (tuners_utils.py BaseTuner._get_learnable_bias_state_dict), a wrapped layer's as
+//   `<path>.base_layer.bias`, a head's wrapper as `<head>.original_module.<rest>` and
+//   `<head>.modules_to_save.<rest>` besides `<head>.<rest>`; "lora_only": the wrapped layers' base_layer.bias
+//   (0.14 looked for `<path>.bias`, which a wrapped layer no longer has, and saved none).
+// - AdaLoRA (tuners/adalora/layer.py): lora_A [r, in], lora_B [out, r], lora_E [r, 1], no ".weight".
+// - IA3 (tuners/ia3/layer.py): ia3_l [out, 1], or [1, in] for feed-forward modules.
+// - LN tuning (tuners/ln_tuning/layer.py): `<norm>.ln_tuning_layers.<param>`; its head plain.
+// peftjs-only methods (bottleneck, hybrid, BitFit, top-k, full) follow the same prefixes: AdapterHub's
+// `<sublayer>.adapters.<name>.*` for bottleneck adapters, `base_model.model.<param>` for trained base
+// parameters.
+type Keys = Map<string, readonly number[]>;
+const P = "base_model.model.";
+const HEADS: Partial<Record<Task, string[]>> = { "sequence-classification": ["classifier", "score"], "token-classification": ["classifier", "score"], "question-answering": ["qa_outputs"] };
+const inModules = (name: string, modules: readonly string[]) => modules.some((m) => new RegExp(`(^|\\.)${m}\\.`).test(name));
+const headKeys = (inv: Inv, task: Task, prefix = P): Keys => new Map([...inv.params].filter(([n]) => inModules(n, HEADS[task] ?? [])).map(([n, s]) => [prefix + n, s]));
+const loraKeys = (inv: Inv, paths: string[], r: (p: string) => number, opts: { dora?: boolean; loraBias?: boolean } = {}): Keys => {
+  const out: Keys = new Map();
+  for (const p of paths) {
+    const l = inv.linear.get(p)!;
+    out.set(`${P}${p}.lora_A.weight`, [r(p), l.in]).set(`${P}${p}.lora_B.weight`, [l.out, r(p)]);
+    if (opts.loraBias) out.set(`${P}${p}.lora_B.bias`, [l.out]);
+    if (opts.dora) out.set(`${P}${p}.lora_magnitude_vector`, [l.out]);
+  }
+  return out;
+};
+const linearsEnding = (inv: Inv, suffixes: string[]) => [...inv.linear.keys()].filter((p) => suffixes.some((s) => p.endsWith(`.${s}`)));
+const merge = (...maps: Keys[]) => new Map(maps.flatMap((m) => [...m]));
+const NORM = /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/;
+const bottleneckKeys = (inv: Inv, mh: boolean, H: (h: number) => number): Keys => {
+  const out: Keys = new Map();
+  for (const s of inv.sublayers) {
+    if (s.kind === "attention" && !mh) continue;
+    const b = H(s.hidden);
+    const k = `${s.path}.adapters.default.`;
+    out.set(`${k}adapter_down.0.weight`, [b, s.hidden]).set(`${k}adapter_down.0.bias`, [b]).set(`${k}adapter_up.weight`, [s.hidden, b]).set(`${k}adapter_up.bias`, [s.hidden]);
+  }
+  return out;
+};
+const paramKeys = (inv: Inv, pick: (n: string) => boolean): Keys => new Map([...inv.params].filter(([n]) => pick(n)).map(([n, s]) => [P + n, s]));
 
 const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   LORA: [
     {
+      variant: "plain",
       config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType) }),
+      keys: (inv, task) => merge(loraKeys(inv, linearsEnding(inv, attnTargets(inv.cfg.modelType)), () => 2), headKeys(inv, task)),
       expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out)) + head(inv, task),
       identityAtInit: true, mergeable: true, mixable: true,
     },
     {
+      variant: "rslora rank_pattern lora_only bias",
       config: () => ({ peft_type: "LORA", r: 2, lora_alpha: 8, target_modules: "all-linear", use_rslora: true, rank_pattern: { "(layer|h|layers)\\.1\\..*": 3 }, bias: "lora_only" }),
+      keys: (inv, task) => {
+        const paths = allLinear(inv).map(([p]) => p);
+        const biases: Keys = new Map(paths.filter((p) => inv.params.has(`${p}.bias`)).map((p) => [`${P}${p}.base_layer.bias`, [inv.linear.get(p)!.out]]));
+        return merge(loraKeys(inv, paths, (p) => (/\.1\./.test(p) ? 3 : 2)), biases, headKeys(inv, task));
+      },
       expected: (inv, task) => allLinear(inv).reduce((a, [p, l]) => a + (/\.1\./.test(p) ? 3 : 2) * (l.in + l.out) + (inv.params.has(`${p}.bias`) ? l.out : 0), 0) + head(inv, task),
       identityAtInit: true, mergeable: true, mixable: true,
     },
     {
+      variant: "dora",
       config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType), use_dora: true }),
+      keys: (inv, task) => merge(loraKeys(inv, linearsEnding(inv, attnTargets(inv.cfg.modelType)), () => 2, { dora: true }), headKeys(inv, task)),
       expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out) + l.out) + head(inv, task),
       noGradCheck: "DoRA detaches the weight norm (as PEFT does, section 4.3 of the paper), so its gradient is by design not the finite-difference one",
       identityAtInit: true, mergeable: true, mixable: true,
     },
     {
+      variant: "embedding",
       config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: [m.modules().embeddings!.path.split(".").pop()!, ...attnTargets(m.config.modelType)] }),
+      keys: (inv, task) => {
+        const e = inv.embeddings!;
+        return merge(new Map([[`${P}${e.path}.lora_embedding_A`, [2, e.vocab]], [`${P}${e.path}.lora_embedding_B`, [e.hidden, 2]]]), loraKeys(inv, linearsEnding(inv, attnTargets(inv.cfg.modelType)), () => 2), headKeys(inv, task));
+      },
       expected: (inv, task) => 2 * (inv.cfg.vocabSize + inv.cfg.hidden) + linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out)) + head(inv, task),
       identityAtInit: true, mergeable: true, mixable: true,
+    },
+    {
+      variant: "lora_bias bias=all",
+      config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType), lora_bias: true, bias: "all" }),
+      keys: (inv, task) => {
+        const paths = linearsEnding(inv, attnTargets(inv.cfg.modelType));
+        const heads = HEADS[task] ?? [];
+        const biases: Keys = new Map();
+        for (const [n, s] of inv.params) {
+          if (!n.endsWith(".bias")) continue;
+          const module = n.slice(0, -".bias".length);
+          const head = heads.find((h) => n.startsWith(`${h}.`));
+          if (head) {
+            // Both halves of the head's ModulesToSaveWrapper end in ".bias" too.
+            const rest = n.slice(head.length + 1);
+            biases.set(`${P}${head}.original_module.${rest}`, s).set(`${P}${head}.modules_to_save.${rest}`, s);
+          } else biases.set(`${P}${paths.includes(module) ? `${module}.base_layer` : module}.bias`, s);
+        }
+        return merge(loraKeys(inv, paths, () => 2, { loraBias: true }), biases, headKeys(inv, task));
+      },
+      // Every bias trains: LayerNorm copies cannot be selected per row.
+      expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out) + l.out) + sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task),
+      identityAtInit: true, mixable: false,
+      mergeable: { except: ["llama-tiny"], why: "Llama's attention projections have no bias to merge lora_bias into (refused, as in PEFT; tested in peft-format.test.ts)" },
     },
   ],
   ADALORA: [
     {
+      variant: "plain",
+      keys: (inv, task) => merge(new Map(linearsEnding(inv, attnTargets(inv.cfg.modelType)).flatMap((p) => {
+        const l = inv.linear.get(p)!;
+        return [[`${P}${p}.lora_A`, [4, l.in]], [`${P}${p}.lora_B`, [l.out, 4]], [`${P}${p}.lora_E`, [4, 1]]] as [string, number[]][];
+      })), headKeys(inv, task)),
       config: (m) => ({ peft_type: "ADALORA", init_r: 4, target_r: 2, lora_alpha: 8, target_modules: attnTargets(m.config.modelType), total_step: 10 }),
       expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 4 * (l.in + l.out + 1)) + head(inv, task),
       identityAtInit: true, mergeable: true, mixable: true,
@@ -87,7 +194,13 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   IA3: [
     {
+      variant: "default targets",
       config: () => ({ peft_type: "IA3" }),
+      keys: (inv, task) => {
+        const t = { bert: ["key", "value", "output.dense"], roberta: ["key", "value", "output.dense"], gpt2: ["c_attn", "mlp.c_proj"], llama: ["k_proj", "v_proj", "down_proj"] }[inv.cfg.modelType as "bert"]!;
+        const ff = ffTarget(inv.cfg.modelType);
+        return merge(new Map(linearsEnding(inv, t).map((p) => [`${P}${p}.ia3_l`, p.endsWith(`.${ff}`) ? [1, inv.linear.get(p)!.in] : [inv.linear.get(p)!.out, 1]])), headKeys(inv, task));
+      },
       expected: (inv, task) => {
         const t = { bert: ["key", "value", "output.dense"], gpt2: ["c_attn", "mlp.c_proj"], llama: ["k_proj", "v_proj", "down_proj"] }[inv.cfg.modelType as "bert"]!;
         return linearSum(inv, t, (l) => l.out) - linearSum(inv, [ffTarget(inv.cfg.modelType)], (l) => l.out - l.in) + head(inv, task);
@@ -95,15 +208,19 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: true, mixable: true,
     },
   ],
-  PROMPT_TUNING: [{ config: () => ({ peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 }), expected: (inv, task) => 3 * inv.cfg.hidden + head(inv, task), identityAtInit: false, mergeable: false, mixable: false }],
+  PROMPT_TUNING: [{ variant: "random init", keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 }), expected: (inv, task) => 3 * inv.cfg.hidden + head(inv, task), identityAtInit: false, mergeable: false, mixable: false }],
   P_TUNING: [
     {
+      variant: "MLP",
+      keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")),
       config: () => ({ peft_type: "P_TUNING", num_virtual_tokens: 3, encoder_hidden_size: 8 }),
       reloadTolerance: { value: 1e-5, why: "the saved prompt is the encoder's output, computed outside the graph" },
       expected: (inv, task) => 3 * inv.cfg.hidden + (inv.cfg.hidden * 8 + 8) + (8 * 8 + 8) + (8 * inv.cfg.hidden + inv.cfg.hidden) + head(inv, task),
       identityAtInit: false, mergeable: false, mixable: false,
     },
     {
+      variant: "LSTM",
+      keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")),
       config: () => ({ peft_type: "P_TUNING", num_virtual_tokens: 3, encoder_reparameterization_type: "LSTM", encoder_hidden_size: 4, encoder_num_layers: 2 }),
       // Per layer and direction: 4E x in + 4E x E + two 4E biases; then Linear(2E, 2E) and Linear(2E, H).
       expected: (inv, task) => {
@@ -116,8 +233,10 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
     },
   ],
   PREFIX_TUNING: [
-    { config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },
+    { variant: "p-tuning v2 (no projection)", keys: (inv, task) => merge(new Map([["prompt_embeddings", [2, inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },
     {
+      variant: "projection",
+      keys: (inv, task) => merge(new Map([["prompt_embeddings", [2, inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim]]]), headKeys(inv, task, "base_model.")),
       config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2, prefix_projection: true, encoder_hidden_size: 8 }),
       reloadTolerance: { value: 1e-5, why: "the saved prefixes are the projection's output, computed outside the graph" },
       expected: (inv, task) => {
@@ -130,6 +249,8 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   BOTTLENECK: [
     {
       // Houlsby placement, zero up-projection: exact identity at init; LayerNorms trained.
+      variant: "houlsby (double_seq_bn)",
+      keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 8), paramKeys(inv, (n) => NORM.test(n)), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 8, init_weights: "mam_adapter" }),
       // Trained LayerNorm copies cannot be selected per row, so no mixed batches here.
       expected: (inv, task) => {
@@ -141,6 +262,8 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
     },
     {
       // gelu instead of the preset's relu: finite differences across relu kinks are unreliable.
+      variant: "pfeiffer (seq_bn)",
+      keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "gelu" }),
       expected: (inv, task) => {
         const H = inv.cfg.hidden;
@@ -149,6 +272,8 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: false, mergeable: false, mixable: true,
     },
     {
+      variant: "parallel (par_bn)",
+      keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" }),
       expected: (inv, task) => inv.cfg.layers * (2 * inv.cfg.hidden * (inv.cfg.hidden / 4) + inv.cfg.hidden / 4 + inv.cfg.hidden) + head(inv, task),
       identityAtInit: true, mergeable: false, mixable: true,
@@ -156,6 +281,14 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   HYBRID: [
     {
+      variant: "gated LoRA + parallel adapter",
+      keys: (inv, task) => {
+        const paths = linearsEnding(inv, attnTargets(inv.cfg.modelType));
+        const gates: Keys = new Map(paths.flatMap((p) => [[`${P}${p}.lora_gate.weight`, [1, inv.linear.get(p)!.in]], [`${P}${p}.lora_gate.bias`, [1]]] as [string, number[]][]));
+        const adapter = bottleneckKeys(inv, false, (h) => h / 4);
+        for (const s of inv.sublayers) if (s.kind === "ffn") adapter.set(`${s.path}.adapters.default.gate.weight`, [1, s.hidden]).set(`${s.path}.adapters.default.gate.bias`, [1]);
+        return merge(loraKeys(inv, paths, () => 2), gates, adapter, headKeys(inv, task));
+      },
       config: (m) => ({ peft_type: "HYBRID", gates: true, lora: { r: 2, target_modules: attnTargets(m.config.modelType) }, adapter: { variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" } }),
       expected: (inv, task) => {
         const H = inv.cfg.hidden;
@@ -164,26 +297,33 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: false, mixable: true,
     },
   ],
-  BITFIT: [{ only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested in peft-format.test.ts)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
-  LN_TUNING: [{ config: () => ({ peft_type: "LN_TUNING" }), expected: (inv, task) => sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  BITFIT: [{ variant: "all biases", keys: (inv, task) => merge(paramKeys(inv, (n) => n.endsWith(".bias")), headKeys(inv, task)), only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested in peft-format.test.ts)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  LN_TUNING: [{
+    variant: "every norm",
+    keys: (inv, task) => merge(new Map([...inv.params].filter(([n]) => NORM.test(n) && !inModules(n, HEADS[task] ?? [])).map(([n, s]) => [`${P}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}`, s])), headKeys(inv, task)),
+    config: () => ({ peft_type: "LN_TUNING" }), expected: (inv, task) => sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
   TOP_K_LAYERS: [
     {
+      variant: "k=1",
+      keys: (inv, task) => merge(paramKeys(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)), headKeys(inv, task)),
       config: () => ({ peft_type: "TOP_K_LAYERS", k: 1 }),
       expected: (inv, task) => sumParams(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
       identityAtInit: true, mergeable: true, mixable: false,
     },    {
       // k = 0: only what follows the layer stack (final norm, pooler) and the head: a linear probe.
+      variant: "k=0 (linear probe)",
+      keys: (inv, task) => merge(paramKeys(inv, (n) => /(^|\.)(ln_f|norm|pooler)\./.test(n)), headKeys(inv, task)),
       config: () => ({ peft_type: "TOP_K_LAYERS", k: 0 }),
       expected: (inv, task) => sumParams(inv, (n) => /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
       identityAtInit: true, mergeable: true, mixable: false,
     },
   ],
-  FULL: [{ config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],
+  FULL: [{ variant: "every parameter", keys: (inv) => paramKeys(inv, () => true), config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],
 };
 
 function inventory(m: PretrainedModel): Inv {
   const mods = m.modules();
-  return { cfg: m.config, linear: new Map(mods.linear.map((l) => [l.path, { in: l.inFeatures, out: l.outFeatures }])), params: mods.params };
+  return { cfg: m.config, linear: new Map(mods.linear.map((l) => [l.path, { in: l.inFeatures, out: l.outFeatures }])), params: mods.params, embeddings: mods.embeddings, sublayers: mods.sublayers };
 }
 
 /** Perturb every adapter tensor, as if trained, so later checks are not trivially true. */
@@ -217,13 +357,13 @@ describe("PEFT methods x architectures (conformance)", () => {
   });
 
   for (const [method, cases] of Object.entries(CASES)) {
-    cases.forEach((c, ci) => {
+    for (const c of cases) {
       for (const arch of ARCHS) {
         if (c.only && !c.only.archs.includes(arch.name)) {
-          it.skip(`${method}#${ci} on ${arch.name}: ${c.only.why}`);
+          it.skip(`${method} ${c.variant} on ${arch.name}: ${c.only.why}`);
           continue;
         }
-        it(`${method}#${ci} on ${arch.name}`, async () => {
+        it(`${method} ${c.variant} on ${arch.name}`, async () => {
           const model = await loadModel(join(FIXTURES, arch.name), { task: arch.task });
           const peft = PeftModel.create(model, c.config(model));
           const { batch, labels } = await batchFor(model, arch.task);
@@ -280,7 +420,7 @@ describe("PEFT methods x architectures (conformance)", () => {
           else assert.deepEqual(Array.from(reloaded), Array.from(trained), "save/load round trip");
 
           // Merged equals unmerged.
-          if (c.mergeable) {
+          if (c.mergeable === true || (c.mergeable && !c.mergeable.except.includes(arch.name))) {
             const merged = peft.mergeAndUnload({ safe: true });
             const mergedLogits = await run(merged, merged.prepareInputs(batch), "logits");
             assert.ok(maxDiff(mergedLogits, trained) < 1e-5, `merged vs unmerged (max diff ${maxDiff(mergedLogits, trained)})`);
@@ -307,6 +447,59 @@ describe("PEFT methods x architectures (conformance)", () => {
           }
         });
       }
-    });
+    }
+  }
+});
+
+/** Every architecture and task the expected-keys table covers. */
+const KEY_ARCHS: { name: string; task: Task }[] = [
+  ...(["bert-tiny", "roberta-tiny"] as const).flatMap((name) => (["sequence-classification", "token-classification", "question-answering"] as const).map((task) => ({ name, task }))),
+  { name: "gpt2-tiny", task: "causal-lm" },
+  { name: "llama-tiny", task: "causal-lm" }, // grouped-query: 2 key/value heads for 4 query heads
+];
+
+describe("PEFT state-dict keys: method x architecture x task (expected-keys table, both directions)", () => {
+  const models = new Map<string, Promise<PretrainedModel>>();
+  const model = (name: string, task: Task) => {
+    const k = `${name}/${task}`;
+    if (!models.has(k)) models.set(k, loadModel(join(FIXTURES, name), { task }));
+    return models.get(k)!;
+  };
+  const show = (m: ReadonlyMap<string, readonly number[]>) => [...m].map(([k, s]) => `${k} [${s.join(", ")}]`).sort();
+
+  for (const [method, cases] of Object.entries(CASES)) {
+    for (const c of cases) {
+      for (const arch of KEY_ARCHS) {
+        const title = `${method} ${c.variant} on ${arch.name} (${arch.task})`;
+        // `only` leaves out architectures the method cannot be created on (BitFit without biases).
+        if (c.only && !c.only.archs.includes(arch.name) && !["bert-tiny", "roberta-tiny"].includes(arch.name)) {
+          it.skip(`${title}: ${c.only!.why}`);
+          continue;
+        }
+        it(title, async () => {
+          const m = await model(arch.name, arch.task);
+          const expected = c.keys(inventory(m), arch.task);
+          const peft = PeftModel.create(m, c.config(m));
+          // peftjs saves exactly PEFT's keys and shapes.
+          const saved = new Map([...peft.stateDict()].map(([k, t]) => [k, t.shape] as const));
+          assert.deepEqual(show(saved), show(expected));
+          // A file with exactly those keys loads; one missing or one extra key is an error naming it.
+          const dir = mkdtempSync(join(tmpdir(), "peftjs-keys-"));
+          await peft.save(dir);
+          const file = join(dir, "adapter_model.safetensors");
+          const tensors = await readSafetensors(file);
+          const all = new Map(tensors.names().map((n) => [n, tensors.get(n)]));
+          await PeftModel.load(m, dir);
+          const [first] = [...expected.keys()].sort();
+          const without = new Map(all);
+          without.delete(first!);
+          await writeSafetensors(file, without);
+          await assert.rejects(PeftModel.load(m, dir), (e: Error) => e.message.includes("missing adapter weights") && e.message.includes(first!));
+          const extra = new Map(all).set(`${P}not.a.module.lora_A.weight`, { dtype: "float32", shape: [1], data: new Float32Array(1) });
+          await writeSafetensors(file, extra);
+          await assert.rejects(PeftModel.load(m, dir), (e: Error) => e.message.includes("does not use") && e.message.includes(`${P}not.a.module.lora_A.weight`));
+        });
+      }
+    }
   }
 });

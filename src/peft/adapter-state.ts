@@ -31,9 +31,14 @@ function wrapperBiasKeys(adapter: Adapter, heads: ModulesToSave | undefined, pre
   for (const [peftKey, key] of heads.loadKeys()) {
     if (!peftKey.endsWith(".bias")) continue;
     const name = peftKey.slice(prefix.length);
-    const module = name.slice(0, -".bias".length);
-    out.set(`${prefix}${module}.original_module.bias`, { base: name, copy: key });
-    out.set(`${prefix}${module}.modules_to_save.bias`, { base: name, copy: key });
+    // The wrapper sits at the module modules_to_save names (e.g. RoBERTa's whole `classifier`), the rest of the path below it.
+    for (const m of heads.modules) {
+      const at = new RegExp(`^((?:.*\\.)?${m.replace(/\./g, "\\.")})\\.(.*)$`).exec(name);
+      if (!at) continue;
+      out.set(`${prefix}${at[1]}.original_module.${at[2]}`, { base: name, copy: key });
+      out.set(`${prefix}${at[1]}.modules_to_save.${at[2]}`, { base: name, copy: key });
+      break;
+    }
   }
   return out;
 }

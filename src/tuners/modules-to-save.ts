@@ -27,7 +27,8 @@ export class ModulesToSave {
     model: PretrainedModel,
     /** Adapter name: part of the in-graph keys, so several adapters' copies coexist in one graph. */
     adapterName: string,
-    modules: readonly string[],
+    /** Module names whose parameters are trained in full (PEFT wraps each such module in a ModulesToSaveWrapper). */
+    readonly modules: readonly string[],
     extraParams: readonly string[] = [],
     /** State-dict key of a base parameter (default PEFT's `base_model.model.<name>`). */
     private readonly saveKey: (name: string) => string = (name) => `${MODEL_PREFIX}${name}`,
