@@ -204,6 +204,10 @@ export class Trainer {
     try {
       while (state.step < this.totalSteps) {
         if (batchesOf !== state.epoch) [batches, batchesOf] = [epochBatches(this.trainExamples, o.batchSize, o.seed, state.epoch), state.epoch];
+        if (state.batchInEpoch >= batches.length) {
+          [state.epoch, state.batchInEpoch] = [state.epoch + 1, 0]; // (a checkpoint from a run with more examples)
+          continue;
+        }
         const epoch = state.epoch;
         const micro = batches.slice(state.batchInEpoch, state.batchInEpoch + o.gradientAccumulation);
         let loss = 0;
@@ -331,7 +335,7 @@ export class Trainer {
   private diverged(step: number, why: string): TrainingDivergedError {
     const dir = join(this.opts.outputDir, LAST);
     const where = this.lastGoodStep !== undefined
-      ? `The last good checkpoint is ${dir} (step ${this.lastGoodStep}); resume from it with a lower learning rate or stronger clipping (--max-grad-norm)`
+      ? `The last good checkpoint is ${dir} (step ${this.lastGoodStep}); resume from it with a lower learning rate or stronger gradient clipping`
       : "No checkpoint was saved before it; lower the learning rate or clip gradients harder";
     return new TrainingDivergedError(`training diverged at step ${step + 1}: ${why}. ${where}`);
   }
