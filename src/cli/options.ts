@@ -96,7 +96,8 @@ export function flag(help: string): OptionSpec<boolean | undefined> {
 export function list<P extends Presence<string[]>>(presence: P & { variadic?: boolean }, help: string, arg: string): OptionSpec<Present<string[], P>> {
   const split = (s: string) => s.split(",").map((x) => x.trim()).filter(Boolean);
   const schema = z.preprocess((v) => (typeof v === "string" && !presence.variadic ? split(v) : v), z.array(presence.variadic ? z.string() : z.string().min(1)).min(1)) as unknown as z.ZodType<string[]>;
-  const fromFlag = presence.variadic ? (t: string, prev: unknown) => [...(Array.isArray(prev) ? (prev as string[]) : []), t] : (t: string) => split(t);
+  // A comma list stays text here: the schema splits it, and an error shows it as typed.
+  const fromFlag = presence.variadic ? (t: string, prev: unknown) => [...(Array.isArray(prev) ? (prev as string[]) : []), t] : (t: string) => t;
   return finish(schema, presence, { help, arg: presence.variadic ? `${arg.slice(0, -1)}...>` : arg, expected: presence.variadic ? "one or more values" : "a non-empty comma-separated list (or an array)", fromFlag });
 }
 

@@ -73,7 +73,7 @@ export async function readRecords(path: string): Promise<DataRecord[]> {
     try {
       rows = parseCsv(text, { columns: true, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", info: true }) as typeof rows;
     } catch (e) {
-      throw new DataError(`${path}: ${(e as Error).message}`);
+      throw new DataError(`${path}: ${(e as Error).message.split("\n")[0]}`);
     }
     records = rows.map(({ record, info }) => (LINES.set(record, info.lines), record));
     if (records.length === 0) throw new DataError(`${path}: no records (${text.trim() ? "only a header row" : "the file is empty"})`);
@@ -118,8 +118,16 @@ export interface ClassificationData {
 }
 
 const field = (r: DataRecord, names: readonly string[], where: string): unknown => {
-  for (const n of names) if (r[n] !== undefined && r[n] !== "") return r[n];
-  throw new DataError(`${where}: missing field ${names.map((n) => `"${n}"`).join(" or ")} (has ${Object.keys(r).join(", ")})`);
+  for (const n of names) if (r[n] !== undefined && r[n] !== "" && r[n] !== null) return r[n];
+  throw new DataError(`${where}: missing field ${names.map((n) => `"${n}"`).join(" or ")} (has ${Object.keys(r).join(", ") || "no fields"})`);
+};
+
+/** A text or label field's value as a string: a string, number or boolean, never an object turned into "[object Object]". */
+const scalar = (r: DataRecord, names: readonly string[], where: string): string => {
+  const v = field(r, names, where);
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
+  const name = names.find((n) => r[n] === v)!;
+  throw new DataError(`${where}: field "${name}" must be a string or number, got ${Array.isArray(v) ? "an array" : typeof v === "object" ? "an object" : typeof v}`);
 };
 
 /**
@@ -130,11 +138,11 @@ const field = (r: DataRecord, names: readonly string[], where: string): unknown 
 export function classificationExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: DataOptions): ClassificationData {
   const where = (i: number) => recordName(opts.source, records[i], i);
   const labelled = opts.labelled !== false;
-  const raw = records.map((r, i) => (labelled ? String(field(r, LABEL_FIELDS, where(i))) : ""));
+  const raw = records.map((r, i) => (labelled ? scalar(r, LABEL_FIELDS, where(i)) : ""));
   const names = opts.labelNames ? [...opts.labelNames] : labelled ? sortedLabels(raw) : [];
   const index = new Map(names.map((n, i) => [n, i]));
   const examples = records.map((r, i) => {
-    const text = String(field(r, TEXT_FIELDS, where(i)));
+    const text = scalar(r, TEXT_FIELDS, where(i));
     const pair = r.text_pair ?? r.sentence2 ?? undefined;
     const label = labelled ? index.get(raw[i]!) : undefined;
     if (labelled && label === undefined) throw new DataError(`${where(i)}: label "${raw[i]}" is not one of ${names.join(", ")}`);
@@ -151,7 +159,7 @@ export function classificationExamples(records: readonly DataRecord[], tokenizer
 /** Causal-LM examples: each text becomes a sequence whose labels are its own ids. */
 export function languageModelingExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
   return records.map((r, i) => {
-    const text = String(field(r, LM_FIELDS, recordName(opts.source, r, i)));
+    const text = scalar(r, LM_FIELDS, recordName(opts.source, r, i));
     const enc = tokenizer.encodeBatch([clipText(text, tokenizer, opts.maxLength)], { maxLength: opts.maxLength });
     const ids = Array.from(enc.input_ids.data.slice(0, enc.lengths[0]!), Number);
     return { ids, typeIds: ids.map(() => 0), tokenLabels: ids };
@@ -296,8 +304,8 @@ export function questionAnsweringExamples(records: readonly DataRecord[], tokeni
   const specials = tokenizer.specialTokenCount(true);
   return records.flatMap((r, i) => {
     const where = recordName(opts.source, r, i);
-    const question = String(field(r, ["question"], where));
-    const context = String(field(r, ["context"], where));
+    const question = scalar(r, ["question"], where);
+    const context = scalar(r, ["context"], where);
     const answers = answersOf(r, context, where, opts.labelled !== false);
     const { text, start } = answers[0] ?? { text: "", start: 0 };
     // Leading whitespace belongs to the answer's piece so byte-level BPE sees " word" as in the full text.
