@@ -281,6 +281,22 @@ describe("hub downloads (@huggingface/hub cache, Python's layout)", () => {
     const { server, url } = await serveHub({ commit: COMMIT_A, files: sourceFiles() });
     await stop(server);
     await assert.rejects(resolveCheckpoint("org/missing", { endpoint: url, cacheDir: tmp() }), /org\/missing@main: .* not in the cache .* cannot be reached/);
+    // HF_HOME places the cache at $HF_HOME/hub (HF_HUB_CACHE, when set, wins), as in Python.
+    const saved = { home: process.env.HF_HOME, cache: process.env.HF_HUB_CACHE, offline: process.env.HF_HUB_OFFLINE };
+    try {
+      delete process.env.HF_HUB_CACHE;
+      process.env.HF_HOME = join(tmp(), "hf-home");
+      assert.equal(repoCacheDir("org/x"), join(process.env.HF_HOME, "hub", "models--org--x"));
+      await assert.rejects(resolveCheckpoint("org/x", { offline: true }), (e: unknown) => e instanceof HubError && e.message.includes(join(process.env.HF_HOME!, "hub", "models--org--x")));
+      // HF_HUB_OFFLINE=1: no request is even tried (the endpoint would answer "cannot be reached").
+      process.env.HF_HUB_OFFLINE = "1";
+      await assert.rejects(resolveCheckpoint("org/x", { endpoint: url }), /not in the cache .* offline mode is on/);
+    } finally {
+      for (const [k, v] of [["HF_HOME", saved.home], ["HF_HUB_CACHE", saved.cache], ["HF_HUB_OFFLINE", saved.offline]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
     assert.throws(() => checkRepoFileName("a/../b", "f"), /f: "a\/..\/b" is not a safe file name \(empty, "." or ".." path segment\)/);
     assert.equal(checkRepoFileName("onnx/model.onnx", "f"), "onnx/model.onnx");
     assert.ok(!existsSync(join(tmpdir(), "x")) || lstatSync(join(tmpdir(), "x")).mtimeMs < Date.now() - 3600_000);
