@@ -129,6 +129,7 @@ describe("Trainer", () => {
     mkdirSync(join(dir, "adapter.tmp-1234-abcd"));
     writeFileSync(join(dir, "adapter.tmp-1234-abcd", "adapter_model.safetensors"), "partial");
     mkdirSync(join(dir, "checkpoint-last.tmp-99-ffff"));
+    writeFileSync(join(dir, "report.html.tmp-99-0123456789ab"), "<html");
     const lines: string[] = [];
     await (await tinyTrainer({ outputDir: dir, maxSteps: 1, print: (l) => lines.push(l) })).trainer.train();
     assert.deepEqual(readdirSync(dir).filter((f) => f.includes(".tmp-") || f.includes(".old-")), []);

@@ -2,7 +2,7 @@
 // accumulation, periodic evaluation, early stopping, a divergence guard, checkpoints written as
 // whole folders that a killed run resumes from bit for bit, a JSONL log of every metric and a
 // live progress bar.
-import { appendFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { appendFile, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, isAbsolute, join } from "node:path";
 import cliProgress from "cli-progress";
 import { recoverDir, writeDirAtomic } from "../io/atomic-dir.js";
@@ -298,6 +298,12 @@ export class Trainer {
     const o = this.opts;
     await mkdir(o.outputDir, { recursive: true });
     for (const d of [LAST, BEST, ADAPTER]) for (const done of await recoverDir(join(o.outputDir, d))) this.print(`cleaned up after a killed run: ${done}`);
+    // Temp files of writeFileAtomic (metrics.jsonl rewritten on resume, report.html) that a kill left.
+    for (const f of await readdir(o.outputDir)) {
+      if (!/^(metrics\.jsonl|report\.html)\.tmp-\d+-[0-9a-f]+$/.test(f)) continue;
+      await rm(join(o.outputDir, f), { force: true });
+      this.print(`cleaned up after a killed run: removed ${join(o.outputDir, f)}`);
+    }
     const present = (await Promise.all(RUN_OUTPUTS.map(async (f) => ((await exists(join(o.outputDir, f))) ? f : undefined)))).filter((f) => f !== undefined);
     if (present.length === 0 || o.resume) return;
     if (!o.overwrite) {
