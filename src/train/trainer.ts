@@ -44,7 +44,7 @@ export interface TrainerOptions {
   earlyStopping?: { metric: string; patience: number; mode?: "max" | "min" };
   /** Seeds the batch order of every epoch and the dropout masks of every step. */
   seed?: number;
-  /** Dropout during training (default on). Masks are a function of (seed, step, micro-batch), so runs repeat bit for bit either way. */
+  /** Dropout during training (default on). Its masks are a function of (seed, step, micro-batch): a run, a rerun and a resumed run (same threads) agree bit for bit. */
   dropout?: boolean;
   gradientCheckpointing?: boolean;
   /** Masked LM: the LM head runs only at labelled positions (same loss, less compute). */

@@ -123,7 +123,7 @@ const sites = new WeakMap<Graph, number>();
  * when not training or when `ratio` is 0.
  *
  * The mask is a counter-based hash of (the run's key, the site, the element's coordinates) built
- * from int32 Mul/Add/Div/Less, so it is a pure function of the graph input {@link DROPOUT_KEY}:
+ * from int32 Mul/Add/Div/Less and a Where, so it is a pure function of the graph input {@link DROPOUT_KEY}:
  * the same key gives the same mask in any session (a resumed run reproduces the uninterrupted
  * one), a checkpointed segment recomputes the identical mask, and the gradient is the product
  * rule through a constant mask. ONNX's Dropout draws from a per-session generator instead, and
@@ -165,7 +165,7 @@ export function dropout(x: Value, ratio: number, training: boolean): Value {
   }
   let h = add(mul(v, v), g.scalar("int32", 0x3c6ef372));
   h = mul(h, add(h, div(h, g.scalar("int32", 65536))));
-  const threshold = Math.round(-(2 ** 31) + ratio * 2 ** 32);
+  const threshold = Math.min(2 ** 31 - 1, Math.round(-(2 ** 31) + ratio * 2 ** 32));
   const mask = where(less(h, g.scalar("int32", threshold)), g.scalar(x.dtype, 0), g.scalar(x.dtype, 1 / (1 - ratio)));
   return mul(x, mask);
 }
