@@ -4,7 +4,6 @@
 import { type Tensor } from "../ir/tensor.js";
 import { type Task } from "../models/task.js";
 import { type PeftModel } from "../peft/peft-model.js";
-import { compile } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 
 export type Prediction =
@@ -111,27 +110,22 @@ export function bestWindows(examples: readonly Example[], predictions: readonly 
 }
 
 /**
- * Run the model (its active adapters) over examples, in order and without targets, dropout off.
+ * Run the model (its active adapters) over examples, in order and without targets, dropout off,
+ * through `model.forward` (whose session stays cached on the model; `releaseSessions()` frees it).
  *
  * @example
  *   const { examples } = classificationExamples(records, model.tokenizer!, { maxLength: 128, labelNames: peft.labelNames() });
  *   const [first] = await predict(peft, examples); // { label, probabilities }
  */
 export async function predict(model: PeftModel, examples: readonly Example[], opts: { batchSize?: number; threads?: number } = {}): Promise<Prediction[]> {
-  const built = model.build();
-  const outputs = Object.fromEntries((["logits", "start_logits", "end_logits"] as const).filter((k) => built.outputs[k]).map((k) => [k, built.outputs[k]!]));
-  const session = await compile(outputs, opts.threads ? { threads: opts.threads } : {});
   const tok = model.base.tokenizer;
   const padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
   const predictions: Prediction[] = [];
-  try {
-    for (const b of epochBatches(examples, opts.batchSize ?? 16, 0, 0, { shuffle: false, groupByLength: false })) {
-      const batch = b.map((i) => examples[i]!);
-      const { input_ids, attention_mask, token_type_ids } = collate(batch, padId);
-      predictions.push(...decodePredictions(model, batch, await session.run(model.prepareInputs({ input_ids, attention_mask, token_type_ids }))));
-    }
-  } finally {
-    await session.release();
+  for (const b of epochBatches(examples, opts.batchSize ?? 16, 0, 0, { shuffle: false, groupByLength: false })) {
+    const batch = b.map((i) => examples[i]!);
+    const { input_ids, attention_mask, token_type_ids } = collate(batch, padId);
+    const out = await model.forward({ input_ids, attention_mask, token_type_ids }, opts.threads ? { threads: opts.threads } : {});
+    predictions.push(...decodePredictions(model, batch, out as Record<string, Tensor>));
   }
   return predictions;
 }
