@@ -81,6 +81,23 @@ describe("option values", () => {
     });
   }
 
+  it("options that would be ignored or contradict each other are errors (or a note)", async () => {
+    await fails([...train, "--resume", "--overwrite"], /--overwrite: cannot be combined with --resume \(--resume\)/);
+    await fails([...train, "--early-stopping", "f1:3", "--val-split", "0"], /--early-stopping: needs evaluation data, but --val-split is 0 and no --eval file is given$/);
+    await fails([...train, "--config", file("every.yaml", "eval-every: 5\nval-split: 0\n")], /every\.yaml: eval-every: needs evaluation data/);
+    const greedy = await run(["generate", "--model", join(FIXTURES, "llama-tiny"), "--prompt", "the cat", "--max-new-tokens", "2", "--top-k", "5"]);
+    assert.equal(greedy.code, 0, greedy.err);
+    assert.match(greedy.err, /^note: --top-k has no effect with --temperature 0 \(greedy decoding\)/m);
+  });
+
+  it("pretrain corpus files: a record without text and invalid UTF-8 name the file and line", async () => {
+    const pretrain = ["pretrain", "--kind", "decoder", "--output", join(dir, "never"), "--steps", "1"];
+    await fails([...pretrain, "--corpus", file("corpus.jsonl", '{"text":"a"}\n{"txt":"b"}\n')], /corpus\.jsonl line 2: missing field "text" or "content" \(has txt\)$/);
+    await fails([...pretrain, "--corpus", file("corpus.txt", "caf\u00e9\n"), file("latin1.txt", "")], /latin1\.txt: no text \(the file is empty\)$/);
+    writeFileSync(join(dir, "latin1.txt"), Buffer.from([0x63, 0x61, 0x66, 0x0a, 0x63, 0x61, 0x66, 0xe9, 0x0a]));
+    await fails([...pretrain, "--corpus", join(dir, "latin1.txt")], /latin1\.txt line 2: invalid UTF-8/);
+  });
+
   it("nothing was written by the refused runs", () => {
     assert.equal(existsSync(join(dir, "never")), false);
   });

@@ -10,7 +10,7 @@ import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { type Task } from "../models/task.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, TASK_TYPES, type PeftConfigInput } from "../peft/peft-model.js";
-import { classificationExamples, languageModelingExamples, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
+import { classificationExamples, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
@@ -89,8 +89,12 @@ export function builtinCorpus(): { texts: string[]; description: string } {
 async function corpusFiles(files: readonly string[]): Promise<{ texts: string[]; description: string }> {
   const texts: string[] = [];
   for (const f of files) {
-    if (f.endsWith(".jsonl") || f.endsWith(".csv")) texts.push(...(await readRecords(f)).map((r) => String(r.text ?? "")));
-    else texts.push(await readFile(f, "utf8"));
+    if (f.endsWith(".jsonl") || f.endsWith(".csv")) texts.push(...languageModelingTexts(await readRecords(f), f));
+    else {
+      const text = decodeDataFile(await readFile(f).catch((e: Error) => Promise.reject(new DataError(`${f}: ${e.message}`))), f);
+      if (!text.trim()) throw new DataError(`${f}: no text (the file is ${text ? "blank" : "empty"})`);
+      texts.push(text);
+    }
   }
   return { texts, description: files.join(", ") };
 }
@@ -209,6 +213,11 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 
   addOptions(prog.command("train").description("fine-tune a model with a PEFT method on a JSONL/CSV file"), OPTIONS.train).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.train);
+    // Options that would be silently ignored (or contradict each other) are errors.
+    if (o.resume && o.overwrite) throw new OptionError(`${sourceOf(o, "overwrite")}: cannot be combined with --resume (${sourceOf(o, "resume")}): resume continues the run in ${o.output}, overwrite replaces it`, "pass one of them");
+    for (const key of ["earlyStopping", "evalEvery"] as const) {
+      if (o[key] !== undefined && o.eval === undefined && o.valSplit === 0) throw new OptionError(`${sourceOf(o, key)}: needs evaluation data, but --val-split is 0 and no --eval file is given`, "pass --eval <file>, or a --val-split above 0");
+    }
     const records = await readRecords(o.data);
     const { task, guessed } = await taskOf(o.task, records, { source: o.data, note });
     const model = await loadModelFor(o.model, task, guessed ? { source: o.data, records } : undefined);
@@ -286,6 +295,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 
   addOptions(prog.command("generate").description("generate text with a causal LM (and adapter), streaming tokens"), OPTIONS.generate).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.generate);
+    for (const key of ["topK", "topP"] as const) if (o[key] !== undefined && o.temperature === 0) note(`note: ${sourceOf(o, key)} has no effect with --temperature 0 (greedy decoding); pass a temperature above 0 to sample`);
     const model = await loadModel(o.model, { task: "causal-lm" });
     const peft = o.adapter ? await PeftModel.load(model, o.adapter) : undefined;
     const lm = peft ? peft.mergeAndUnload() : model;

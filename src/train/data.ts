@@ -156,6 +156,11 @@ export function classificationExamples(records: readonly DataRecord[], tokenizer
   return { examples, labels: names };
 }
 
+/** The texts of language-modeling records ("text" or "content"); a record without one is an error naming its line. */
+export function languageModelingTexts(records: readonly DataRecord[], source?: string): string[] {
+  return records.map((r, i) => scalar(r, LM_FIELDS, recordName(source, r, i)));
+}
+
 /** Causal-LM examples: each text becomes a sequence whose labels are its own ids. */
 export function languageModelingExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
   return records.map((r, i) => {
