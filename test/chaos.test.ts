@@ -18,7 +18,7 @@ const BIN = join(import.meta.dirname, "..", "bin", "peftjs.js");
 const BERT = join(FIXTURES, "bert-tiny");
 const KILLS = 6;
 
-/** When to kill a run: at the n-th change in its output folder, or at the first change to a name starting with `name`. */
+/** When to kill a run: at the n-th change in its output folder, or when an entry whose name starts with `name` appears. */
 type Trigger = { event: number } | { name: string };
 
 /**
@@ -34,7 +34,8 @@ function train(args: string[], output: string, trigger?: Trigger): Promise<{ cod
   let events = 0;
   const watcher = watch(output, (_, name) => {
     events++;
-    if (trigger && ("event" in trigger ? events === trigger.event : name?.startsWith(trigger.name))) child.kill("SIGKILL");
+    // A name trigger fires when such an entry appears (not when a leftover one is cleaned up).
+    if (trigger && ("event" in trigger ? events === trigger.event : name?.startsWith(trigger.name) && existsSync(join(output, name)))) child.kill("SIGKILL");
   });
   return new Promise((resolve) => {
     child.on("exit", (code, signal) => {
@@ -66,8 +67,10 @@ describe("chaos: train killed at random points", () => {
     const dir = mkdtempSync(join(tmpdir(), "peftjs-chaos-"));
     const data = join(dir, "train.jsonl");
     writeFileSync(data, RECORDS.map((r) => JSON.stringify(r)).join("\n"));
-    // --eval-every 1: an evaluation and a checkpoint after every step, so kills often land in saves.
-    const args = (output: string) => ["--model", BERT, "--data", data, "--output", output, "--epochs", "3", "--batch-size", "4", "--lr", "0.01", "--threads", "1", "--eval-every", "1", "--r", "4", "--target-modules", "query,value", "--max-length", "32"];
+    // --eval-every 1: an evaluation and a checkpoint after every step, so kills often land in saves;
+    // --grad-accum 2 over an odd number of batches an epoch: kills land between micro-batches, and
+    // each epoch ends on a step of one batch.
+    const args = (output: string) => ["--model", BERT, "--data", data, "--output", output, "--epochs", "3", "--batch-size", "5", "--grad-accum", "2", "--lr", "0.01", "--threads", "1", "--eval-every", "1", "--r", "4", "--target-modules", "query,value", "--max-length", "32"];
     const reference = await train(args(join(dir, "reference")), join(dir, "reference"));
     assert.equal(reference.code, 0, reference.out);
     const expected = await adapterTensors(join(dir, "reference", "adapter"));
