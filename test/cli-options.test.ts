@@ -160,6 +160,13 @@ describe("task inference never switches task silently", () => {
     await fails(["train", "--model", join(FIXTURES, "roberta-tiny"), "--data", textOnly, "--output", join(dir, "never")], /text-only\.csv: no "label" field \(the records have "text"\), so the task was guessed as causal-lm, which roberta does not build/);
   });
 
+  it("any label field (label, labels, class, target) makes the guess classification", async () => {
+    const data = file("class.jsonl", RECORDS.map((r) => JSON.stringify({ text: r.text, class: r.label })).join("\n"));
+    const r = await run(["train", "--model", join(FIXTURES, "gpt2-tiny"), "--data", data, "--output", join(dir, "class-out"), "--max-steps", "1", "--batch-size", "8", "--threads", "1"]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /final metrics: .*"accuracy"/);
+  });
+
   it("an empty data file says so", async () => {
     await fails(["train", "--model", join(FIXTURES, "roberta-tiny"), "--data", file("empty.jsonl", ""), "--output", join(dir, "never")], /empty\.jsonl: no records \(the file is empty\)$/);
   });

@@ -58,6 +58,13 @@ describe("data errors name the file, line and field", () => {
     assert.throws(() => classificationExamples(csvRecords, tok, { maxLength: 16, source: csv }), new RegExp(`${csv.replace(/[.]/g, "\\.")} line 3: missing field "label"`));
   });
 
+  it(".json holds one array of records; other file types are named, not guessed", async () => {
+    assert.deepEqual(await readRecords(file("array.json", '[{"text":"a","label":"x"},\n {"text":"b","label":"y"}]')), [{ text: "a", label: "x" }, { text: "b", label: "y" }]);
+    await rejects(file("object.json", '{"text":"a"}'), /object\.json: expected an array of records, got an object \(use \.jsonl/);
+    await rejects(file("mixed.json", '[{"text":"a"}, 3]'), /mixed\.json record 2: expected a JSON object, got 3$/);
+    await rejects(file("train.txt", "hello\n"), /train\.txt: unknown data file type "\.txt"; expected \.jsonl, \.ndjson, \.json, \.csv, \.tsv$/);
+  });
+
   it("a line that is not a JSON object says what it is", async () => {
     await rejects(file("array.jsonl", '{"text":"a"}\n["text"]\n'), /array\.jsonl line 2: expected a JSON object, got an array/);
   });

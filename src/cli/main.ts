@@ -3,14 +3,14 @@
 // validate through the same schema, flags given on the command line winning.
 import { readFile, realpath } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { Command, CommanderError } from "commander";
 import { didYouMean } from "../io/did-you-mean.js";
 import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { type Task } from "../models/task.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, TASK_TYPES, type PeftConfigInput } from "../peft/peft-model.js";
-import { classificationExamples, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
+import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
@@ -89,7 +89,7 @@ export function builtinCorpus(): { texts: string[]; description: string } {
 async function corpusFiles(files: readonly string[]): Promise<{ texts: string[]; description: string }> {
   const texts: string[] = [];
   for (const f of files) {
-    if (f.endsWith(".jsonl") || f.endsWith(".csv")) texts.push(...languageModelingTexts(await readRecords(f), f));
+    if (DATA_EXTENSIONS.includes(extname(f).toLowerCase())) texts.push(...languageModelingTexts(await readRecords(f), f));
     else {
       const text = decodeDataFile(await readFile(f).catch((e: Error) => Promise.reject(new DataError(`${f}: ${e.message}`))), f);
       if (!text.trim()) throw new DataError(`${f}: no text (the file is ${text ? "blank" : "empty"})`);
@@ -116,13 +116,13 @@ async function taskOf(explicit: Task | undefined, records: DataRecord[], opts: {
   if (task === undefined) {
     if (has("tokens") || has("words")) task = "token-classification";
     else if (has("question") && has("context")) task = "question-answering";
-    else task = has("label") ? "sequence-classification" : (opts.unlabelled ?? "causal-lm");
+    else task = TASK_FIELDS["sequence-classification"].targets.some(has) ? "sequence-classification" : (opts.unlabelled ?? "causal-lm");
   }
   if (records.length === 0 || !(task in TASK_FIELDS)) return { task, guessed };
   const source = opts.source ?? "data";
   const unused = unusedFields(records, task as DataTask, { source, labelled: opts.labelled });
   if (unused.length === 0) return { task, guessed };
-  if (guessed && task === "causal-lm" && !has("label")) {
+  if (guessed && task === "causal-lm") {
     const fields = unused.map((u) => `"${u.field}"`).join(", ");
     const typo = unused.map((u) => (KNOWN_FIELDS.includes(u.field) ? "" : didYouMean(u.field, KNOWN_FIELDS))).find(Boolean) ?? "";
     throw new UsageError(

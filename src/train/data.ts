@@ -54,8 +54,12 @@ export function decodeDataFile(bytes: Uint8Array, path: string): string {
 
 const lineAt = (bytes: Uint8Array, offset: number) => bytes.subarray(0, offset).filter((b) => b === 0x0a).length + 1;
 
+/** The data files readRecords reads. */
+export const DATA_EXTENSIONS = [".jsonl", ".ndjson", ".json", ".csv", ".tsv"];
+
 /**
- * Records from a .jsonl (one JSON object per line) or .csv / .tsv file (header row). A file
+ * Records from a .jsonl / .ndjson (one JSON object per line), .json (an array of objects) or
+ * .csv / .tsv file (header row). A file
  * without records is an error; each record remembers its line for error messages (recordName).
  */
 export async function readRecords(path: string): Promise<DataRecord[]> {
@@ -68,6 +72,21 @@ export async function readRecords(path: string): Promise<DataRecord[]> {
   const text = decodeDataFile(bytes, path);
   const ext = extname(path).toLowerCase();
   let records: DataRecord[];
+  if (!DATA_EXTENSIONS.includes(ext)) throw new DataError(`${path}: unknown data file type "${ext || "(no extension)"}"; expected ${DATA_EXTENSIONS.join(", ")}`);
+  if (ext === ".json") {
+    // One JSON array of records (JSONL is one record per line).
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      throw new DataError(`${path}: ${(e as Error).message} (a .json data file is one array of records; use .jsonl for one record per line)`);
+    }
+    if (!Array.isArray(v)) throw new DataError(`${path}: expected an array of records, got ${v === null ? "null" : typeof v === "object" ? "an object" : typeof v} (use .jsonl for one record per line)`);
+    const bad = v.findIndex((r) => typeof r !== "object" || r === null || Array.isArray(r));
+    if (bad >= 0) throw new DataError(`${path} record ${bad + 1}: expected a JSON object, got ${JSON.stringify(v[bad])?.slice(0, 40)}`);
+    if (v.length === 0) throw new DataError(`${path}: no records (an empty array)`);
+    return v as DataRecord[];
+  }
   if (ext === ".csv" || ext === ".tsv") {
     let rows: { record: DataRecord; info: { lines: number } }[];
     try {
