@@ -154,9 +154,11 @@ async function loadModelFor(dir: string, task: Task, guessedFrom?: { source: str
     const unsupported = /task "[^"]+" is not supported for ([^;]+); supported: (.*)$/.exec((e as Error).message);
     if (!guessedFrom || !unsupported) throw e;
     const fields = [...new Set(guessedFrom.records.flatMap((r) => Object.keys(r)))];
+    const have = fields.map((f) => `"${f}"`).join(", ");
+    const why = task === "causal-lm" ? `no "label" field (the records have ${have}), so the task was guessed as ${task}` : `the records' fields (${have}) make the task ${task}`;
     throw new UsageError(
-      `${guessedFrom.source}: no "label" field (the records have ${fields.map((f) => `"${f}"`).join(", ")}), so the task was guessed as ${task}, which ${unsupported[1]} does not build (it builds ${unsupported[2]})`,
-      `add a "label" field for classification (or tokens + tags, question + context + answers), or pass --task`,
+      `${guessedFrom.source}: ${why}, which ${unsupported[1]} does not build (it builds ${unsupported[2]})`,
+      task === "causal-lm" ? `add a "label" field for classification (or tokens + tags, question + context + answers), or pass --task` : `use a model that builds ${task}, or pass --task`,
     );
   }
 }
