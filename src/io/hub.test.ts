@@ -274,6 +274,7 @@ describe("hub downloads (@huggingface/hub cache, Python's layout)", () => {
   it("local directories are used as they are; bad ids, revisions and offline misses are clear errors", async () => {
     assert.equal(await resolveCheckpoint(SOURCE), SOURCE);
     await assert.rejects(resolveCheckpoint("not a repo!"), /not a directory and not a hub repo id/);
+    await assert.rejects(resolveCheckpoint(join(SOURCE, "config.json")), /config.json: is a file; expected a checkpoint directory/);
     await assert.rejects(resolveCheckpoint("../etc"), /not a directory and not a hub repo id/);
     await assert.rejects(resolveCheckpoint("org/x", { revision: "../../main", offline: true, cacheDir: tmp() }), /org\/x: revision: "..\/..\/main" is not a safe file name/);
     await assert.rejects(resolveCheckpoint("org/missing", { offline: true, cacheDir: tmp() }), /org\/missing@main: config.json and weights are not in the cache .* offline mode is on/);

@@ -302,6 +302,7 @@ async function readRef(storage: string, revision: string): Promise<string | unde
 export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}): Promise<string> {
   const local = await stat(repoOrDir).catch(() => undefined);
   if (local?.isDirectory()) return repoOrDir;
+  if (local) throw new HubError(`${repoOrDir}: is a file; expected a checkpoint directory (config.json, model.safetensors) or a hub repo id`);
   checkRepoId(repoOrDir);
   const revision = opts.revision ?? "main";
   checkRevision(repoOrDir, revision);
