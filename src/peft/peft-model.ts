@@ -14,8 +14,6 @@ import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
 import { assertAdapterFitsModel, type ModelGraph } from "../models/task.js";
 import { type SessionOptions } from "../runtime/session.js";
-import { LoraAdapter } from "../tuners/lora/adapter.js";
-import { combineLora, type Combination } from "../tuners/lora/combine.js";
 import { ModulesToSave } from "../tuners/modules-to-save.js";
 import { tunerFor } from "../tuners/registry.js";
 import { layerIndex } from "../tuners/targets.js";
@@ -110,20 +108,17 @@ export class PeftModel {
    * A new LoRA adapter combining existing ones (PEFT's `add_weighted_adapter`): "linear", "cat"
    * or "svd" (see tuners/lora/combine.ts).
    */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, opts: { combination?: Combination; svdRank?: number } = {}): void {
-    const loras = adapters.map((n) => {
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, opts: { combination?: "linear" | "cat" | "svd"; svdRank?: number } = {}): void {
+    const list = adapters.map((n) => {
       const a = this.adapters.get(n);
-      if (!(a instanceof LoraAdapter)) throw new Error(`add_weighted_adapter: "${n}" is ${a ? "not a LoRA adapter" : "not an adapter"}`);
+      if (!a) throw new Error(`add_weighted_adapter: "${n}" is not an adapter`);
       return a;
     });
-    const { rank, layers } = combineLora(loras, weights, opts.combination ?? "svd", opts.svdRank);
-    const first = loras[0]!.config;
-    const added = this.addAdapter(name, { ...first, r: rank, lora_alpha: rank, rank_pattern: {}, alpha_pattern: {}, target_modules: [...layers.keys()], layers_to_transform: null, use_rslora: false } as PeftConfigInput) as LoraAdapter;
-    for (const [path, { A, B }] of layers) {
-      const f = added.factors(path);
-      f.A.set(A);
-      f.B.set(B);
-    }
+    const type = (list[0]?.config as { peft_type?: string } | undefined)?.peft_type;
+    const def = tunerFor(type, "add_weighted_adapter");
+    if (!def.combine) throw new Error(`add_weighted_adapter: ${type} adapters cannot be combined`);
+    const { config, fill } = def.combine(list, weights, opts);
+    fill(this.addAdapter(name, config as PeftConfigInput));
   }
 
   /** Make one adapter, or several at once (their effects add up), the active set. */

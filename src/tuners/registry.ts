@@ -1,10 +1,9 @@
 // The one table of PEFT methods. Adding a method: its folder under src/tuners/, one row here,
 // and its row in the shared conformance suite (a meta-test checks the suite covers this table).
-import { LoraAdapter } from "./lora/adapter.js";
-import { LORA_INERT_FIELDS, loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./lora/config.js";
-import { ADALORA } from "./adalora/index.js";
+import { LORA } from "./lora/index.js";
+import { adaloraTuner } from "./adalora/index.js";
 import { BOTTLENECK } from "./bottleneck/index.js";
-import { HYBRID } from "./hybrid/index.js";
+import { hybridTuner } from "./hybrid/index.js";
 import { IA3 } from "./ia3/index.js";
 import { PREFIX_TUNING } from "./prefix/index.js";
 import { P_TUNING, PROMPT_TUNING } from "./prompt/index.js";
@@ -12,20 +11,14 @@ import { BITFIT, FULL, LN_TUNING, TOP_K_LAYERS } from "./selective/index.js";
 import { type TunerDef } from "./tuner.js";
 
 export const TUNERS = {
-  LORA: {
-    peftType: "LORA",
-    inertFields: LORA_INERT_FIELDS,
-    parseConfig: (json, source, model) => parseLoraConfig(json, source, model?.config.modelType),
-    toJSON: loraConfigToJSON,
-    create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),
-  } satisfies TunerDef<LoraConfig>,
-  ADALORA,
+  LORA,
+  ADALORA: adaloraTuner(LORA),
   IA3,
   PROMPT_TUNING,
   P_TUNING,
   PREFIX_TUNING,
   BOTTLENECK,
-  HYBRID,
+  HYBRID: hybridTuner(LORA, BOTTLENECK),
   BITFIT,
   LN_TUNING,
   TOP_K_LAYERS,

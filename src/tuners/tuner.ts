@@ -80,6 +80,11 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
   /** adapter_config.json content. */
   toJSON(config: C): Record<string, unknown>;
   create(model: PretrainedModel, config: C, name: string): Adapter<C>;
+  /**
+   * A new adapter combining existing ones of this method (PEFT's add_weighted_adapter): the new
+   * config, and a function that fills the created adapter's tensors.
+   */
+  combine?(adapters: readonly Adapter[], weights: readonly number[], opts: Readonly<Record<string, unknown>>): { config: Record<string, unknown>; fill(added: Adapter): void };
 }
 
 /** A PEFT field accepted only where it does not change the computation. */

@@ -11,11 +11,29 @@ import { fillNormal } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { LORA_INERT_FIELDS, loraConfigToJSON, parseLoraConfig, type LoraConfig } from "../lora/config.js";
-import { targetedLinears } from "../targets.js";
-import { AdapterConfigError, field, isInt, isNum, MODEL_PREFIX, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+import { targetedLinears, type TargetSpec } from "../targets.js";
+import { AdapterConfigError, field, isInt, isNum, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
-export interface AdaLoraConfig extends Omit<LoraConfig, "peft_type" | "rank_pattern"> {
+/**
+ * The LoraConfig fields AdaLoRA shares (PEFT's AdaLoraConfig extends LoraConfig). The registry
+ * hands LoRA's row to adaloraTuner, so this folder imports no other method's.
+ */
+export interface LoraFields extends BaseConfig, TargetSpec {
+  peft_type: string;
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  fan_in_fan_out: boolean;
+  bias: string;
+  lora_bias: boolean;
+  use_rslora: boolean;
+  use_dora: boolean;
+  use_gating: boolean;
+  init_lora_weights: boolean | "gaussian";
+  rank_pattern: unknown;
+}
+
+export interface AdaLoraConfig extends Omit<LoraFields, "peft_type" | "rank_pattern"> {
   peft_type: "ADALORA";
   /** Average rank per module at the end of training. */
   target_r: number;
@@ -36,10 +54,12 @@ export interface AdaLoraConfig extends Omit<LoraConfig, "peft_type" | "rank_patt
   rank_pattern: Record<string, boolean[]> | null;
 }
 
-export function parseAdaLoraConfig(json: Readonly<Record<string, unknown>>, source: string, modelType?: string): AdaLoraConfig {
-  const lora = parseLoraConfig({ ...json, rank_pattern: undefined, r: json.init_r ?? 12 }, source, modelType);
+function parseAdaLoraConfig(lora: TunerDef<LoraFields>, json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): AdaLoraConfig {
+  const shared = lora.parseConfig({ ...json, peft_type: lora.peftType, rank_pattern: undefined, r: json.init_r ?? 12 }, source, model);
+  const { rank_pattern: _, ...rest } = shared;
+  void _;
   const cfg: AdaLoraConfig = {
-    ...lora,
+    ...rest,
     peft_type: "ADALORA",
     target_r: field(json, "target_r", 8, isInt(1), "a positive integer", source),
     init_r: field(json, "init_r", 12, isInt(1), "a positive integer", source),
@@ -240,16 +260,20 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
   }
 }
 
-export const ADALORA: TunerDef<AdaLoraConfig> = {
-  peftType: "ADALORA",
-  inertFields: LORA_INERT_FIELDS,
-  parseConfig: (json, source, model) => parseAdaLoraConfig(json, source, model?.config.modelType),
-  toJSON: (c) => {
-    const { rank_pattern: _lora, r: _r, ...lora } = loraConfigToJSON({ ...c, peft_type: "LORA", rank_pattern: {} });
-    void _lora;
-    void _r;
-    // `r` is LoraConfig's field, unused by AdaLoRA: PEFT writes its default 8 (any other value makes AdaLoraConfig warn).
-    return { ...lora, peft_type: "ADALORA", r: 8, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
-  },
-  create: (model, config, name) => new AdaLoraAdapter(model, parseAdaLoraConfig({ ...config }, "AdaLoRA config", model.config.modelType), name),
-};
+/** AdaLoRA's registry row, built on LoRA's (its shared fields, their JSON form and the inert ones). */
+export function adaloraTuner(lora: TunerDef<LoraFields>): TunerDef<AdaLoraConfig> {
+  const def: TunerDef<AdaLoraConfig> = {
+    peftType: "ADALORA",
+    inertFields: lora.inertFields,
+    parseConfig: (json, source, model) => parseAdaLoraConfig(lora, json, source, model),
+    toJSON: (c) => {
+      const { rank_pattern: _lora, r: _r, ...shared } = lora.toJSON({ ...c, peft_type: lora.peftType, rank_pattern: {} });
+      void _lora;
+      void _r;
+      // `r` is LoraConfig's field, unused by AdaLoRA: PEFT writes its default 8 (any other value makes AdaLoraConfig warn).
+      return { ...shared, peft_type: "ADALORA", r: 8, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
+    },
+    create: (model, config, name) => new AdaLoraAdapter(model, parseAdaLoraConfig(lora, { ...config }, "AdaLoRA config", model), name),
+  };
+  return def;
+}

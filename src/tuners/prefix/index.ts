@@ -14,7 +14,7 @@ import { concat, expand, mul, reshape, shapeOf, slice, squeeze, tanh, transpose,
 import { fillNormal } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { parsePromptLearning, type PromptLearningConfig } from "../prompt/index.js";
+import { parsePromptLearning, type PromptLearningConfig } from "../prompt-learning.js";
 import { AdapterConfigError, field, isBool, isInt, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
 export interface PrefixTuningConfig extends PromptLearningConfig {

@@ -9,17 +9,10 @@ import { add, concat, dropout, expand, mul, relu, shapeOf, sigmoid, slice, split
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { AdapterConfigError, alwaysInert, field, isInt, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { parsePromptLearning, promptLearningJSON, type PromptLearningConfig } from "../prompt-learning.js";
+import { AdapterConfigError, alwaysInert, field, isInt, isNum, isStr, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
 const END = Number.MAX_SAFE_INTEGER;
-
-export interface PromptLearningConfig extends BaseConfig {
-  num_virtual_tokens: number;
-  token_dim: number;
-  num_transformer_submodules: number;
-  num_attention_heads: number;
-  num_layers: number;
-}
 
 export interface PromptTuningConfig extends PromptLearningConfig {
   peft_type: "PROMPT_TUNING";
@@ -36,30 +29,6 @@ export interface PTuningConfig extends PromptLearningConfig {
   encoder_num_layers: number;
   encoder_dropout: number;
 }
-
-export function parsePromptLearning(json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): PromptLearningConfig {
-  const n = field(json, "num_virtual_tokens", undefined as unknown as number, isInt(1), "a positive integer", source);
-  if (n === undefined) throw new AdapterConfigError(`${source}: num_virtual_tokens is required`);
-  const cfg = model?.config;
-  return {
-    num_virtual_tokens: n,
-    token_dim: field(json, "token_dim", cfg?.hidden ?? 0, isInt(1), "a positive integer", source),
-    num_transformer_submodules: field(json, "num_transformer_submodules", 1, isInt(1), "a positive integer", source),
-    num_attention_heads: field(json, "num_attention_heads", cfg?.heads ?? 0, isInt(1), "a positive integer", source),
-    num_layers: field(json, "num_layers", cfg?.layers ?? 0, isInt(1), "a positive integer", source),
-    modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
-    base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
-    task_type: (json.task_type as string | undefined) ?? null,
-    inference_mode: (json.inference_mode as boolean | undefined) ?? false,
-  };
-}
-
-/** PEFT's PromptLearningConfig fields (config.py): no modules_to_save (PeftModel adds the task's head itself). */
-const promptLearningJSON = (c: PromptLearningConfig & { peft_type: string }) => ({
-  peft_type: c.peft_type, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
-  num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules,
-  num_attention_heads: c.num_attention_heads, num_layers: c.num_layers, revision: null,
-});
 
 /** Adapters whose prompt is prepended to the input sequence. */
 export interface InputPromptAdapter extends Adapter {
