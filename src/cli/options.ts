@@ -8,6 +8,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { didYouMean } from "../io/did-you-mean.js";
 import { TASKS } from "../models/task.js";
+import { type DataTask } from "../train/data.js";
 
 /** A bad option value: one line naming the option (and its config file), expected and actual. */
 export class OptionError extends Error {
@@ -123,7 +124,10 @@ const TASK_NAMES = TASKS as readonly (typeof TASKS)[number][];
 // Options several commands share, declared once.
 const model = text({ required: true }, "checkpoint directory or hub repo id", "<dir|repo>");
 const adapter = text({}, "adapter directory", "<dir>");
-const task = (help: string) => choice(TASK_NAMES, {}, help, "<task>");
+const task = <const V extends (typeof TASKS)[number]>(help: string, tasks: readonly V[] = TASK_NAMES as readonly V[]) => choice(tasks, {}, help, "<task>");
+/** The tasks examples are built for from data files (train, eval) and those predict prints. */
+const DATA_TASKS = ["sequence-classification", "token-classification", "question-answering", "causal-lm"] as const satisfies readonly DataTask[];
+const PREDICT_TASKS = ["sequence-classification", "token-classification", "question-answering"] as const;
 const threads = integer({ min: 1 }, "CPU threads (default: all cores)");
 const batchSize = integer({ min: 1, default: 16 }, "examples per batch");
 const docStride = integer({ min: 0 }, "QA: tokens shared by the overlapping windows a long context is cut into (default min(128, half a window))");
@@ -153,7 +157,7 @@ export function commandOptions(methods: readonly string[]) {
       data: text({ required: true }, "training data (.jsonl or .csv): text + label (classification), tokens + tags (tagging), question + context + answers (QA), or text (language modeling)", "<file>"),
       eval: text({}, "evaluation data (default: --val-split of the training data)", "<file>"),
       valSplit: number({ min: 0, lt: 1, default: 0.1 }, "held-out fraction when --eval is not given (0: none)", "<fraction>"),
-      task: task(`the task (default: guessed from the data's fields)`),
+      task: task(`the task (default: guessed from the data's fields)`, DATA_TASKS),
       method: choice(methods, { default: "lora" }, "PEFT method", "<name>"),
       output: text({ default: "peftjs-output" }, "output directory", "<dir>"),
       overwrite: flag("replace the output directory's earlier run (otherwise an existing output is refused unless --resume)"),
@@ -188,7 +192,7 @@ export function commandOptions(methods: readonly string[]) {
       model,
       data: text({ required: true }, "evaluation data (.jsonl or .csv)", "<file>"),
       adapter,
-      task: task("task (default: the adapter's, else guessed from the data)"),
+      task: task("task (default: the adapter's, else guessed from the data)", DATA_TASKS),
       maxLength: integer({ min: 1 }, "truncate inputs to this many tokens; default 128, or the model's positions when fewer"),
       docStride,
       batchSize,
@@ -197,7 +201,7 @@ export function commandOptions(methods: readonly string[]) {
     predict: {
       model,
       adapter,
-      task: task("sequence-classification, token-classification or question-answering (default: the adapter's, else guessed from the data)"),
+      task: task("default: the adapter's, else guessed from the data", PREDICT_TASKS),
       text: list({ variadic: true }, "texts to classify, or to tag word by word (split on whitespace)", "<text>"),
       question: text({ allowEmpty: true }, "a question about --context", "<text>"),
       context: text({ allowEmpty: true }, "the passage --question is about", "<text>"),
