@@ -65,6 +65,10 @@ describe("data errors name the file, line and field", () => {
     await rejects(file("train.txt", "hello\n"), /train\.txt: unknown data file type "\.txt"; expected \.jsonl, \.ndjson, \.json, \.csv, \.tsv$/);
   });
 
+  it("a CSV header naming a column twice is refused (one column's values would be dropped)", async () => {
+    await rejects(file("twice.csv", "text,label,text\na,x,b\n"), /twice\.csv line 1: the header names column "text" twice$/);
+  });
+
   it("a line that is not a JSON object says what it is", async () => {
     await rejects(file("array.jsonl", '{"text":"a"}\n["text"]\n'), /array\.jsonl line 2: expected a JSON object, got an array/);
   });

@@ -90,8 +90,15 @@ export async function readRecords(path: string): Promise<DataRecord[]> {
   if (ext === ".csv" || ext === ".tsv") {
     let rows: { record: DataRecord; info: { lines: number } }[];
     try {
-      rows = parseCsv(text, { columns: true, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", info: true }) as typeof rows;
+      // A header naming a column twice would keep only the last column's values: refused.
+      const columns = (header: string[]) => {
+        const twice = header.find((h, i) => header.indexOf(h) !== i);
+        if (twice !== undefined) throw new DataError(`${path} line 1: the header names column "${twice}" twice`);
+        return header;
+      };
+      rows = parseCsv(text, { columns, skip_empty_lines: true, delimiter: ext === ".tsv" ? "\t" : ",", info: true }) as typeof rows;
     } catch (e) {
+      if (e instanceof DataError) throw e;
       throw new DataError(`${path}: ${(e as Error).message.split("\n")[0]}`);
     }
     records = rows.map(({ record, info }) => (LINES.set(record, info.lines), record));
