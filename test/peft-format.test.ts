@@ -132,9 +132,15 @@ describe("strict loading", () => {
 
   it("an unknown or mistyped field is an error with a suggestion", async () => {
     const base = await loadModel(join(FIXTURES, "models", "bert-tiny"));
+    // The same mistakes in a config literal are type errors (registry.ts KnownFields); configs from files are checked at run time.
+    // @ts-expect-error "rank" is not a LORA config field
     assert.throws(() => PeftModel.create(base, { peft_type: "LORA", rank: 16 }), /unknown LORA config field "rank"; did you mean "r"\?/);
+    // @ts-expect-error "lora_alpah" is not a LORA config field
     assert.throws(() => PeftModel.create(base, { peft_type: "LORA", lora_alpah: 16 }), /did you mean "lora_alpha"/);
+    // @ts-expect-error "num_virtual_token" is not a PROMPT_TUNING config field
     assert.throws(() => PeftModel.create(base, { peft_type: "PROMPT_TUNING", num_virtual_token: 4 }), /did you mean "num_virtual_tokens"/);
+    const fromFile: Record<string, unknown> = { peft_type: "LORA", rank: 16 };
+    assert.throws(() => PeftModel.create(base, fromFile as { peft_type: string }), /did you mean "r"/);
   });
 
   it("adapter names are validated", async () => {

@@ -15,7 +15,7 @@ import { type Task } from "../src/models/task.js";
 import { PeftModel, type PeftConfigInput } from "../src/peft/peft-model.js";
 import { compile } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
-import { TUNERS } from "../src/tuners/registry.js";
+import { PRESETS, TUNERS, type PresetName } from "../src/tuners/registry.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
 const ARCHS: { name: string; task: Task }[] = [
@@ -40,7 +40,9 @@ const head = (inv: Inv, task: Task) => (task === "sequence-classification" ? sum
 interface MethodCase {
   /** Names the case in test titles: "LORA dora on gpt2-tiny". */
   variant: string;
-  config: (m: PretrainedModel) => PeftConfigInput;
+  /** Registry presets (CLI --method names) this case runs: its config is the presets' settings, then `config`'s (test sizes). */
+  presets?: PresetName[];
+  config: (m: PretrainedModel) => Record<string, unknown>;
   /**
    * The exact state dict PEFT itself would save for this config (keys -> shapes), by PEFT's rules
    * (see the KEY RULES below), from the model's Hugging Face parameter names and shapes.
@@ -59,6 +61,9 @@ interface MethodCase {
   mergeable: boolean | { except: string[]; why: string };
   mixable: boolean;
 }
+
+/** A case's config: its presets' settings, then its own (test sizes). */
+const configOf = (c: MethodCase, m: PretrainedModel): PeftConfigInput => Object.assign({}, ...(c.presets ?? []).map((p) => PRESETS[p]), c.config(m)) as PeftConfigInput;
 
 /** Linear layers "all-linear" covers: every one but the output heads. */
 const allLinear = (inv: Inv) => [...inv.linear].filter(([p]) => !/(^|\.)(lm_head|classifier|score|qa_outputs)($|\.)/.test(p));
@@ -120,7 +125,7 @@ const paramKeys = (inv: Inv, pick: (n: string) => boolean): Keys => new Map([...
 const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   LORA: [
     {
-      variant: "plain",
+      variant: "plain", presets: ["lora"],
       config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType) }),
       keys: (inv, task) => merge(loraKeys(inv, linearsEnding(inv, attnTargets(inv.cfg.modelType)), () => 2), headKeys(inv, task)),
       expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out)) + head(inv, task),
@@ -138,7 +143,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: true, mixable: true,
     },
     {
-      variant: "dora",
+      variant: "dora", presets: ["dora"],
       config: (m) => ({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: attnTargets(m.config.modelType), use_dora: true }),
       keys: (inv, task) => merge(loraKeys(inv, linearsEnding(inv, attnTargets(inv.cfg.modelType)), () => 2, { dora: true }), headKeys(inv, task)),
       expected: (inv, task) => linearSum(inv, attnTargets(inv.cfg.modelType), (l) => 2 * (l.in + l.out) + l.out) + head(inv, task),
@@ -182,7 +187,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   ADALORA: [
     {
-      variant: "plain",
+      variant: "plain", presets: ["adalora"],
       keys: (inv, task) => merge(new Map(linearsEnding(inv, attnTargets(inv.cfg.modelType)).flatMap((p) => {
         const l = inv.linear.get(p)!;
         return [[`${P}${p}.lora_A`, [4, l.in]], [`${P}${p}.lora_B`, [l.out, 4]], [`${P}${p}.lora_E`, [4, 1]]] as [string, number[]][];
@@ -194,7 +199,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   IA3: [
     {
-      variant: "default targets",
+      variant: "default targets", presets: ["ia3"],
       config: () => ({ peft_type: "IA3" }),
       keys: (inv, task) => {
         const t = { bert: ["key", "value", "output.dense"], roberta: ["key", "value", "output.dense"], gpt2: ["c_attn", "mlp.c_proj"], llama: ["k_proj", "v_proj", "down_proj"] }[inv.cfg.modelType as "bert"]!;
@@ -208,10 +213,10 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: true, mixable: true,
     },
   ],
-  PROMPT_TUNING: [{ variant: "random init", keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 }), expected: (inv, task) => 3 * inv.cfg.hidden + head(inv, task), identityAtInit: false, mergeable: false, mixable: false }],
+  PROMPT_TUNING: [{ variant: "random init", presets: ["prompt"], keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 }), expected: (inv, task) => 3 * inv.cfg.hidden + head(inv, task), identityAtInit: false, mergeable: false, mixable: false }],
   P_TUNING: [
     {
-      variant: "MLP",
+      variant: "MLP", presets: ["p-tuning"],
       keys: (inv, task) => merge(new Map([["prompt_embeddings", [3, inv.cfg.hidden]]]), headKeys(inv, task, "base_model.")),
       config: () => ({ peft_type: "P_TUNING", num_virtual_tokens: 3, encoder_hidden_size: 8 }),
       reloadTolerance: { value: 1e-5, why: "the saved prompt is the encoder's output, computed outside the graph" },
@@ -233,7 +238,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
     },
   ],
   PREFIX_TUNING: [
-    { variant: "p-tuning v2 (no projection)", keys: (inv, task) => merge(new Map([["prompt_embeddings", [2, inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },
+    { variant: "p-tuning v2 (no projection)", presets: ["prefix", "p-tuning-v2"], keys: (inv, task) => merge(new Map([["prompt_embeddings", [2, inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim]]]), headKeys(inv, task, "base_model.")), config: () => ({ peft_type: "PREFIX_TUNING", num_virtual_tokens: 2 }), expected: (inv, task) => 2 * inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim + head(inv, task), identityAtInit: false, mergeable: false, mixable: false },
     {
       variant: "projection",
       keys: (inv, task) => merge(new Map([["prompt_embeddings", [2, inv.cfg.layers * 2 * inv.cfg.kvHeads * inv.cfg.headDim]]]), headKeys(inv, task, "base_model.")),
@@ -249,7 +254,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   BOTTLENECK: [
     {
       // Houlsby placement, zero up-projection: exact identity at init; LayerNorms trained.
-      variant: "houlsby (double_seq_bn)",
+      variant: "houlsby (double_seq_bn)", presets: ["houlsby"],
       keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 8), paramKeys(inv, (n) => NORM.test(n)), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 8, init_weights: "mam_adapter" }),
       // Trained LayerNorm copies cannot be selected per row, so no mixed batches here.
@@ -262,7 +267,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
     },
     {
       // gelu instead of the preset's relu: finite differences across relu kinks are unreliable.
-      variant: "pfeiffer (seq_bn)",
+      variant: "pfeiffer (seq_bn)", presets: ["pfeiffer"],
       keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "gelu" }),
       expected: (inv, task) => {
@@ -272,7 +277,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: false, mergeable: false, mixable: true,
     },
     {
-      variant: "parallel (par_bn)",
+      variant: "parallel (par_bn)", presets: ["parallel"],
       keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
       config: () => ({ peft_type: "BOTTLENECK", variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" }),
       expected: (inv, task) => inv.cfg.layers * (2 * inv.cfg.hidden * (inv.cfg.hidden / 4) + inv.cfg.hidden / 4 + inv.cfg.hidden) + head(inv, task),
@@ -281,7 +286,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   HYBRID: [
     {
-      variant: "gated LoRA + parallel adapter",
+      variant: "gated LoRA + parallel adapter", presets: ["hybrid"],
       keys: (inv, task) => {
         const paths = linearsEnding(inv, attnTargets(inv.cfg.modelType));
         const gates: Keys = new Map(paths.flatMap((p) => [[`${P}${p}.lora_gate.weight`, [1, inv.linear.get(p)!.in]], [`${P}${p}.lora_gate.bias`, [1]]] as [string, number[]][]));
@@ -297,14 +302,14 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: false, mixable: true,
     },
   ],
-  BITFIT: [{ variant: "all biases", keys: (inv, task) => merge(paramKeys(inv, (n) => n.endsWith(".bias")), headKeys(inv, task)), only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested in peft-format.test.ts)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
+  BITFIT: [{ variant: "all biases", presets: ["bitfit"], keys: (inv, task) => merge(paramKeys(inv, (n) => n.endsWith(".bias")), headKeys(inv, task)), only: { archs: ["bert-tiny", "gpt2-tiny"], why: "Llama has no bias terms (BitFit then fails with a clear error, tested in peft-format.test.ts)" }, config: () => ({ peft_type: "BITFIT" }), expected: (inv, task) => sumParams(inv, (n) => n.endsWith(".bias") && !/^classifier\.|^score\./.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
   LN_TUNING: [{
-    variant: "every norm",
+    variant: "every norm", presets: ["ln-tuning"],
     keys: (inv, task) => merge(new Map([...inv.params].filter(([n]) => NORM.test(n) && !inModules(n, HEADS[task] ?? [])).map(([n, s]) => [`${P}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}`, s])), headKeys(inv, task)),
     config: () => ({ peft_type: "LN_TUNING" }), expected: (inv, task) => sumParams(inv, (n) => /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/.test(n)) + head(inv, task), identityAtInit: true, mergeable: true, mixable: false }],
   TOP_K_LAYERS: [
     {
-      variant: "k=1",
+      variant: "k=1", presets: ["top-k"],
       keys: (inv, task) => merge(paramKeys(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)), headKeys(inv, task)),
       config: () => ({ peft_type: "TOP_K_LAYERS", k: 1 }),
       expected: (inv, task) => sumParams(inv, (n) => /\.(layer|h|layers)\.1\./.test(n) || /(^|\.)(ln_f|norm|pooler)\./.test(n)) + (task === "sequence-classification" ? head(inv, task) : 0),
@@ -318,7 +323,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: true, mergeable: true, mixable: false,
     },
   ],
-  FULL: [{ variant: "every parameter", keys: (inv) => paramKeys(inv, () => true), config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],
+  FULL: [{ variant: "every parameter", presets: ["full"], keys: (inv) => paramKeys(inv, () => true), config: () => ({ peft_type: "FULL" }), expected: (inv) => sumParams(inv, () => true), identityAtInit: true, mergeable: true, mixable: false }],
 };
 
 function inventory(m: PretrainedModel): Inv {
@@ -351,9 +356,14 @@ async function run(peft: PeftModel | PretrainedModel, feeds: Record<string, Tens
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 describe("PEFT methods x architectures (conformance)", () => {
-  it("every registered tuner is in the suite", () => {
+  it("every registered tuner and every preset is in the suite", () => {
     assert.deepEqual(Object.keys(TUNERS).filter((k) => !(k in CASES)), []);
     for (const [k, cases] of Object.entries(CASES)) assert.ok(cases.length > 0, k);
+    const covered = Object.entries(CASES).flatMap(([method, cases]) => cases.flatMap((c) => (c.presets ?? []).map((p) => [p, method] as const)));
+    assert.deepEqual(Object.keys(PRESETS).filter((p) => !covered.some(([q]) => q === p)), [], "presets without a conformance row");
+    for (const [p, method] of covered) assert.equal(PRESETS[p].peft_type, method, `preset ${p} runs under its own method`);
+    const names = Object.entries(CASES).flatMap(([m, cases]) => cases.map((c) => `${m} ${c.variant}`));
+    assert.equal(new Set(names).size, names.length, "case names are unique");
   });
 
   for (const [method, cases] of Object.entries(CASES)) {
@@ -365,7 +375,7 @@ describe("PEFT methods x architectures (conformance)", () => {
         }
         it(`${method} ${c.variant} on ${arch.name}`, async () => {
           const model = await loadModel(join(FIXTURES, arch.name), { task: arch.task });
-          const peft = PeftModel.create(model, c.config(model));
+          const peft = PeftModel.create(model, configOf(c, model));
           const { batch, labels } = await batchFor(model, arch.task);
           const feeds = peft.prepareInputs(batch, { labels });
 
@@ -428,7 +438,7 @@ describe("PEFT methods x architectures (conformance)", () => {
 
           // Mixed-adapter batches: each row equals a run with its adapter alone (or the base).
           if (c.mixable) {
-            peft.addAdapter("other", c.config(model));
+            peft.addAdapter("other", configOf(c, model));
             perturb(peft, "other", 2);
             const three = await batchFor(model, arch.task, 3);
             const rowsFeeds = { ...peft.prepareInputs(three.batch), adapter_index: int64([3], [0, 1, -1]) };
@@ -479,7 +489,7 @@ describe("PEFT state-dict keys: method x architecture x task (expected-keys tabl
         it(title, async () => {
           const m = await model(arch.name, arch.task);
           const expected = c.keys(inventory(m), arch.task);
-          const peft = PeftModel.create(m, c.config(m));
+          const peft = PeftModel.create(m, configOf(c, m));
           // peftjs saves exactly PEFT's keys and shapes.
           const saved = new Map([...peft.stateDict()].map(([k, t]) => [k, t.shape] as const));
           assert.deepEqual(show(saved), show(expected));

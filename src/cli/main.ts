@@ -10,6 +10,7 @@ import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { type Task } from "../models/task.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, TASK_TYPES, type PeftConfigInput } from "../peft/peft-model.js";
+import { PRESETS, presetConfig } from "../tuners/registry.js";
 import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
@@ -17,48 +18,18 @@ import { demo } from "./demo.js";
 import { addOptions, commandOptions, commandValues, flagNames, OptionError, sourceOf } from "./options.js";
 import { Trainer } from "../train/trainer.js";
 
-/** Method names as users type them -> PEFT types and their defaults. */
-const METHODS: Record<string, PeftConfigInput> = {
-  lora: { peft_type: "LORA", r: 8, lora_alpha: 16 },
-  dora: { peft_type: "LORA", r: 8, lora_alpha: 16, use_dora: true },
-  adalora: { peft_type: "ADALORA", init_r: 12, target_r: 8, lora_alpha: 16 },
-  ia3: { peft_type: "IA3" },
-  houlsby: { peft_type: "BOTTLENECK", variant: "double_seq_bn" },
-  pfeiffer: { peft_type: "BOTTLENECK", variant: "seq_bn" },
-  parallel: { peft_type: "BOTTLENECK", variant: "par_bn" },
-  prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20 },
-  "p-tuning-v2": { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20, prefix_projection: false },
-  prompt: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20 },
-  "p-tuning": { peft_type: "P_TUNING", num_virtual_tokens: 20 },
-  hybrid: { peft_type: "HYBRID", lora: { r: 8, lora_alpha: 16 }, adapter: { variant: "par_bn" } },
-  bitfit: { peft_type: "BITFIT" },
-  "ln-tuning": { peft_type: "LN_TUNING" },
-  "top-k": { peft_type: "TOP_K_LAYERS", k: 2 },
-  full: { peft_type: "FULL" },
-};
-
 class UsageError extends Error {
   constructor(message: string, readonly hint: string) {
     super(message);
   }
 }
 
+/** The adapter config for --method and the method settings, through the registry's presets (tuners/registry.ts). */
 function peftConfig(o: Record<string, unknown>): PeftConfigInput {
   const method = String(o.method ?? "lora");
-  const base = METHODS[method];
-  if (!base) throw new UsageError(`unknown method "${method}"`, `methods: ${Object.keys(METHODS).join(", ")}`);
-  const c: Record<string, unknown> = { ...base };
-  const set = (key: string, v: unknown) => v !== undefined && (c[key] = v);
-  set("r", o.r);
-  set("init_r", o.r !== undefined && base.peft_type === "ADALORA" ? o.r : undefined);
-  set("lora_alpha", o.loraAlpha);
-  set("lora_dropout", o.loraDropout);
-  set("target_modules", o.targetModules);
-  set("num_virtual_tokens", o.numVirtualTokens);
-  set("reduction_factor", o.reductionFactor);
-  set("modules_to_save", o.modulesToSave);
-  Object.assign(c, (o.peft as Record<string, unknown> | undefined) ?? {});
-  return c as PeftConfigInput;
+  if (!(method in PRESETS)) throw new UsageError(`unknown method "${method}"`, `methods: ${Object.keys(PRESETS).join(", ")}`);
+  const settings = { r: o.r, lora_alpha: o.loraAlpha, lora_dropout: o.loraDropout, target_modules: o.targetModules, num_virtual_tokens: o.numVirtualTokens, reduction_factor: o.reductionFactor, modules_to_save: o.modulesToSave };
+  return presetConfig(method, { ...settings, ...((o.peft as Record<string, unknown> | undefined) ?? {}) });
 }
 
 async function examplesFor(model: PretrainedModel, records: DataRecord[], opts: DataOptions): Promise<{ examples: Example[]; labels?: string[] }> {
@@ -205,7 +176,7 @@ async function refuseOverlap(option: string, output: string, inputs: Record<stri
   }
 }
 
-const OPTIONS = commandOptions(Object.keys(METHODS));
+const OPTIONS = commandOptions(Object.keys(PRESETS));
 
 export function program(out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), write: (s: string) => void = (s) => process.stdout.write(s), argv: readonly string[] = [], note: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Command {
   const prog = new Command("peftjs").description("Parameter-efficient fine-tuning of Hugging Face transformers in TypeScript").version("0.1.0").showHelpAfterError(false);

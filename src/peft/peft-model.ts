@@ -15,7 +15,7 @@ import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
 import { assertAdapterFitsModel, type ModelGraph } from "../models/task.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { ModulesToSave } from "../tuners/modules-to-save.js";
-import { tunerFor } from "../tuners/registry.js";
+import { tunerFor, type KnownFields, type PeftConfigInput } from "../tuners/registry.js";
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
 import { adapterStateDict, headKeyPrefix, loadAdapterState } from "./adapter-state.js";
@@ -30,8 +30,7 @@ export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
  */
 export const ADAPTER_LABELS = "labels.json";
 
-/** A config as users write it: PEFT's fields plus `peft_type`. */
-export type PeftConfigInput = { peft_type: string } & Record<string, unknown>;
+export type { PeftConfigInput } from "../tuners/registry.js";
 
 export interface PeftGraphOptions extends GraphOptions {
   /** Rows choose their adapter: adds an int64 input `adapter_index` [batch] (-1 = base model). */
@@ -76,13 +75,13 @@ export class PeftModel {
    *   const peft = PeftModel.create(model, { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["query", "value"] });
    *   peft.printTrainableParameters();
    */
-  static create(base: PretrainedModel, config: PeftConfigInput, adapterName = "default"): PeftModel {
+  static create<K extends string, T extends Record<string, unknown>>(base: PretrainedModel, config: T & { peft_type: K } & KnownFields<K, T>, adapterName = "default"): PeftModel {
     const m = new PeftModel(base);
-    m.addAdapter(adapterName, config);
+    m.addAdapter(adapterName, config as PeftConfigInput);
     return m;
   }
 
-  addAdapter(name: string, config: PeftConfigInput): Adapter {
+  addAdapter<K extends string, T extends Record<string, unknown>>(name: string, config: T & { peft_type: K } & KnownFields<K, T>): Adapter {
     validateAdapterName(name);
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists`);
     const def = tunerFor(config.peft_type, `adapter "${name}"`);
