@@ -105,7 +105,7 @@ describe("prefix tuning as PEFT computes it (positions after the prefix)", () =>
       const mlp = await readSafetensors(join(dir, "projection.safetensors"));
       const tensors = peft.adapters.get("default")!.tensors;
       for (const n of mlp.names()) {
-        const t = tensors.get(`prompt_encoder.default.${n}`);
+        const t = tensors.get(`prompt_encoder.${n}`);
         assert.ok(t, `peftjs allocates PrefixEncoder's ${n}`);
         assert.deepEqual(t.shape, mlp.get(n).shape, `${n}: the shape PEFT allocates`);
         (t.data as Float32Array).set(mlp.get(n).data as Float32Array);
@@ -206,10 +206,10 @@ describe("prefix tuning on grouped-query models (sizes PEFT allocates)", () => {
       const t = peft.adapters.get("default")!.tensors;
       // PrefixEncoder(config): embedding [n, token_dim] -> Linear(token_dim, E) -> Tanh -> Linear(E, L * 2 * token_dim).
       if (projection) {
-        assert.deepEqual(t.get("prompt_encoder.default.embedding.weight")!.shape, [3, 16]);
-        assert.deepEqual(t.get("prompt_encoder.default.transform.0.weight")!.shape, [16, 16]);
-        assert.deepEqual(t.get("prompt_encoder.default.transform.2.weight")!.shape, [64, 16]);
-      } else assert.deepEqual(t.get("prompt_encoder.default.embedding.weight")!.shape, [3, 64]);
+        assert.deepEqual(t.get("prompt_encoder.embedding.weight")!.shape, [3, 16]);
+        assert.deepEqual(t.get("prompt_encoder.transform.0.weight")!.shape, [16, 16]);
+        assert.deepEqual(t.get("prompt_encoder.transform.2.weight")!.shape, [64, 16]);
+      } else assert.deepEqual(t.get("prompt_encoder.embedding.weight")!.shape, [3, 64]);
       // And it loads back.
       await PeftModel.load(await llama(), dir);
     }

@@ -8,6 +8,15 @@ import { type ModulesToSave } from "../tuners/modules-to-save.js";
 import { AdapterConfigError, MODEL_PREFIX, type Adapter, type TunerDef } from "../tuners/tuner.js";
 
 /**
+ * The graph parameter name of an adapter's tensor. Tuners name their tensors without the adapter
+ * (`<module path>.lora_A.weight`); the name is added here, so several adapters' tensors coexist in
+ * one graph (mixed batches, stacked adapters) and trainer checkpoints key them the same way.
+ */
+export function paramName(adapter: string, key: string): string {
+  return `${adapter}/${key}`;
+}
+
+/**
  * Where PEFT saves a head (modules_to_save) for a method. Prompt-learning methods wrap the
  * transformers model directly (peft_model.py: PeftModel.__init__ keeps `self.base_model = model`
  * for them), so their heads are `base_model.classifier.*`; every other tuner wraps it in a

@@ -18,7 +18,7 @@ import { ModulesToSave } from "../tuners/modules-to-save.js";
 import { tunerFor, type KnownFields, type PeftConfigInput } from "../tuners/registry.js";
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
-import { adapterStateDict, headKeyPrefix, loadAdapterState } from "./adapter-state.js";
+import { adapterStateDict, headKeyPrefix, loadAdapterState, paramName } from "./adapter-state.js";
 import { checkConfigFields } from "./config-check.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -95,7 +95,7 @@ export class PeftModel {
     const parsed = def.parseConfig(withTask, `adapter "${name}" config`, this.base);
     const adapter = def.create(this.base, parsed, name);
     const prefix = headKeyPrefix(def);
-    const trained = new ModulesToSave(this.base, name, parsed.modules_to_save ?? [], [], (n) => `${prefix}${n}`);
+    const trained = new ModulesToSave(this.base, parsed.modules_to_save ?? [], [], (n) => `${prefix}${n}`);
     for (const [k, t] of trained.tensors) adapter.tensors.set(k, t);
     this.heads.set(name, trained);
     this.adapters.set(name, adapter);
@@ -186,11 +186,13 @@ export class PeftModel {
           rowGate,
           addLoss: (term) => void auxLosses.push(term),
           bind: (key) => {
-            let v = bound!.get(key);
+            // The adapter's name is added here, once for every method: tuners name tensors without it.
+            const name = paramName(adapter.name, key);
+            let v = bound!.get(name);
             if (!v) {
               const t = adapter.tensors.get(key);
               if (!t) throw new Error(`adapter "${adapter.name}" has no tensor "${key}"`);
-              bound!.set(key, (v = graph.params.get(key)?.value ?? graph.param(key, t, { trainable: !this.frozen.has(adapter.name) })));
+              bound!.set(name, (v = graph.params.get(name)?.value ?? graph.param(name, t, { trainable: !this.frozen.has(adapter.name) })));
             }
             return v;
           },
@@ -231,7 +233,16 @@ export class PeftModel {
    * budget from the gradients). Call after each optimizer step with that step's gradients.
    */
   afterStep(step: number, grads: ReadonlyMap<string, Tensor>): void {
-    for (const n of this.active) this.adapters.get(n)!.afterStep?.(step, grads);
+    for (const n of this.active) {
+      const adapter = this.adapters.get(n)!;
+      if (!adapter.afterStep) continue;
+      const own = new Map<string, Tensor>();
+      for (const k of adapter.tensors.keys()) {
+        const g = grads.get(paramName(n, k));
+        if (g) own.set(k, g);
+      }
+      adapter.afterStep(step, own);
+    }
   }
 
   /** Virtual tokens prepended to inputs by the active prompt-tuning / P-tuning adapter. */
@@ -312,11 +323,11 @@ export class PeftModel {
     return `${this.base.task} labels=${this.base.config.numLabels} active=[${active}] merged=${this.merged ? objectId(this.merged.model) : "no"} layers-off=[${layersOff}] tensors=[${tensors}]`;
   }
 
-  /** Adapter tensors of the active adapters, by in-graph name. */
+  /** Adapter tensors of the active adapters, by graph parameter name (`<adapter>/<key>`). */
   trainableTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     if (this.disabled) return out;
-    for (const n of this.active) if (!this.frozen.has(n)) for (const [k, t] of this.adapters.get(n)!.tensors) out.set(k, t);
+    for (const n of this.active) if (!this.frozen.has(n)) for (const [k, t] of this.adapters.get(n)!.tensors) out.set(paramName(n, k), t);
     return out;
   }
 

@@ -17,7 +17,7 @@ export function paramsOfModules(model: PretrainedModel, modules: readonly string
 }
 
 export class ModulesToSave {
-  /** In-graph key (`<module>.modules_to_save.<adapter>.<param>`, PEFT's in-memory name) by base parameter name. */
+  /** Tensor key (`<module>.modules_to_save.<param>`, PEFT's in-memory name without the adapter's) by base parameter name. */
   private readonly keys = new Map<string, string>();
   readonly tensors = new Map<string, Tensor>();
   /** Covered parameters outside linear layers (norms, embeddings): not selectable per row. */
@@ -25,8 +25,6 @@ export class ModulesToSave {
 
   constructor(
     model: PretrainedModel,
-    /** Adapter name: part of the in-graph keys, so several adapters' copies coexist in one graph. */
-    adapterName: string,
     /** Module names whose parameters are trained in full (PEFT wraps each such module in a ModulesToSaveWrapper). */
     readonly modules: readonly string[],
     extraParams: readonly string[] = [],
@@ -37,7 +35,7 @@ export class ModulesToSave {
     const linearWeights = new Set(model.modules().linear.flatMap((l) => [`${l.path}.weight`, `${l.path}.bias`]));
     this.nonLinear = [...names].filter((n) => !linearWeights.has(n));
     for (const name of names) {
-      const key = `${name.slice(0, name.lastIndexOf("."))}.modules_to_save.${adapterName}.${name.slice(name.lastIndexOf(".") + 1)}`;
+      const key = `${name.slice(0, name.lastIndexOf("."))}.modules_to_save.${name.slice(name.lastIndexOf(".") + 1)}`;
       const src = toFloat32(model.weight(name));
       this.keys.set(name, key);
       this.tensors.set(key, { dtype: "float32", shape: [...src.shape], data: Float32Array.from(src.data) });

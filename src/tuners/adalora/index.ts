@@ -118,7 +118,7 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
   }
 
   private key(path: string, which: "A" | "B" | "E"): string {
-    return `${path}.lora_${which}.${this.name}`;
+    return `${path}.lora_${which}`;
   }
 
   private scaling(layer: Layer): number {
@@ -151,7 +151,7 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
     if (total === null) throw new AdapterConfigError(`AdaLoRA adapter "${this.name}": set total_step to use rank allocation`);
     if (step < total - tfinal) {
       for (const [key, t] of this.tensors) {
-        if (!/\.lora_[ABE]\./.test(key)) continue;
+        if (!/\.lora_[ABE]$/.test(key)) continue;
         const g = grads.get(key);
         if (!g) throw new AdapterConfigError(`AdaLoRA: no gradient for "${key}" (pass the step's gradients)`);
         let s = this.ema.get(key);

@@ -119,12 +119,12 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     if (this.sites.size === 0) throw new AdapterConfigError(`bottleneck adapter "${name}": no sublayer left to adapt (leave_out ${JSON.stringify(config.leave_out)})`);
     const norms = config.train_layer_norms ? paramsOfModules(model, ["LayerNorm", "layer_norm", "ln_1", "ln_2", "ln_f", "sa_layer_norm", "output_layer_norm", "input_layernorm", "post_attention_layernorm", "norm"]) : [];
     const heads = new Set(paramsOfModules(model, config.modules_to_save ?? []));
-    this.extra = new ModulesToSave(model, name, [], norms.filter((n) => !heads.has(n)));
+    this.extra = new ModulesToSave(model, [], norms.filter((n) => !heads.has(n)));
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
   private key(path: string, leaf: string): string {
-    return `${path}.adapters.${this.name}.${leaf}`;
+    return `${path}.adapter.${leaf}`;
   }
 
   get trainsBaseParams(): readonly string[] {
@@ -158,7 +158,7 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
   stateKeys(): Map<string, string> {
     const keys = new Map<string, string>();
     const inFile = `.adapters.${this.fileName ?? this.name}.`;
-    for (const k of this.tensors.keys()) if (k.includes(`.adapters.${this.name}.`)) keys.set(k.replace(`.adapters.${this.name}.`, inFile), k);
+    for (const k of this.tensors.keys()) if (k.includes(".adapter.")) keys.set(k.replace(".adapter.", inFile), k);
     for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
     return keys;
   }

@@ -65,7 +65,7 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
   }
 
   private key(path: string): string {
-    return `${path}.ia3_l.${this.name}`;
+    return `${path}.ia3_l`;
   }
 
   hooks(ctx: HookContext) {

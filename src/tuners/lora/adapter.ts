@@ -92,7 +92,7 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       const module = n.slice(0, -".bias".length);
       return `${MODEL_PREFIX}${this.layers.has(module) ? `${module}.base_layer.bias` : n}`;
     };
-    this.extra = new ModulesToSave(model, name, [], biases, saveKey);
+    this.extra = new ModulesToSave(model, [], biases, saveKey);
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
@@ -100,23 +100,23 @@ export class LoraAdapter implements Adapter<LoraConfig> {
   embedding: { path: string; r: number; scaling: number; vocab: number; hidden: number } | undefined;
 
   private embKey(which: "A" | "B"): string {
-    return `${this.embedding!.path}.lora_embedding_${which}.${this.name}`;
+    return `${this.embedding!.path}.lora_embedding_${which}`;
   }
 
   private key(path: string, which: "lora_A" | "lora_B"): string {
-    return `${path}.${which}.${this.name}.weight`;
+    return `${path}.${which}.weight`;
   }
 
   private loraBiasKey(path: string): string {
-    return `${path}.lora_B.${this.name}.bias`;
+    return `${path}.lora_B.bias`;
   }
 
   private gateKey(path: string, leaf: "weight" | "bias"): string {
-    return `${path}.lora_gate.${this.name}.${leaf}`;
+    return `${path}.lora_gate.${leaf}`;
   }
 
   private magnitudeKey(path: string): string {
-    return `${path}.lora_magnitude_vector.${this.name}.weight`;
+    return `${path}.lora_magnitude_vector`;
   }
 
   private baseWeight(layer: LoraLayer): Tensor<"float32"> {

@@ -45,7 +45,7 @@ export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
     const kvDim = this.kvHeads * this.headDim;
     if (config.num_layers !== cfg.layers) throw new AdapterConfigError(`prefix tuning: num_layers ${config.num_layers} differs from the model's ${cfg.layers} layers`);
     if (cfg.family !== "llama" && config.num_virtual_tokens + 1 > cfg.maxPositions) throw new AdapterConfigError(`prefix tuning: ${config.num_virtual_tokens} virtual tokens leave no room in ${cfg.maxPositions} positions`);
-    this.prefix = `prompt_encoder.${name}`;
+    this.prefix = "prompt_encoder";
     const n = config.num_virtual_tokens;
     const t = (shape: number[], std: number, seed: number): Tensor => {
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));

@@ -65,18 +65,18 @@ export class PromptTuningAdapter implements InputPromptAdapter {
     } else {
       fillNormal(data, 1, 17);
     }
-    this.tensors.set(`prompt_encoder.${name}.embedding.weight`, { dtype: "float32", shape: [n, H], data });
+    this.tensors.set(`prompt_encoder.embedding.weight`, { dtype: "float32", shape: [n, H], data });
   }
 
   hooks(ctx: HookContext) {
     return {
-      inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, ctx.bind(`prompt_encoder.${this.name}.embedding.weight`), this.virtualTokens, ctx.rowGate),
+      inputEmbeddings: (h: { embeds: Value }) => prependPrompt(h.embeds, ctx.bind(`prompt_encoder.embedding.weight`), this.virtualTokens, ctx.rowGate),
     };
   }
 
   /** One tensor, `prompt_embeddings` [n, token_dim] (tuners_utils.py / peft_model.py get_prompt_embedding_to_save). */
   stateKeys(): Map<string, string> {
-    return new Map([["prompt_embeddings", `prompt_encoder.${this.name}.embedding.weight`]]);
+    return new Map([["prompt_embeddings", `prompt_encoder.embedding.weight`]]);
   }
 }
 
@@ -93,7 +93,7 @@ export class PTuningAdapter implements InputPromptAdapter {
     const { num_virtual_tokens: n, token_dim: H, encoder_hidden_size: E } = config;
     if (H !== model.config.hidden) throw new AdapterConfigError(`P-tuning: token_dim ${H} differs from the model's hidden size ${model.config.hidden}`);
     this.virtualTokens = n;
-    this.prefix = `prompt_encoder.${name}`;
+    this.prefix = "prompt_encoder";
     let seed = 21;
     const t = (shape: number[], init: "normal" | number): Tensor => {
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));

@@ -60,7 +60,7 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
     // PeftModel's, saved plainly as base_model.model.<head>.<param>.
     const saveKey = config.peft_type === "LN_TUNING" ? (n: string) => `${MODEL_PREFIX}${n.slice(0, n.lastIndexOf("."))}.ln_tuning_layers${n.slice(n.lastIndexOf("."))}` : undefined;
     const heads = new Set(paramsOfModules(model, config.modules_to_save ?? []));
-    this.params = new ModulesToSave(model, name, [], selected.filter((n) => !heads.has(n)), saveKey);
+    this.params = new ModulesToSave(model, [], selected.filter((n) => !heads.has(n)), saveKey);
     for (const [k, t] of this.params.tensors) this.tensors.set(k, t);
     this.trainsBaseParams = this.params.names;
   }
