@@ -52,10 +52,17 @@ function wrapperBiasKeys(adapter: Adapter, heads: ModulesToSave | undefined, pre
   return out;
 }
 
+/** The adapter's PEFT keys -> tensor keys: its own rule, or `base_model.model.<key>` for each of its tensors (the heads are PeftModel's). */
+function ownKeys(adapter: Adapter, heads: ModulesToSave | undefined): Map<string, string> {
+  if (adapter.stateKeys) return adapter.stateKeys();
+  const headKeys = new Set(heads?.loadKeys().values());
+  return new Map([...adapter.tensors.keys()].filter((k) => !headKeys.has(k)).map((k) => [`${MODEL_PREFIX}${k}`, k]));
+}
+
 /** The tensors PEFT's save_pretrained writes for this adapter, by key. */
 export function adapterStateDict(model: PretrainedModel, adapter: Adapter, heads: ModulesToSave | undefined, prefix: string): Map<string, Tensor> {
   const sd = new Map<string, Tensor>();
-  for (const [peftKey, key] of adapter.stateKeys()) sd.set(peftKey, adapter.savedTensor?.(peftKey) ?? adapter.tensors.get(key)!);
+  for (const [peftKey, key] of ownKeys(adapter, heads)) sd.set(peftKey, adapter.savedTensor?.(peftKey) ?? adapter.tensors.get(key)!);
   for (const [peftKey, key] of heads?.loadKeys() ?? []) sd.set(peftKey, adapter.tensors.get(key)!);
   for (const [peftKey, { base, copy }] of wrapperBiasKeys(adapter, heads, prefix)) sd.set(peftKey, peftKey.endsWith(".original_module.bias") ? model.weight(base) : adapter.tensors.get(copy)!);
   return sd;
@@ -67,7 +74,7 @@ export function adapterStateDict(model: PretrainedModel, adapter: Adapter, heads
  */
 export function loadAdapterState(adapter: Adapter, heads: ModulesToSave | undefined, prefix: string, file: ReadonlyMap<string, Tensor>, source: string): void {
   adapter.beforeLoad?.(file);
-  const expected = new Map([...adapter.stateKeys(), ...(heads?.loadKeys() ?? [])]);
+  const expected = new Map([...ownKeys(adapter, heads), ...(heads?.loadKeys() ?? [])]);
   const duplicates = wrapperBiasKeys(adapter, heads, prefix);
   const list = (keys: string[]) => `${keys.slice(0, 5).join(", ")}${keys.length > 5 ? ` (+${keys.length - 5} more)` : ""}`;
   const missing = [...expected.keys()].filter((k) => !file.has(k));

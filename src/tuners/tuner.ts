@@ -40,12 +40,13 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
   readonly trainsBaseParams?: readonly string[];
   hooks(ctx: HookContext): ModelHooks;
   /**
-   * The adapter's own tensors as PEFT names them in a saved file (adapter name stripped, e.g.
-   * `base_model.model.<path>.lora_A.weight`) -> their keys in `tensors`. PeftModel saves and
-   * loads through this map (adding the heads it trains, modules_to_save) and refuses a file whose
-   * keys or shapes differ from it.
+   * The adapter's own tensors as PEFT names them in a saved file (adapter name stripped) -> their
+   * keys in `tensors`, when that is not simply `base_model.model.<key>` for every tensor (the
+   * default, which fits tuners that key tensors like PEFT: `<module path>.ia3_l`). PeftModel saves
+   * and loads through this map (adding the heads it trains, modules_to_save) and refuses a file
+   * whose keys or shapes differ from it.
    */
-  stateKeys(): Map<string, string>;
+  stateKeys?(): Map<string, string>;
   /** The tensor saved under a PEFT key when it is not the in-graph tensor itself (a reparameterized prompt saves the encoder's output; AdaLoRA only its kept ranks). */
   savedTensor?(peftKey: string): Tensor | undefined;
   /** Prepare to load a file's tensors (a reparameterized prompt switches to the saved form). */

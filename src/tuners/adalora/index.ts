@@ -12,7 +12,7 @@ import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { targetedLinears, type TargetSpec } from "../targets.js";
-import { AdapterConfigError, field, isInt, isNum, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { AdapterConfigError, field, isInt, isNum, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 /**
  * The LoraConfig fields AdaLoRA shares (PEFT's AdaLoraConfig extends LoraConfig). The registry
@@ -117,6 +117,10 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
     this.initBudget = this.budget = [...this.layers.values()].reduce((a, l) => a + l.r, 0);
   }
 
+  /**
+   * PEFT's keys below base_model.model. (adalora/layer.py): `lora_A` [r, in], `lora_B` [out, r],
+   * `lora_E` [r, 1], without `.weight` (bare nn.Parameters), so the default state-dict rule applies.
+   */
   private key(path: string, which: "A" | "B" | "E"): string {
     return `${path}.lora_${which}`;
   }
@@ -206,13 +210,6 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
       }
     }
     this.config.rank_pattern = pattern;
-  }
-
-  /** PEFT's keys: `lora_A` [r, in], `lora_B` [out, r], `lora_E` [r, 1], without `.weight` (AdaLoRA's parameters are bare nn.Parameters). */
-  stateKeys(): Map<string, string> {
-    const keys = new Map<string, string>();
-    for (const p of this.layers.keys()) for (const w of ["A", "B", "E"] as const) keys.set(`${MODEL_PREFIX}${p}.lora_${w}`, this.key(p, w));
-    return keys;
   }
 
   /** With a rank pattern, only the kept singular triplets are saved (PEFT's resize_state_dict_by_rank_pattern). */

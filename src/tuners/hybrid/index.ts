@@ -7,7 +7,7 @@
 import { type Tensor } from "../../ir/tensor.js";
 import { composeHooks } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { AdapterConfigError, field, isBool, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { AdapterConfigError, field, isBool, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 export interface HybridConfig<L extends BaseConfig = BaseConfig, B extends BaseConfig = BaseConfig> extends BaseConfig {
   peft_type: "HYBRID";
@@ -33,7 +33,7 @@ export class HybridAdapter<L extends BaseConfig = BaseConfig, B extends BaseConf
   }
 
   stateKeys(): Map<string, string> {
-    return new Map(this.parts.flatMap((p) => [...p.stateKeys()]));
+    return new Map(this.parts.flatMap((p) => [...(p.stateKeys?.() ?? [...p.tensors.keys()].map((k) => [`${MODEL_PREFIX}${k}`, k] as const))]));
   }
 
   beforeLoad(file: ReadonlyMap<string, Tensor>): void {

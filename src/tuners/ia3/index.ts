@@ -6,7 +6,7 @@ import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { DEFAULT_IA3_TARGETS, isTargeted, targetedLinears, type TargetSpec } from "../targets.js";
-import { AdapterConfigError, field, isBool, isStrList, isStrOrList, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { AdapterConfigError, field, isBool, isStrList, isStrOrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 export interface Ia3Config extends BaseConfig, TargetSpec {
   peft_type: "IA3";
@@ -64,6 +64,7 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
     if (layouts.size === 1) config.fan_in_fan_out = layouts.has("conv1d");
   }
 
+  /** PEFT's key below base_model.model. (ia3/layer.py: `ia3_l`), so the default state-dict rule applies. */
   private key(path: string): string {
     return `${path}.ia3_l`;
   }
@@ -79,10 +80,6 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
         return layer.feedforward ? h.base(mul(h.x, l)) : mul(h.base(h.x), l);
       },
     };
-  }
-
-  stateKeys(): Map<string, string> {
-    return new Map([...this.layers.keys()].map((p) => [`${MODEL_PREFIX}${p}.ia3_l`, this.key(p)]));
   }
 
   /** Scaling folds into the weight: output scaling scales rows (and the bias), input scaling columns. */
