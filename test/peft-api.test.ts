@@ -82,6 +82,10 @@ describe("PeftModel API", () => {
     // 2 layers x 2 modules x r (in + out) = 2 * 2 * 2 * 64; the base has 24,542 - head weights.
     const all = [...base.modules().params.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0) + 512;
     assert.deepEqual(lines, [`trainable params: 512 || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * 512) / all).toFixed(4)}`]);
+    // Full fine-tuning trains every parameter, the head included, in place: 100%.
+    const head = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
+    const full = PeftModel.create(head, { peft_type: "FULL" }).countParameters();
+    assert.equal(full.trainable, full.all);
   });
 
   it("gradient checkpointing through adapters gives the same loss and gradients", async () => {

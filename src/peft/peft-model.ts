@@ -350,7 +350,11 @@ export class PeftModel {
     for (const t of this.trainableTensors().values()) trainable += size(t.shape);
     let base = 0;
     const replaced = new Set<string>();
-    for (const n of this.active) for (const k of this.adapters.get(n)!.trainsBaseParams ?? []) replaced.add(k);
+    for (const n of this.active) {
+      const trains = this.adapters.get(n)!.trainsBaseParams;
+      // Methods that train base parameters in place (BitFit, full fine-tuning) train the head in place too.
+      if (trains) for (const k of [...trains, ...(this.heads.get(n)?.names ?? [])]) replaced.add(k);
+    }
     for (const [name, shape] of this.base.modules().params) if (!replaced.has(name)) base += size(shape);
     return { trainable, all: base + trainable };
   }
