@@ -113,7 +113,7 @@ class Recomputer {
     let c = this.clones.get(v);
     if (!c) {
       const inputs = producer.inputs.map((x) => x && this.value(x, seg));
-      const outs = producer.op.recompute ? producer.op.recompute(producer, inputs) : v.graph.apply(producer.op, inputs, producer.attrs);
+      const outs = v.graph.apply(producer.op, inputs, producer.attrs);
       producer.outputs.forEach((o, i) => this.clones.set(o, outs[i]!));
       c = this.clones.get(v)!;
     }

@@ -63,8 +63,6 @@ export interface OpDef<A extends Attrs = Attrs> {
   readonly grad?: GradRule<A> | "nondifferentiable";
   /** Custom lowering; the default passes inputs through and attributes by their kinds. */
   readonly lower?: (node: Node, ctx: LoweringContext) => LoweredNode;
-  /** Custom recomputation inside checkpointed segments (e.g. Dropout reuses its mask). */
-  readonly recompute?: (node: Node, inputs: readonly (Value | undefined)[]) => Value[];
 }
 
 /** Where a value comes from. */
