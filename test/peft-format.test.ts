@@ -143,6 +143,23 @@ describe("strict loading", () => {
     assert.throws(() => PeftModel.create(base, fromFile as { peft_type: string }), /did you mean "r"/);
   });
 
+  it("a targeted embed_tokens saves its base table as PEFT does; a file whose copy differs is refused", async () => {
+    const base = await loadModel(join(FIXTURES, "models", "llama-tiny"), { task: "causal-lm" });
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-embed-"));
+    await PeftModel.create(base, { peft_type: "LORA", target_modules: ["embed_tokens", "q_proj"] }).save(dir);
+    const key = "base_model.model.model.embed_tokens.base_layer.weight";
+    const f = await readSafetensors(join(dir, "adapter_model.safetensors"));
+    assert.deepEqual(f.get(key).shape, [299, 32]);
+    await PeftModel.load(base, dir);
+    await rewrite(dir, (m) => {
+      const t = m.get(key)!;
+      const data = Float32Array.from(t.data as Float32Array);
+      data[5]! += 1;
+      m.set(key, { ...t, data });
+    });
+    await assert.rejects(PeftModel.load(base, dir), /"base_model\.model\.model\.embed_tokens\.base_layer\.weight" differs from the weights this adapter computes with/);
+  });
+
   it("adapter names are validated", async () => {
     const base = await loadModel(join(FIXTURES, "models", "bert-tiny"));
     for (const bad of ["", ".", "..", "a/b", "a\\b"]) assert.throws(() => PeftModel.create(base, { peft_type: "LORA" }, bad), /invalid adapter name/, JSON.stringify(bad));

@@ -28,14 +28,20 @@ export function headKeyPrefix(def: Pick<TunerDef, "promptLearning">): string {
 }
 
 /**
- * PEFT's `bias="all"` takes every state-dict key ending in `.bias` (tuners_utils.py
- * BaseTuner._get_learnable_bias_state_dict; in 0.14 get_peft_model_state_dict's `"bias" in k`),
- * which includes both halves of a head's ModulesToSaveWrapper: `<head>.original_module.bias`
- * (the base model's bias) and `<head>.modules_to_save.bias` (the trained copy, which is also
- * saved as `<head>.bias`). These keys are written as PEFT writes them and accepted on load.
+ * Keys PEFT writes that carry nothing the adapter trains, with the value PEFT would write:
+ * - `bias="all"` takes every state-dict key ending in `.bias` (tuners_utils.py
+ *   BaseTuner._get_learnable_bias_state_dict; in 0.14 get_peft_model_state_dict's `"bias" in k`),
+ *   which includes both halves of a head's ModulesToSaveWrapper: `<head>.original_module.<rest>`
+ *   (the base model's bias) and `<head>.modules_to_save.<rest>` (the trained copy, also saved as
+ *   `<head>.<rest>`);
+ * - the adapter's own (Adapter.baseKeys), e.g. a LoRA-targeted `embed_tokens`, whose base table
+ *   PEFT saves as `<path>.base_layer.weight` (save_and_load.py, "DEAL WITH EMBEDDINGS").
+ * Saving writes them; loading accepts them when present and refuses them when they differ from
+ * what the adapter computes with (peftjs does not replace base weights from an adapter file).
  */
-function wrapperBiasKeys(adapter: Adapter, heads: ModulesToSave | undefined, prefix: string): Map<string, { base: string; copy: string }> {
-  const out = new Map<string, { base: string; copy: string }>();
+function echoKeys(model: PretrainedModel, adapter: Adapter, heads: ModulesToSave | undefined, prefix: string): Map<string, () => Tensor> {
+  const out = new Map<string, () => Tensor>();
+  for (const [peftKey, base] of adapter.baseKeys?.() ?? []) out.set(peftKey, () => model.weight(base));
   if ((adapter.config as { bias?: unknown }).bias !== "all" || !heads) return out;
   for (const [peftKey, key] of heads.loadKeys()) {
     if (!peftKey.endsWith(".bias")) continue;
@@ -44,8 +50,8 @@ function wrapperBiasKeys(adapter: Adapter, heads: ModulesToSave | undefined, pre
     for (const m of heads.modules) {
       const at = new RegExp(`^((?:.*\\.)?${m.replace(/\./g, "\\.")})\\.(.*)$`).exec(name);
       if (!at) continue;
-      out.set(`${prefix}${at[1]}.original_module.${at[2]}`, { base: name, copy: key });
-      out.set(`${prefix}${at[1]}.modules_to_save.${at[2]}`, { base: name, copy: key });
+      out.set(`${prefix}${at[1]}.original_module.${at[2]}`, () => model.weight(name));
+      out.set(`${prefix}${at[1]}.modules_to_save.${at[2]}`, () => adapter.tensors.get(key)!);
       break;
     }
   }
@@ -64,7 +70,7 @@ export function adapterStateDict(model: PretrainedModel, adapter: Adapter, heads
   const sd = new Map<string, Tensor>();
   for (const [peftKey, key] of ownKeys(adapter, heads)) sd.set(peftKey, adapter.savedTensor?.(peftKey) ?? adapter.tensors.get(key)!);
   for (const [peftKey, key] of heads?.loadKeys() ?? []) sd.set(peftKey, adapter.tensors.get(key)!);
-  for (const [peftKey, { base, copy }] of wrapperBiasKeys(adapter, heads, prefix)) sd.set(peftKey, peftKey.endsWith(".original_module.bias") ? model.weight(base) : adapter.tensors.get(copy)!);
+  for (const [peftKey, value] of echoKeys(model, adapter, heads, prefix)) sd.set(peftKey, value());
   return sd;
 }
 
@@ -72,10 +78,10 @@ export function adapterStateDict(model: PretrainedModel, adapter: Adapter, heads
  * Load a PEFT state dict into an adapter's tensors. Every expected key must be present with the
  * expected shape, and every tensor in the file must be consumed.
  */
-export function loadAdapterState(adapter: Adapter, heads: ModulesToSave | undefined, prefix: string, file: ReadonlyMap<string, Tensor>, source: string): void {
+export function loadAdapterState(model: PretrainedModel, adapter: Adapter, heads: ModulesToSave | undefined, prefix: string, file: ReadonlyMap<string, Tensor>, source: string): void {
   adapter.beforeLoad?.(file);
   const expected = new Map([...ownKeys(adapter, heads), ...(heads?.loadKeys() ?? [])]);
-  const duplicates = wrapperBiasKeys(adapter, heads, prefix);
+  const duplicates = echoKeys(model, adapter, heads, prefix);
   const list = (keys: string[]) => `${keys.slice(0, 5).join(", ")}${keys.length > 5 ? ` (+${keys.length - 5} more)` : ""}`;
   const missing = [...expected.keys()].filter((k) => !file.has(k));
   if (missing.length) throw new AdapterConfigError(`${source}: missing adapter weights ${list(missing)}; was it saved from a different base model or config?`);
@@ -89,11 +95,23 @@ export function loadAdapterState(adapter: Adapter, heads: ModulesToSave | undefi
       throw new AdapterConfigError(`${source}: "${key}" has shape [${src.shape.join(", ")}], this base model needs [${dst.shape.join(", ")}] (adapter saved for a different base?)`);
     }
   };
-  for (const [peftKey, { copy }] of duplicates) if (file.has(peftKey)) check(peftKey, file.get(peftKey)!, adapter.tensors.get(copy)!);
   for (const [peftKey, key] of expected) {
     const src = file.get(peftKey)!;
     const dst = adapter.tensors.get(key)!;
     check(peftKey, src, dst);
     (dst.data as Float32Array).set(src.dtype === "float32" ? (src.data as Float32Array) : Float32Array.from(src.data as ArrayLike<number>));
+  }
+  for (const [peftKey, value] of duplicates) {
+    const src = file.get(peftKey);
+    if (!src) continue;
+    const want = value();
+    check(peftKey, src, want);
+    const a = src.data as ArrayLike<number>;
+    const b = want.data as ArrayLike<number>;
+    for (let i = 0; i < a.length; i++) {
+      if (Math.abs(a[i]! - b[i]!) > 1e-6 * Math.max(1, Math.abs(b[i]!))) {
+        throw new AdapterConfigError(`${source}: "${peftKey}" differs from the weights this adapter computes with (at ${i}: ${a[i]} vs ${b[i]}); the file carries a modified copy of a base or head weight, which peftjs does not apply`);
+      }
+    }
   }
 }

@@ -422,7 +422,7 @@ export class PeftModel {
     try {
       const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
       const def = tunerFor(json.peft_type, configPath);
-      loadAdapterState(adapter, this.heads.get(name), headKeyPrefix(def), new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
+      loadAdapterState(this.base, adapter, this.heads.get(name), headKeyPrefix(def), new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
       const names = await readAdapterLabels(dir);
       if (names) this.labels.set(name, names);
     } catch (e) {

@@ -49,6 +49,8 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
   stateKeys?(): Map<string, string>;
   /** The tensor saved under a PEFT key when it is not the in-graph tensor itself (a reparameterized prompt saves the encoder's output; AdaLoRA only its kept ranks). */
   savedTensor?(peftKey: string): Tensor | undefined;
+  /** Keys PEFT saves with an unchanged base weight (PEFT key -> base parameter name), e.g. a LoRA-targeted embed_tokens table. */
+  baseKeys?(): Map<string, string>;
   /** Prepare to load a file's tensors (a reparameterized prompt switches to the saved form). */
   beforeLoad?(file: ReadonlyMap<string, Tensor>): void;
   /** Called by the training loop after each step with that step's gradients (AdaLoRA's rank allocation). */

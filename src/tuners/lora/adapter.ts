@@ -183,6 +183,16 @@ export class LoraAdapter implements Adapter<LoraConfig> {
     return keys;
   }
 
+  /**
+   * A LoRA-targeted `embed_tokens` (or `lm_head`): PEFT's save_embedding_layers="auto" then saves
+   * the base table too, as `<path>.base_layer.weight` (utils/save_and_load.py
+   * get_peft_model_state_dict, EMBEDDING_LAYER_NAMES; 0.14 and current alike).
+   */
+  baseKeys(): Map<string, string> {
+    const e = this.embedding;
+    return e && /(^|\.)(embed_tokens|lm_head)$/.test(e.path) ? new Map([[`${MODEL_PREFIX}${e.path}.base_layer.weight`, `${e.path}.weight`]]) : new Map();
+  }
+
   /** W + s B A for every adapted layer (DoRA: rescaled per output unit), by base parameter name. */
   mergedWeights(weight: (name: string) => Tensor): Map<string, Tensor> {
     if (this.config.use_gating) throw new AdapterConfigError(`LoRA adapter "${this.name}": gated updates depend on the input and cannot be merged`);
