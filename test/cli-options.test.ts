@@ -54,6 +54,9 @@ describe("option values", () => {
     [[...train, "--eval-every", "0"], /--eval-every: expected an integer >= 1, got 0$/],
     [[...train, "--early-stopping", "f1:abc"], /--early-stopping: expected metric:patience .*, got "f1:abc"$/],
     [[...train, "--early-stopping", "f1:0"], /--early-stopping: expected metric:patience .*, got "f1:0"$/],
+    [[...train, "--divergence", "1:5"], /--divergence: expected factor:patience .*, got "1:5"$/],
+    [[...train, "--divergence", "4:0"], /--divergence: expected factor:patience .*, got "4:0"$/],
+    [[...train, "--divergence", "never"], /--divergence: expected factor:patience .*, got "never"$/],
     [[...train, "--val-split", "1.5"], /--val-split: expected a number >= 0 and < 1, got 1\.5$/],
     [[...train, "--warmup-ratio", "-0.1"], /--warmup-ratio: expected a number >= 0 and < 1, got -0\.1$/],
     [[...train, "--lora-dropout", "1"], /--lora-dropout: expected a number >= 0 and < 1, got 1$/],
@@ -192,9 +195,23 @@ describe("outputs never overwrite inputs", () => {
     const output = join(dir, "run");
     const argv = ["train", "--model", BERT, "--data", DATA, "--output", output, "--max-steps", "1", "--batch-size", "8", "--threads", "1"];
     assert.equal((await run(argv)).code, 0);
-    await fails(argv, /holds a previous run/);
+    const refused = await fails(argv, /holds a previous run/);
+    assert.match(refused.err, /hint: pass --resume to continue that run, --overwrite to replace it/);
     const again = await run([...argv, "--overwrite"]);
     assert.equal(again.code, 0, again.err);
+  });
+
+  it("a runaway learning rate stops train with the divergence rule and a hint; --divergence off lets it run; report.html shows the settings", async () => {
+    const output = join(dir, "diverge");
+    const argv = ["train", "--model", BERT, "--data", DATA, "--output", output, "--max-steps", "30", "--batch-size", "8", "--threads", "1", "--lr", "100", "--schedule", "constant", "--warmup-ratio", "0", "--val-split", "0"];
+    const r = await fails(argv, /training diverged at step \d+: the smoothed loss rose to/);
+    assert.match(r.err, /hint: resume from the last good checkpoint with a lower --lr/);
+    assert.ok(!existsSync(join(output, "adapter")), "no adapter is written for a diverged run");
+    const off = await run([...argv, "--overwrite", "--divergence", "off", "--max-steps", "12"]);
+    assert.equal(off.code, 0, off.err);
+    const report = readFileSync(join(output, "report.html"), "utf8");
+    for (const setting of ["method", "lora", "train.jsonl", "batch_size", "seed"]) assert.ok(report.includes(setting), `report.html shows ${setting}`);
+    assert.ok(!report.includes(`<title>${BERT}`), "titled by the model's name, not its path");
   });
 
   it("merge refuses an --output that is, holds or lies inside the model or adapter folder", async () => {

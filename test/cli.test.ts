@@ -7,6 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { main } from "../src/cli/main.js";
+import { Generator } from "../src/models/generate.js";
+import { loadModel } from "../src/models/pretrained.js";
+import { PeftModel } from "../src/peft/peft-model.js";
 import { RECORDS } from "./support/tiny-training.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
@@ -81,6 +84,36 @@ describe("peftjs CLI", () => {
     const r = await run(["generate", "--model", join(FIXTURES, "llama-tiny"), "--prompt", "the cat", "--max-new-tokens", "5"]);
     assert.equal(r.code, 0);
     assert.ok(r.out.startsWith("the cat") && r.out.length > "the cat\n".length);
+  });
+
+  it("generate runs an adapter that cannot merge (prefix tuning) unmerged, positions continuing after the prefix", async () => {
+    const model = await loadModel(join(FIXTURES, "gpt2-tiny"), { task: "causal-lm" });
+    const peft = PeftModel.create(model, { peft_type: "PREFIX_TUNING", num_virtual_tokens: 4 });
+    const adapter = mkdtempSync(join(tmpdir(), "peftjs-cli-prefix-"));
+    await peft.save(adapter);
+    const r = await run(["generate", "--model", join(FIXTURES, "gpt2-tiny"), "--adapter", adapter, "--prompt", "the cat", "--max-new-tokens", "5"]);
+    assert.equal(r.code, 0, r.out);
+    const gen = await Generator.create(peft);
+    const [expected] = (await gen.generate(["the cat"], { maxNewTokens: 5 })).texts;
+    await gen.release();
+    assert.equal(r.out, `the cat${expected}\n`);
+  });
+
+  it("merge and info without --task take the head from config.json's architectures (a merged masked LM keeps its LM head)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-cli-merge-mlm-"));
+    const model = await loadModel(BERT); // architectures: BertForMaskedLM
+    assert.equal(model.task, "masked-lm");
+    const adapter = join(dir, "adapter");
+    await PeftModel.create(model, { peft_type: "LORA", r: 2, target_modules: ["query"] }).save(adapter);
+    const merged = join(dir, "merged");
+    const r = await run(["merge", "--model", BERT, "--adapter", adapter, "--output", merged]);
+    assert.equal(r.code, 0, r.out);
+    const back = await loadModel(merged);
+    assert.equal(back.task, "masked-lm");
+    assert.deepEqual(JSON.parse(readFileSync(join(merged, "config.json"), "utf8")).architectures, ["BertForMaskedLM"]);
+    assert.ok([...back.modules().params.keys()].some((k) => k.startsWith("cls.")), "the LM head's weights are kept");
+    const info = await run(["info", BERT]);
+    assert.match(info.out, /parameters \(masked-lm\)/);
   });
 
   it("errors are one line plus a hint, with a non-zero exit code", async () => {

@@ -16,7 +16,7 @@ import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { demo } from "./demo.js";
 import { addOptions, commandOptions, commandValues, flagNames, OptionError, sourceOf } from "./options.js";
-import { Trainer } from "../train/trainer.js";
+import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../train/trainer.js";
 
 class UsageError extends Error {
   constructor(message: string, readonly hint: string) {
@@ -134,8 +134,8 @@ async function loadModelFor(dir: string, task: Task, guessedFrom?: { source: str
   }
 }
 
-/** The model with the adapter (if any) loaded; the head is sized for the adapter's labels. */
-async function modelWithAdapter(modelDir: string, adapterDir: string | undefined, task: Task): Promise<{ model: PretrainedModel; peft: PeftModel }> {
+/** The model with the adapter (if any) loaded; the head is sized for the adapter's labels. Without a task, config.json's architectures picks the head. */
+async function modelWithAdapter(modelDir: string, adapterDir: string | undefined, task: Task | undefined): Promise<{ model: PretrainedModel; peft: PeftModel }> {
   const model = await loadModel(modelDir, { task });
   if (!adapterDir) return { model, peft: new PeftModel(model) };
   const names = await readAdapterLabels(adapterDir);
@@ -213,6 +213,9 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       outputDir: o.output, epochs: o.epochs, maxSteps: o.maxSteps, batchSize: o.batchSize, gradientAccumulation: o.gradAccum,
       lr: o.lr, headLrScale: o.headLrScale, weightDecay: o.weightDecay, schedule: o.schedule, warmupRatio: o.warmupRatio,
       evalEvery: o.evalEvery, earlyStopping: o.earlyStopping, seed: o.seed, threads: o.threads ?? 0, gradientCheckpointing: o.gradientCheckpointing ?? false, resume: o.resume ?? false, overwrite: o.overwrite ?? false, print: out,
+      divergence: o.divergence,
+      // For report.html: what this run was.
+      settings: { model: o.model, data: o.data, eval: o.eval ?? `${o.valSplit} of --data`, task, method: o.method, ...peftSettings(peft), epochs: o.epochs, max_steps: o.maxSteps, batch_size: o.batchSize, grad_accum: o.gradAccum, lr: o.lr, schedule: o.schedule, warmup_ratio: o.warmupRatio, weight_decay: o.weightDecay, max_length: maxLength, seed: o.seed },
     });
     trainer.labelNames = all.labels;
     const result = await trainer.train();
@@ -271,7 +274,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     for (const key of ["topK", "topP"] as const) if (o[key] !== undefined && o.temperature === 0) note(`note: ${sourceOf(o, key)} has no effect with --temperature 0 (greedy decoding); pass a temperature above 0 to sample`);
     const model = await loadModel(o.model, { task: "causal-lm" });
     const peft = o.adapter ? await PeftModel.load(model, o.adapter) : undefined;
-    const lm = peft ? peft.mergeAndUnload() : model;
+    // LoRA-like adapters are merged (no extra work per token); prefix and bottleneck adapters run unmerged.
+    const lm = peft && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : (peft ?? model);
     const gen = await Generator.create(lm);
     // Stream: print what each new token adds to the decoded text.
     const tokens: number[] = [];
@@ -281,7 +285,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed,
       onToken: (t) => {
         tokens.push(t);
-        const text = lm.tokenizer!.decode(tokens, { skipSpecialTokens: true });
+        const text = model.tokenizer!.decode(tokens, { skipSpecialTokens: true });
         write(text.slice(shown.length));
         shown = text;
       },
@@ -293,7 +297,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
   addOptions(prog.command("merge").description("fold an adapter into the base weights and write a full checkpoint"), OPTIONS.merge).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.merge);
     await refuseOverlap("--output", o.output, { "--adapter": o.adapter });
-    const { task } = await taskOf(o.task, [], { adapter: o.adapter, unlabelled: "base" });
+    // The head: --task, else the adapter's task_type, else the checkpoint's architectures (a merge keeps it).
+    const task = o.task ?? (await adapterTask(o.adapter));
     const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
     // The model may have come from the hub cache: check its resolved folder too.
     await refuseOverlap("--output", o.output, { "--model": model.dir });
@@ -318,7 +323,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 
   addOptions(prog.command("info").description("describe a checkpoint (architecture, parameters) and optionally an adapter").argument("<model>", "checkpoint directory or hub repo id"), OPTIONS.info).action(async (dir: string, _: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.info);
-    const { task } = await taskOf(o.task, [], { adapter: o.adapter, unlabelled: "base" });
+    const task = o.task ?? (o.adapter ? await adapterTask(o.adapter) : undefined);
     const { model, peft } = await modelWithAdapter(dir, o.adapter, task);
     const c = model.config;
     const params = [...model.modules().params.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
@@ -360,7 +365,22 @@ export async function main(argv: readonly string[], io?: { out: (s: string) => v
     if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return 0;
     const commander = error instanceof CommanderError;
     err(`peftjs: ${commander ? commanderMessage(error, argv) : error.message.split("\n")[0]}`);
-    err(`hint: ${typeof error.hint === "string" ? error.hint : `run "peftjs ${prog.commands.some((c) => c.name() === argv[0]) ? `${argv[0]} ` : ""}--help"`}`);
+    err(`hint: ${typeof error.hint === "string" ? error.hint : (trainerHint(error) ?? `run "peftjs ${prog.commands.some((c) => c.name() === argv[0]) ? `${argv[0]} ` : ""}--help"`)}`);
     return commander ? (error.exitCode ?? 1) : 1;
   }
+}
+
+/** What to do after the trainer's own errors. */
+function trainerHint(e: Error): string | undefined {
+  if (e instanceof TrainingDivergedError) return "resume from the last good checkpoint with a lower --lr (or pass --divergence off to let the run continue)";
+  if (e instanceof TrainingStepError) return "the message names the step and the examples' positions in the training data";
+  if (e instanceof OutputExistsError) return "pass --resume to continue that run, --overwrite to replace it, or another --output";
+  return undefined;
+}
+
+/** The method's config fields for the report (the adapter's own, as saved). */
+function peftSettings(peft: PeftModel): Record<string, unknown> {
+  const config = peft.adapters.get("default")?.config as Record<string, unknown> | undefined;
+  const keep = ["peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "num_virtual_tokens", "reduction_factor", "modules_to_save"];
+  return Object.fromEntries(keep.filter((k) => config?.[k] !== undefined && config[k] !== null).map((k) => [k, config![k]]));
 }

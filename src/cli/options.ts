@@ -149,6 +149,22 @@ const earlyStopping = {
   expected: "metric:patience with patience an integer >= 1, e.g. f1:3",
 } satisfies OptionSpec;
 
+/** `factor:patience`, e.g. `4:5` (the trainer's divergence guard), or `off`. */
+const divergence = {
+  schema: z
+    .union([z.literal("off"), z.string().regex(/^\d+(\.\d+)?:[1-9]\d*$/)])
+    .transform((s) => {
+      if (s === "off") return false as const;
+      const [factor, patience] = s.split(":").map(Number);
+      return { factor: factor!, patience: patience! };
+    })
+    .refine((d) => d === false || d.factor > 1)
+    .optional(),
+  help: "stop when the smoothed loss stays above factor x its best (and 1 above it) for patience steps; off disables (default 4:5)",
+  arg: "<factor:patience|off>",
+  expected: "factor:patience with factor > 1 and patience an integer >= 1 (e.g. 4:5), or off",
+} satisfies OptionSpec;
+
 /** The options of every command; `methods` are the PEFT method names `--method` takes. */
 export function commandOptions(methods: readonly string[]) {
   return {
@@ -175,6 +191,7 @@ export function commandOptions(methods: readonly string[]) {
       docStride,
       evalEvery: integer({ min: 1 }, "evaluate every n steps (default: each epoch)"),
       earlyStopping,
+      divergence,
       seed: seed(42),
       threads,
       gradientCheckpointing: flag("recompute activations in the backward pass"),
