@@ -470,6 +470,24 @@ const KEY_ARCHS: { name: string; task: Task }[] = [
   { name: "llama-tiny", task: "causal-lm" }, // grouped-query: 2 key/value heads for 4 query heads
 ];
 
+/**
+ * The fields of PEFT's config class per method (0.14: config.py PeftConfig / PromptLearningConfig,
+ * tuners/<method>/config.py; peft_version from later versions, a version notice in 0.14): a saved
+ * config must not carry others, or PEFT warns "Unexpected keyword arguments".
+ */
+const PEFT_COMMON = ["peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping", "peft_version"];
+const PROMPT_LEARNING = [...PEFT_COMMON, "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers"];
+const LORA_FIELDS = [...PEFT_COMMON, "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out", "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "megatron_config", "megatron_core", "loftq_config", "eva_config", "use_dora", "layer_replication", "runtime_config", "lora_bias"];
+const PEFT_FIELDS: Partial<Record<string, string[]>> = {
+  LORA: LORA_FIELDS,
+  ADALORA: [...LORA_FIELDS, "target_r", "init_r", "tinit", "tfinal", "deltaT", "beta1", "beta2", "orth_reg_weight", "total_step"],
+  IA3: [...PEFT_COMMON, "target_modules", "exclude_modules", "feedforward_modules", "fan_in_fan_out", "modules_to_save", "init_ia3_weights"],
+  PROMPT_TUNING: [...PROMPT_LEARNING, "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs"],
+  P_TUNING: [...PROMPT_LEARNING, "encoder_reparameterization_type", "encoder_hidden_size", "encoder_num_layers", "encoder_dropout"],
+  PREFIX_TUNING: [...PROMPT_LEARNING, "encoder_hidden_size", "prefix_projection"],
+  LN_TUNING: [...PEFT_COMMON, "target_modules", "exclude_modules", "modules_to_save"],
+};
+
 describe("PEFT state-dict keys: method x architecture x task (expected-keys table, both directions)", () => {
   const models = new Map<string, Promise<PretrainedModel>>();
   const model = (name: string, task: Task) => {
@@ -498,6 +516,14 @@ describe("PEFT state-dict keys: method x architecture x task (expected-keys tabl
           // A file with exactly those keys loads; one missing or one extra key is an error naming it.
           const dir = mkdtempSync(join(tmpdir(), "peftjs-keys-"));
           await peft.save(dir);
+          // The config is what PEFT's save_pretrained writes: only its class's fields, inference_mode true,
+          // fan_in_fan_out as PEFT corrects it for GPT-2's Conv1D (lora/model.py, ia3/model.py _create_new_module).
+          const cfg = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+          const fields = PEFT_FIELDS[method];
+          if (fields) assert.deepEqual(Object.keys(cfg).filter((k) => !fields.includes(k)), [], `fields PEFT's ${method} config lacks`);
+          assert.equal(cfg.inference_mode, true);
+          if ("fan_in_fan_out" in cfg) assert.equal(cfg.fan_in_fan_out, arch.name === "gpt2-tiny", "fan_in_fan_out");
+          if (method === "ADALORA") assert.equal(cfg.r, 8, "AdaLoRA writes LoraConfig's default r (PEFT warns on any other)");
           const file = join(dir, "adapter_model.safetensors");
           const tensors = await readSafetensors(file);
           const all = new Map(tensors.names().map((n) => [n, tensors.get(n)]));

@@ -114,6 +114,9 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
       this.tensors.set(this.key(l.path, "B"), t([l.outFeatures, r], 0.02));
       this.tensors.set(this.key(l.path, "E"), t([r, 1], 0));
     }
+    // PEFT sets fan_in_fan_out from the wrapped layer type (adalora/model.py _create_new_module: Conv1D -> True) and saves it.
+    const layouts = new Set([...this.layers.values()].map((l) => l.layout));
+    if (layouts.size === 1) config.fan_in_fan_out = layouts.has("conv1d");
     this.initBudget = this.budget = [...this.layers.values()].reduce((a, l) => a + l.r, 0);
   }
 
