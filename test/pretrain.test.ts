@@ -49,6 +49,10 @@ describe("pretraining and the demo", () => {
     assert.equal(model.config.modelType, "roberta");
     assert.deepEqual(model.build().newlyInitialized, []);
     assert.equal(model.tokenizer!.decode(model.tokenizer!.encode("Call me Ishmael.").ids, { skipSpecialTokens: true }), "Call me Ishmael.");
+    // A second run into the same folder is refused unless it resumes or overwrites.
+    const again = { kind: "encoder" as const, texts: moby.slice(0, 20), outputDir: dir, vocabSize: 300, hidden: 16, layers: 1, heads: 2, steps: 2, batchSize: 4, threads: 1, print: () => {} };
+    await assert.rejects(pretrain(again), /holds a previous run/);
+    assert.equal((await pretrain({ ...again, overwrite: true })).steps, 2);
   });
 
   it("an interrupted pretraining run resumes from its last checkpoint instead of starting over", async () => {
@@ -85,6 +89,9 @@ describe("pretraining and the demo", () => {
     assert.deepEqual(Object.keys(results), ["spam", "sotu-party"]);
     assert.ok(lines.some((l) => /^validation: accuracy/.test(l)));
     assert.ok(existsSync(join(dir, "out", "sotu-party", "report.html")));
+    // The demo's folder is its own: running it again replaces the first run.
+    const second = await demo({ model: base, output: join(dir, "out"), perClass: 10, epochs: 1, threads: 1, print: () => {}, progress: false });
+    assert.deepEqual(Object.keys(second), ["spam", "sotu-party"]);
   });
 
   it("the shipped encoder is a loadable checkpoint", { skip: !existsSync(SHIPPED_ENCODER) && "models/encoder-mini is not in this checkout" }, async () => {

@@ -89,6 +89,8 @@ export async function demo(opts: DemoOptions): Promise<Record<string, Record<str
     const out = join(opts.output, name);
     const trainer = new Trainer(peft, examples.slice(0, cut), examples.slice(cut), {
       outputDir: out, epochs: opts.epochs ?? 4, batchSize: 16, lr: 1e-3, headLrScale: 3, warmupRatio: 0.1, threads: opts.threads ?? 0, print: opts.print, progress: opts.progress, logEvery: 20,
+      // The demo's folder is its own: a second `peftjs demo` replaces the first run's outputs.
+      overwrite: true,
     });
     trainer.labelNames = labels;
     const r = await trainer.train();

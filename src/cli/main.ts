@@ -317,7 +317,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     const o = await commandValues(cmd, OPTIONS.pretrain);
     if (o.hidden % o.heads !== 0) throw new OptionError(`${sourceOf(o, "hidden") ?? "--hidden"}: expected a multiple of --heads ${o.heads}, got ${o.hidden}`, "each attention head takes hidden / heads dimensions");
     const { texts, description } = o.corpus ? await corpusFiles(o.corpus) : builtinCorpus();
-    const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, resume: o.resume, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
+    const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, resume: o.resume, overwrite: o.overwrite, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
     out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
   });
 

@@ -270,6 +270,7 @@ export function commandOptions(methods: readonly string[]) {
       seed: seed(1),
       threads,
       resume: flag("continue an interrupted run from <output>/pretraining/checkpoint-last (give the same options)"),
+      overwrite: flag("replace an earlier run in <output> (otherwise one is refused unless --resume)"),
       config,
     },
     info: {

@@ -36,6 +36,8 @@ export interface PretrainOptions {
    * corpus: the tokenizer, blocks and masks are rebuilt deterministically from them).
    */
   resume?: boolean;
+  /** Replace an earlier run in `outputDir` (otherwise one is refused unless `resume`). */
+  overwrite?: boolean;
   print?: (line: string) => void;
   /** Description of the corpus, recorded with the model. */
   corpus?: string;
@@ -127,7 +129,7 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const warmupRatio = opts.warmupRatio ?? (kind === "encoder" ? 0.1 : 0.05);
   const trainer = new Trainer(peft, train, validation, {
     outputDir: join(outputDir, "pretraining"), maxSteps: steps, batchSize, lr, schedule: "cosine", warmupRatio, maskedPositionsOnly: kind === "encoder",
-    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor(steps / 10)), saveEvery: opts.saveEvery ?? Math.max(10, Math.floor(steps / 20)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false, resume: opts.resume ?? false,
+    weightDecay: 0.01, evalEvery: Math.max(50, Math.floor(steps / 10)), saveEvery: opts.saveEvery ?? Math.max(10, Math.floor(steps / 20)), seed, threads: opts.threads ?? 0, logEvery: 10, print, progress: false, resume: opts.resume ?? false, overwrite: opts.overwrite ?? false,
   });
   let lastLoss = NaN;
   trainer.opts.onLog = (e) => void (typeof e.loss === "number" && (lastLoss = e.loss));
