@@ -139,6 +139,7 @@ describe("strict loading", () => {
     assert.throws(() => PeftModel.create(base, { peft_type: "LORA", lora_alpah: 16 }), /did you mean "lora_alpha"/);
     // @ts-expect-error "num_virtual_token" is not a PROMPT_TUNING config field
     assert.throws(() => PeftModel.create(base, { peft_type: "PROMPT_TUNING", num_virtual_token: 4 }), /did you mean "num_virtual_tokens"/);
+    assert.throws(() => PeftModel.create(base, { peft_type: "HYBRID", lora: { rank: 4 } }), /\(lora\): unknown LORA config field "rank"; did you mean "r"/);
     const fromFile: Record<string, unknown> = { peft_type: "LORA", rank: 16 };
     assert.throws(() => PeftModel.create(base, fromFile as { peft_type: string }), /did you mean "r"/);
   });

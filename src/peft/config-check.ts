@@ -79,6 +79,8 @@ export function checkConfigFields(def: TunerDef, config: Readonly<Record<string,
       const hint = didYouMean(k, known);
       throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (known: ${[...known].sort().join(", ")})`);
     }
+    const part = def.parts?.[k];
+    if (part && typeof v === "object" && v !== null && !Array.isArray(v)) checkConfigFields(part, { peft_type: part.peftType, ...(v as Record<string, unknown>) }, `${source} (${k})`, model);
     const inert = def.inertFields?.[k];
     if (inert && !inert.test(v)) throw new AdapterConfigError(`${source}: ${def.peftType} config field "${k}" = ${JSON.stringify(v)} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
   }

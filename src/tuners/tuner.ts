@@ -73,6 +73,8 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
    * (`test`); `means` says which values those are. Any other field must be one the config writes.
    */
   readonly inertFields?: Readonly<Record<string, InertField>>;
+  /** Rows whose configs nest under a field of this one (the hybrid's "lora" and "adapter"), checked field by field like top-level configs. */
+  readonly parts?: Readonly<Record<string, TunerDef>>;
   /** Values for the fields a config cannot omit (e.g. num_virtual_tokens), to list the method's fields. */
   readonly requiredExample?: Readonly<Record<string, unknown>>;
   /**

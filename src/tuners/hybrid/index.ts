@@ -65,6 +65,7 @@ export function hybridTuner<L extends BaseConfig, B extends BaseConfig>(lora: Tu
   const strip = ({ peft_type: _, ...rest }: Record<string, unknown>) => rest;
   return {
     peftType: "HYBRID",
+    parts: { lora: lora as unknown as TunerDef, adapter: bottleneck as unknown as TunerDef },
     parseConfig: parse,
     toJSON: (c) => ({
       peft_type: "HYBRID", gates: c.gates, lora: strip(lora.toJSON(c.lora)), adapter: strip(bottleneck.toJSON(c.adapter)), task_type: c.task_type ?? null,
