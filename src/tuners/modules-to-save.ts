@@ -70,11 +70,7 @@ export class ModulesToSave {
     return add(mul(own, gate), mul(base, sub(1, gate)));
   }
 
-  stateDict(): Map<string, Tensor> {
-    return new Map([...this.keys].map(([name, key]) => [this.saveKey(name), this.tensors.get(key)!]));
-  }
-
-  /** State-dict key -> in-graph key. */
+  /** PEFT state-dict key -> tensor key. */
   loadKeys(): Map<string, string> {
     return new Map([...this.keys].map(([name, key]) => [this.saveKey(name), key]));
   }
