@@ -1,7 +1,7 @@
 // Every architecture against an independent PyTorch implementation (bench/reference/
 // tiny_checkpoints.py): tiny checkpoints in the Hugging Face layout, reference outputs in float64.
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -189,6 +189,14 @@ describe("loadModel reads the head from config.json's architectures (transformer
     await assert.rejects(loadModel(withConfig("bert-tiny", (c) => (c.architectures = "BertModel"))), /"architectures" must be a list of class names/);
     // Choosing a head by hand still loads such checkpoints.
     assert.equal((await loadModel(withConfig("bert-tiny", (c) => (c.architectures = ["BertForMultipleChoice"])), { task: "base" })).task, "base");
+  });
+
+  it("a config.json far larger than any config is refused from its size, before it is read", async () => {
+    const dir = withConfig("bert-tiny", () => undefined);
+    truncateSync(join(dir, "config.json"), 2 ** 30); // sparse: 1 GiB of zeros
+    const before = process.memoryUsage().arrayBuffers;
+    await assert.rejects(loadModel(dir), /config\.json: 1073741824 bytes, more than a config file holds/);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 64 * 2 ** 20, "not read into memory");
   });
 });
 

@@ -43,6 +43,22 @@ describe("Trainer", () => {
     assert.match(report, /<h2>Settings<\/h2><table class="settings"><tr><td>method<\/td><td>lora<\/td><\/tr><tr><td>r<\/td><td>4<\/td><\/tr><tr><td>data<\/td><td>train.jsonl<\/td><\/tr><tr><td>seed<\/td><td>42<\/td><\/tr><\/table>/);
   });
 
+  it("library options go through a schema: out-of-range values and mistyped keys are errors, not hangs or silent defaults", async () => {
+    const out = tmp();
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ batchSize: 0 }, /^TrainerOptions\.batchSize: expected number to be >=1, got 0$/],
+      [{ lr: -0.001 }, /^TrainerOptions\.lr: expected number to be >0, got -0\.001$/],
+      [{ epochs: 1.5 }, /^TrainerOptions\.epochs: expected int, got 1\.5$/],
+      [{ gradientAccumulation: 0 }, /^TrainerOptions\.gradientAccumulation: .*, got 0$/],
+      [{ schedule: "cos" }, /^TrainerOptions\.schedule: expected one of .*, got "cos"$/],
+      [{ earlyStopping: { metric: "f1", patience: 0 } }, /^TrainerOptions\.earlyStopping\.patience: .*, got 0$/],
+      [{ bachSize: 4 }, /^TrainerOptions: unknown option "bachSize" \(did you mean "batchSize"\?\)$/],
+      [{ divergence: { factr: 2 } }, /^TrainerOptions\.divergence: unknown option "factr" \(did you mean "factor"\?\)$/],
+      [{ outputDir: "" }, /^TrainerOptions\.outputDir: expected a non-empty path, got ""$/],
+    ];
+    for (const [opts, message] of cases) await assert.rejects(tinyTrainer({ outputDir: out, ...opts } as never), (e: Error) => e instanceof RangeError && message.test(e.message), JSON.stringify(opts));
+  });
+
   it("gradient accumulation equals one larger batch", async () => {
     // The same 8 examples: one step of 2 x 4 accumulated, or one step of a batch of 8.
     const a = await tinyTrainer({ outputDir: tmp(), maxSteps: 1, batchSize: 4, gradientAccumulation: 2, warmupRatio: 0 }, 8);

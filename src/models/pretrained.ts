@@ -257,9 +257,14 @@ export class PretrainedModel {
   }
 }
 
+/** config.json files are a few KB; anything near this is not one (and is not read into memory). */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
 async function readJson(path: string): Promise<unknown> {
   let text: string;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_CONFIG_BYTES) throw new Error(`${size} bytes, more than a config file holds (at most ${MAX_CONFIG_BYTES})`);
     text = await readFile(path, "utf8");
   } catch (e) {
     throw new ConfigError(`${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : (e as Error).message}`);

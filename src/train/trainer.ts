@@ -13,6 +13,7 @@ import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 import { bestWindows, decodePredictions, PREDICTION_TASKS, type Prediction } from "./predict.js";
+import { validateTrainerOptions } from "./trainer-options.js";
 import { DivergenceGuard, type DivergenceOptions, type DivergenceState } from "./divergence.js";
 import { clipGradNorm } from "./grad-clip.js";
 import { averagePrecision, classificationReport, perplexity, prCurve, rocAuc, rocCurve, squadScores, tokenF1 } from "./metrics.js";
@@ -135,6 +136,7 @@ export class Trainer {
     opts: TrainerOptions,
   ) {
     if (trainExamples.length === 0) throw new RangeError("Trainer: no training examples");
+    validateTrainerOptions(opts as unknown as Record<string, unknown>);
     this.opts = {
       epochs: 3, batchSize: 16, gradientAccumulation: 1, lr: 2e-4, weightDecay: 0.01, headLrScale: 1, schedule: "linear", warmupRatio: 0.06, maxGradNorm: 1,
       seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, overwrite: false, ...opts,
