@@ -21,6 +21,9 @@ const CASES: { name: string; base: string; task: Task; config: Record<string, un
   // it with the update) and bias="all" (tuners_utils.py BaseTuner._get_learnable_bias_state_dict: every
   // ".bias" key, LayerNorms included; a wrapped layer's as "<path>.base_layer.bias").
   { name: "gpt2-lora-bias-all-causal-lm", base: "gpt2-tiny", task: "causal-lm", config: { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["c_attn"], lora_bias: true, bias: "all" } },
+  // bias="all" with a head: both halves of the classifier's ModulesToSaveWrapper end in ".bias" and are saved too
+  // (classifier.original_module.bias, classifier.modules_to_save.bias).
+  { name: "bert-lora-bias-all-seq-cls", base: "bert-tiny", task: "sequence-classification", config: { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["value", "query"], bias: "all" } },
   // Prompt learning wraps the transformers model directly (peft_model.py PeftModel.__init__), so the
   // SEQ_CLS head that PeftModelForSequenceClassification adds is saved as "base_model.classifier.*".
   { name: "bert-prompt-tuning-seq-cls", base: "bert-tiny", task: "sequence-classification", config: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 } },

@@ -205,6 +205,44 @@ def main():
               "tokenizer_name_or_path": None}
     write("bert-prompt-tuning-seq-cls", config, T, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, {"logits": out["sequence-classification"]})
 
+    # 6. BERT sequence classification, LoRA with bias="all": every bias of BertForSequenceClassification is
+    #    saved, a wrapped layer's as base_layer.bias, and the classifier's ModulesToSaveWrapper contributes
+    #    classifier.original_module.bias (the base bias) and classifier.modules_to_save.bias (the trained
+    #    copy) besides classifier.bias, since the filter takes every key ending in ".bias".
+    cfg, W = load("bert-tiny")
+    ref = json.load(open(os.path.join(ROOT, "models", "bert-tiny", "reference.json")))
+    inputs = {k: torch.tensor(v) for k, v in ref["inputs"].items()}
+    T, merged = {}, dict(W)
+    seed = 200
+    wrapped = set()
+    for i in range(cfg["num_hidden_layers"]):
+        for m in ("query", "value"):
+            path = f"bert.encoder.layer.{i}.attention.self.{m}"
+            wrapped.add(path)
+            A, B = rnd(r, 32, seed=seed), rnd(32, r, seed=seed + 1)
+            seed += 2
+            T[f"base_model.model.{path}.lora_A.weight"] = A
+            T[f"base_model.model.{path}.lora_B.weight"] = B
+            merged[path + ".weight"] = W[path + ".weight"] + (alpha / r) * (B.to(DT) @ A.to(DT))
+    for name in sorted(W):
+        if not (name.startswith("bert.") and name.endswith(".bias")):
+            continue
+        t = W[name].to(torch.float32) + rnd(*W[name].shape, std=0.1, seed=seed)
+        seed += 1
+        module = name[: -len(".bias")]
+        T[f"base_model.model.{module}.base_layer.bias" if module in wrapped else f"base_model.model.{name}"] = t
+        merged[name] = t.to(DT)
+    T["base_model.model.classifier.weight"] = rnd(3, 32, seed=299)
+    T["base_model.model.classifier.bias"] = rnd(3, seed=298)
+    T["base_model.model.classifier.modules_to_save.bias"] = T["base_model.model.classifier.bias"]
+    T["base_model.model.classifier.original_module.bias"] = W["classifier.bias"].to(torch.float32)
+    merged["classifier.weight"], merged["classifier.bias"] = T["base_model.model.classifier.weight"].to(DT), T["base_model.model.classifier.bias"].to(DT)
+    _, fwd = bind(lambda c: tc.bert_family(c, "bert"), cfg, merged)
+    out = fwd(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["position_ids"])
+    config = {**LORA_COMMON, "base_model_name_or_path": "tiny/bert-tiny", "task_type": "SEQ_CLS", "r": r, "lora_alpha": alpha, "fan_in_fan_out": False,
+              "target_modules": ["value", "query"], "modules_to_save": ["classifier", "score"], "bias": "all"}
+    write("bert-lora-bias-all-seq-cls", config, T, inputs, {"logits": out["sequence-classification"]})
+
 
 if __name__ == "__main__":
     main()
