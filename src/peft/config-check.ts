@@ -77,7 +77,9 @@ export function checkConfigFields(def: TunerDef, config: Readonly<Record<string,
     }
     if (!known.has(k)) {
       const hint = didYouMean(k, known);
-      throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (known: ${[...known].sort().join(", ")})`);
+      // The list names the method's own fields, not PEFT's informational or unimplemented ones.
+      const own = [...known].filter((f) => !INFORMATIONAL.includes(f) && !(f in (def.inertFields ?? {}))).sort();
+      throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (${def.peftType} fields: ${own.join(", ")})`);
     }
     const part = def.parts?.[k];
     if (part && typeof v === "object" && v !== null && !Array.isArray(v)) checkConfigFields(part, { peft_type: part.peftType, ...(v as Record<string, unknown>) }, `${source} (${k})`, model);
