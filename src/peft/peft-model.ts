@@ -62,7 +62,7 @@ export class PeftModel {
   private active: string[] = [];
   private disabled = false;
   private disabledLayers = new Set<number>();
-  /** Receives warnings (unknown config keys); default console.warn. */
+  /** Receives warnings; default console.warn. (Loading emits none: an unknown or unimplemented config field is an error.) */
   warn: (message: string) => void = (m) => console.warn(m);
 
   constructor(readonly base: PretrainedModel) {}
