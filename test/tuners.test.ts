@@ -524,6 +524,9 @@ describe("PEFT state-dict keys: method x architecture x task (expected-keys tabl
           assert.equal(cfg.inference_mode, true);
           if ("fan_in_fan_out" in cfg) assert.equal(cfg.fan_in_fan_out, arch.name === "gpt2-tiny", "fan_in_fan_out");
           if (method === "ADALORA") assert.equal(cfg.r, 8, "AdaLoRA writes LoraConfig's default r (PEFT warns on any other)");
+          // PEFT writes LN tuning's resolved default targets (utils/constants.py TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING).
+          const lnDefaults: Record<string, string[]> = { "gpt2-tiny": ["ln_1", "ln_2", "ln_f"], "llama-tiny": ["input_layernorm", "post_attention_layernorm", "norm"] };
+          if (method === "LN_TUNING" && lnDefaults[arch.name]) assert.deepEqual(cfg.target_modules, lnDefaults[arch.name]);
           const file = join(dir, "adapter_model.safetensors");
           const tensors = await readSafetensors(file);
           const all = new Map(tensors.names().map((n) => [n, tensors.get(n)]));

@@ -20,6 +20,11 @@ export interface SelectiveConfig extends BaseConfig {
 
 const NORM_MODULES = ["LayerNorm", "layer_norm", "ln_1", "ln_2", "ln_f", "sa_layer_norm", "output_layer_norm", "input_layernorm", "post_attention_layernorm", "norm", "vocab_layer_norm"];
 
+/** The names in NORM_MODULES this model has modules of. */
+function presentNorms(model: PretrainedModel): string[] {
+  return NORM_MODULES.filter((m) => paramsOfModules(model, [m]).length > 0);
+}
+
 /** The base parameters a selective config trains. */
 export function selectedParams(model: PretrainedModel, config: SelectiveConfig): string[] {
   const all = [...model.modules().params.keys()];
@@ -81,9 +86,11 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
 }
 
 function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
-  const parse = (json: Readonly<Record<string, unknown>>, source: string): SelectiveConfig => ({
+  const parse = (json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): SelectiveConfig => ({
     peft_type: peftType,
-    target_modules: peftType === "LN_TUNING" ? field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) : null,
+    // Written out as PEFT writes its resolved defaults (constants.py TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING:
+    // llama input_layernorm/post_attention_layernorm/norm, gpt2 ln_1/ln_2/ln_f): the norm modules this model has.
+    target_modules: peftType === "LN_TUNING" ? (field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) ?? (model ? presentNorms(model) : null)) : null,
     k: peftType === "TOP_K_LAYERS" ? field(json, "k", 1, isInt(0), "a non-negative integer", source) : undefined,
     modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
     base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
@@ -100,7 +107,7 @@ function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
       modules_to_save: c.modules_to_save ?? null,
       revision: null,
     }),
-    create: (model, config, name) => new SelectiveAdapter(model, parse({ ...config }, `${peftType} config`), name),
+    create: (model, config, name) => new SelectiveAdapter(model, parse({ ...config }, `${peftType} config`, model), name),
   };
 }
 
