@@ -1,6 +1,7 @@
-// An adapter's saved state in Hugging Face PEFT's format, for every method in one place: the
-// method's own tensors (Adapter.stateKeys), the heads PeftModel trains beside it
-// (modules_to_save) under the prefix PEFT gives them, and strict loading (a missing tensor, an
+// Adapter state for every method in one place: graph parameter names (the adapter's name added
+// to the tuner's tensor keys), the saved state in Hugging Face PEFT's format (the method's own
+// tensors by its key rule, the heads PeftModel trains beside it under the prefix PEFT gives them,
+// copies of unchanged weights PEFT also writes), and strict loading (a missing tensor, an
 // unconsumed one or a wrong shape is an error that names it).
 import { type Tensor } from "../ir/tensor.js";
 import { type PretrainedModel } from "../models/pretrained.js";
