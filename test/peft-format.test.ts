@@ -164,6 +164,23 @@ describe("strict loading", () => {
     await assert.rejects(PeftModel.load(base, dir), /"base_model\.model\.model\.embed_tokens\.base_layer\.weight" differs from the weights this adapter computes with/);
   });
 
+  it("a float16 / bfloat16 adapter file (PEFT saves the parameters' dtype) loads as its float32 values", async () => {
+    const { float32ToBfloat16Bits, float32ToFloat16Bits } = await import("../src/io/half.js");
+    const base = await loadModel(join(FIXTURES, "models", "gpt2-tiny"), { task: "causal-lm" });
+    const want = await PeftModel.load(base, join(FIXTURES, "peft", "gpt2-lora-causal-lm"));
+    for (const [dtype, bits, tol] of [["float16", float32ToFloat16Bits, 1e-3], ["bfloat16", float32ToBfloat16Bits, 1e-2]] as const) {
+      const dir = copyFixture("gpt2-lora-causal-lm");
+      await rewrite(dir, (m) => {
+        for (const [k, t] of m) m.set(k, { dtype, shape: t.shape, data: Uint16Array.from(t.data as Float32Array, bits) } as Tensor);
+      });
+      const got = (await PeftModel.load(base, dir)).adapters.get("default")!.tensors;
+      for (const [k, t] of want.adapters.get("default")!.tensors) {
+        const g = got.get(k)!.data as Float32Array;
+        (t.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - g[i]!) <= tol * Math.max(1, Math.abs(v)), `${dtype} ${k}[${i}]: ${g[i]} vs ${v}`));
+      }
+    }
+  });
+
   it("adapter names are validated", async () => {
     const base = await loadModel(join(FIXTURES, "models", "bert-tiny"));
     for (const bad of ["", ".", "..", "a/b", "a\\b"]) assert.throws(() => PeftModel.create(base, { peft_type: "LORA" }, bad), /invalid adapter name/, JSON.stringify(bad));

@@ -3,6 +3,7 @@
 // tensors by its key rule, the heads PeftModel trains beside it under the prefix PEFT gives them,
 // copies of unchanged weights PEFT also writes), and strict loading (a missing tensor, an
 // unconsumed one or a wrong shape is an error that names it).
+import { toFloat32 } from "../io/half.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type PretrainedModel } from "../models/pretrained.js";
 import { type ModulesToSave } from "../tuners/modules-to-save.js";
@@ -100,17 +101,20 @@ export function loadAdapterState(model: PretrainedModel, adapter: Adapter, heads
     const src = file.get(peftKey)!;
     const dst = adapter.tensors.get(key)!;
     check(peftKey, src, dst);
-    (dst.data as Float32Array).set(src.dtype === "float32" ? (src.data as Float32Array) : Float32Array.from(src.data as ArrayLike<number>));
+    // PEFT saves adapters in their parameters' dtype: float16 / bfloat16 files decode to float32 here.
+    (dst.data as Float32Array).set(toFloat32(src).data);
   }
   for (const [peftKey, value] of duplicates) {
     const src = file.get(peftKey);
     if (!src) continue;
     const want = value();
     check(peftKey, src, want);
-    const a = src.data as ArrayLike<number>;
-    const b = want.data as ArrayLike<number>;
+    const a = toFloat32(src).data;
+    const b = toFloat32(want).data;
+    // A half-precision file holds the weights rounded: compare at that precision.
+    const tol = src.dtype === "float32" ? 1e-6 : src.dtype === "float16" ? 1e-3 : 8e-3;
     for (let i = 0; i < a.length; i++) {
-      if (Math.abs(a[i]! - b[i]!) > 1e-6 * Math.max(1, Math.abs(b[i]!))) {
+      if (Math.abs(a[i]! - b[i]!) > tol * Math.max(1, Math.abs(b[i]!))) {
         throw new AdapterConfigError(`${source}: "${peftKey}" differs from the weights this adapter computes with (at ${i}: ${a[i]} vs ${b[i]}); the file carries a modified copy of a base or head weight, which peftjs does not apply`);
       }
     }
