@@ -181,6 +181,20 @@ describe("strict loading", () => {
     }
   });
 
+  it("bias=lora_only: a PEFT 0.14 file (which saved no biases) keeps the base biases; a file with only some is refused", async () => {
+    const base = await loadModel(join(FIXTURES, "models", "gpt2-tiny"), { task: "causal-lm" });
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-loraonly-"));
+    await PeftModel.create(base, { peft_type: "LORA", target_modules: ["c_attn"], bias: "lora_only" }).save(dir);
+    const biasKeys = (await readSafetensors(join(dir, "adapter_model.safetensors"))).names().filter((k) => k.endsWith(".base_layer.bias"));
+    assert.deepEqual(biasKeys, ["base_model.model.transformer.h.0.attn.c_attn.base_layer.bias", "base_model.model.transformer.h.1.attn.c_attn.base_layer.bias"]);
+    await rewrite(dir, (m) => m.delete(biasKeys[0]!));
+    await assert.rejects(PeftModel.load(base, dir), /missing adapter weights base_model\.model\.transformer\.h\.0\.attn\.c_attn\.base_layer\.bias/);
+    await rewrite(dir, (m) => m.delete(biasKeys[1]!));
+    const loaded = await PeftModel.load(base, dir);
+    const copy = [...loaded.adapters.get("default")!.tensors].find(([k]) => k === "transformer.h.0.attn.c_attn.modules_to_save.bias")![1];
+    assert.deepEqual(Array.from(copy.data as Float32Array), Array.from(base.weight("transformer.h.0.attn.c_attn.bias").data as Float32Array));
+  });
+
   it("adapter names are validated", async () => {
     const base = await loadModel(join(FIXTURES, "models", "bert-tiny"));
     for (const bad of ["", ".", "..", "a/b", "a\\b"]) assert.throws(() => PeftModel.create(base, { peft_type: "LORA" }, bad), /invalid adapter name/, JSON.stringify(bad));

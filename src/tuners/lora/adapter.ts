@@ -179,8 +179,20 @@ export class LoraAdapter implements Adapter<LoraConfig> {
       if (this.config.use_gating) for (const leaf of ["weight", "bias"] as const) keys.set(`${MODEL_PREFIX}${path}.lora_gate.${leaf}`, this.gateKey(path, leaf));
     }
     if (this.embedding) for (const w of ["A", "B"] as const) keys.set(`${MODEL_PREFIX}${this.embedding.path}.lora_embedding_${w}`, this.embKey(w));
-    for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
+    if (!this.biasesFromBase) for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
     return keys;
+  }
+
+  /**
+   * PEFT 0.14 saved no biases for bias="lora_only" (get_peft_model_state_dict looked for
+   * `<path>.bias`, which a wrapped layer no longer has) and, loading such a file, keeps the base
+   * biases. A lora_only file without any of them loads the same way; one with only some is refused.
+   */
+  private biasesFromBase = false;
+
+  beforeLoad(file: ReadonlyMap<string, Tensor>): void {
+    const biasKeys = [...this.extra.loadKeys().keys()];
+    this.biasesFromBase = this.config.bias === "lora_only" && biasKeys.length > 0 && biasKeys.every((k) => !file.has(k));
   }
 
   /**
