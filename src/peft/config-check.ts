@@ -1,6 +1,7 @@
 // Field names of an adapter config, checked against its method's registry row before the config
 // is parsed: an unknown field is an error that suggests the nearest known one (`rank` -> `r`), a
 // PEFT field peftjs does not implement is accepted only at a value that changes nothing.
+import { nearestName } from "../io/did-you-mean.js";
 import { type PretrainedModel } from "../models/pretrained.js";
 import { AdapterConfigError, type TunerDef } from "../tuners/tuner.js";
 
@@ -10,32 +11,12 @@ const INFORMATIONAL = ["peft_type", "task_type", "base_model_name_or_path", "inf
 /** Heads PeftModel adds for a task; a prompt-learning config may name them (older peftjs files did). */
 const TASK_HEADS = ["classifier", "score", "qa_outputs"];
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
-/** The known name closest to `name`, when it is close enough to be a likely typo or synonym. */
+/** The known name closest to `name`: a usual synonym (`rank` for `r`), else the nearest by edit distance. */
 export function didYouMean(name: string, known: Iterable<string>): string | undefined {
   const SYNONYMS: Record<string, string> = { rank: "r", alpha: "lora_alpha", dropout: "lora_dropout", targets: "target_modules", target: "target_modules" };
   const all = [...known];
   const syn = SYNONYMS[name];
-  if (syn && all.includes(syn)) return syn;
-  let best: [string, number] | undefined;
-  for (const k of all) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (!best || d < best[1]) best = [k, d];
-  }
-  return best && best[1] <= Math.max(2, Math.floor(name.length / 3)) ? best[0] : undefined;
+  return syn && all.includes(syn) ? syn : nearestName(name, all);
 }
 
 /** Every field name a method's config accepts. */
