@@ -82,17 +82,24 @@ export class PeftModel {
   }
 
   addAdapter<K extends string, T extends Record<string, unknown>>(name: string, config: T & { peft_type: K } & KnownFields<K, T>): Adapter {
+    return this.addAdapterFrom(name, config, `adapter "${name}" config`);
+  }
+
+  /** addAdapter, with errors naming `source` (the config file when loading). */
+  private addAdapterFrom(name: string, config: PeftConfigInput, source: string): Adapter {
     validateAdapterName(name);
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists`);
-    const def = tunerFor(config.peft_type, `adapter "${name}"`);
-    checkConfigFields(def, config, `adapter "${name}" config`, this.base);
+    const def = tunerFor(config.peft_type, source);
+    checkConfigFields(def, config, source, this.base);
+    const own = config.modules_to_save;
+    if (own !== undefined && own !== null && !(Array.isArray(own) && own.every((m) => typeof m === "string"))) throw new AdapterConfigError(`${source}: field "modules_to_save" must be a list of module names, got ${JSON.stringify(own)}`);
     // Like PEFT's task-specific PeftModel classes: the task type is recorded and a new head is
     // trained and saved with the adapter.
     const task = TASK_TYPES[this.base.task];
     const heads = HEAD_MODULES[this.base.task] ?? [];
-    const modules = [...new Set([...((config.modules_to_save as string[] | null | undefined) ?? []), ...heads])];
-    const withTask = { ...config, task_type: config.task_type ?? task, modules_to_save: modules.length ? modules : (config.modules_to_save ?? null) };
-    const parsed = def.parseConfig(withTask, `adapter "${name}" config`, this.base);
+    const modules = [...new Set([...((own as string[] | null | undefined) ?? []), ...heads])];
+    const withTask = { ...config, task_type: config.task_type ?? task, modules_to_save: modules.length ? modules : (own ?? null) };
+    const parsed = def.parseConfig(withTask, source, this.base);
     const adapter = def.create(this.base, parsed, name);
     const prefix = headKeyPrefix(def);
     const trained = new ModulesToSave(this.base, parsed.modules_to_save ?? [], [], (n) => `${prefix}${n}`);
@@ -414,11 +421,12 @@ export class PeftModel {
     } catch (e) {
       throw new AdapterConfigError(`${configPath}: ${(e as Error).message}`);
     }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new AdapterConfigError(`${configPath}: expected an object of config fields, got ${JSON.stringify(json)}`);
     // An adapter for another head (task_type SEQ_CLS on a masked-LM model, ...) says so here,
     // rather than as missing head weights later (models/task.ts).
     assertAdapterFitsModel(json.task_type, this.base, configPath);
     tunerFor(json.peft_type, configPath);
-    const adapter = this.addAdapter(name, json as PeftConfigInput);
+    const adapter = this.addAdapterFrom(name, json as PeftConfigInput, configPath);
     try {
       const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
       const def = tunerFor(json.peft_type, configPath);
