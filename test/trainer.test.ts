@@ -116,6 +116,23 @@ describe("Trainer", () => {
     assert.deepEqual(losses(dir), losses(straight.trainer.opts.outputDir));
   });
 
+  it("an AdaLoRA run resumed mid rank allocation equals the uninterrupted run (its importance averages are checkpointed)", async () => {
+    const adalora = { peft_type: "ADALORA", init_r: 4, target_r: 2, lora_alpha: 8, target_modules: ["query", "value"], total_step: 24, tinit: 2, tfinal: 4, deltaT: 2 };
+    const opts = { epochs: 100, batchSize: 4, schedule: "constant" as const, warmupRatio: 0, logEvery: 4 };
+    const dir = tmp();
+    await (await tinyTrainer({ ...opts, outputDir: dir, maxSteps: 11 }, 20, adalora)).trainer.train();
+    const resumed = await tinyTrainer({ ...opts, outputDir: dir, maxSteps: 24, resume: true }, 20, adalora);
+    await resumed.trainer.train();
+    const straight = await tinyTrainer({ ...opts, outputDir: tmp(), maxSteps: 24 }, 20, adalora);
+    await straight.trainer.train();
+    assert.deepEqual(adapterValues(resumed.peft), adapterValues(straight.peft));
+    const state = (p: typeof straight.peft) => [...p.adapters.get("default")!.trainingState!()].map(([k, t]) => [k, Array.from(t.data as Float64Array)]);
+    assert.deepEqual(state(resumed.peft), state(straight.peft), "the importance averages continue, not restart");
+    // Rank allocation happened: some singular values were masked to zero.
+    const E = [...straight.peft.adapters.get("default")!.tensors].filter(([k]) => k.endsWith("lora_E")).flatMap(([, t]) => Array.from(t.data as Float32Array));
+    assert.ok(E.some((x) => x === 0) && E.some((x) => x !== 0), "some, not all, singular values pruned");
+  });
+
   it("logs the mean loss of each logging interval", async () => {
     const every = await tinyTrainer({ outputDir: tmp(), maxSteps: 6, logEvery: 1 });
     await every.trainer.train();

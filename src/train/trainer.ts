@@ -108,6 +108,8 @@ export interface TrainResult {
 const STATE = "trainer_state.json";
 const OPTIMIZER = "optimizer.safetensors";
 const TENSORS = "adapter_tensors.safetensors";
+/** Key infix of an adapter's training state (Adapter.trainingState) in the TENSORS file. */
+const TRAINING_STATE = "/training_state/";
 const METRICS = "metrics.jsonl";
 const REPORT = "report.html";
 const LAST = "checkpoint-last";
@@ -442,7 +444,10 @@ export class Trainer {
       // Every adapter tensor as trained (PEFT's files may hold derived tensors, e.g. P-tuning's
       // encoder output), so a resumed run continues exactly.
       const tensors = new Map<string, Tensor>();
-      for (const [name, adapter] of this.model.adapters) for (const [k, t] of adapter.tensors) tensors.set(`${name}/${k}`, t);
+      for (const [name, adapter] of this.model.adapters) {
+        for (const [k, t] of adapter.tensors) tensors.set(`${name}/${k}`, t);
+        for (const [k, t] of adapter.trainingState?.() ?? []) tensors.set(`${name}${TRAINING_STATE}${k}`, t);
+      }
       await writeSafetensors(join(dir, TENSORS), tensors);
       await writeFileAtomic(join(dir, STATE), stateJson);
     });
@@ -484,6 +489,9 @@ export class Trainer {
         if (!saved.tensors.has(key)) throw new RangeError(`${join(dir, TENSORS)}: no tensor "${key}"; the checkpoint is from a different adapter setup`);
         (t.data as Float32Array).set(saved.get(key).data as Float32Array);
       }
+      const prefix = `${name}${TRAINING_STATE}`;
+      const own = new Map(saved.names().filter((n) => n.startsWith(prefix)).map((n) => [n.slice(prefix.length), saved.get(n)]));
+      if (adapter.loadTrainingState) adapter.loadTrainingState(own, join(dir, TENSORS));
     }
     const o = await readSafetensors(join(dir, OPTIMIZER));
     opt.loadState({ step: Number(o.metadata.step), moments: new Map(o.names().map((n) => [n, o.get(n)])) }, join(dir, OPTIMIZER));

@@ -55,6 +55,12 @@ export interface Adapter<C extends BaseConfig = BaseConfig> {
   beforeLoad?(file: ReadonlyMap<string, Tensor>): void;
   /** Called by the training loop after each step with that step's gradients (AdaLoRA's rank allocation). */
   afterStep?(step: number, grads: ReadonlyMap<string, Tensor>): void;
+  /**
+   * State besides the tensors that a resumed training run needs to continue exactly (AdaLoRA's
+   * importance averages), by key; the trainer checkpoints it and hands it back on resume.
+   */
+  trainingState?(): Map<string, Tensor>;
+  loadTrainingState?(state: ReadonlyMap<string, Tensor>, source: string): void;
   /** Merge into base weights (returns updated copies by base parameter name), where supported. */
   mergedWeights?(weight: (name: string) => Tensor): Map<string, Tensor>;
 }

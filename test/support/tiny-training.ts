@@ -2,7 +2,7 @@
 // tests and the child process they kill mid-run.
 import { join } from "node:path";
 import { loadModel } from "../../src/models/pretrained.js";
-import { PeftModel } from "../../src/peft/peft-model.js";
+import { PeftModel, type PeftConfigInput } from "../../src/peft/peft-model.js";
 import { classificationExamples } from "../../src/train/data.js";
 import { Trainer, type TrainerOptions } from "../../src/train/trainer.js";
 
@@ -16,9 +16,9 @@ export const RECORDS = Array.from({ length: 24 }, (_, i) => {
   return { text, label: /cat|dog/.test(text) ? "animal" : "other" };
 });
 
-export async function tinyTrainer(opts: Partial<TrainerOptions> & { outputDir: string }, limit?: number) {
+export async function tinyTrainer(opts: Partial<TrainerOptions> & { outputDir: string }, limit?: number, config: PeftConfigInput = { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] }) {
   const base = await loadModel(join(FIXTURES, "bert-tiny"), { task: "sequence-classification" });
-  const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] });
+  const peft = PeftModel.create(base, config as never);
   const { examples } = classificationExamples(RECORDS, base.tokenizer!, { maxLength: 16, labelNames: ["other", "animal"] });
   const trainer = new Trainer(peft, examples.slice(0, limit), examples.slice(0, 8), { epochs: 2, batchSize: 4, lr: 5e-3, dropout: false, progress: false, threads: 1, logEvery: 1, ...opts });
   return { trainer, peft, base };

@@ -186,6 +186,29 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
     if (mask) this.maskToBudget();
   }
 
+  /** The importance averages (float64, as kept), so a resumed run allocates ranks as the uninterrupted one. */
+  trainingState(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [key, s] of this.ema) {
+      const shape = this.tensors.get(key)!.shape;
+      out.set(`${key}.ipt`, { dtype: "float64", shape, data: s.ipt });
+      out.set(`${key}.unc`, { dtype: "float64", shape, data: s.unc });
+    }
+    return out;
+  }
+
+  loadTrainingState(state: ReadonlyMap<string, Tensor>, source: string): void {
+    this.ema.clear();
+    for (const [name, t] of state) {
+      const m = /^(.*)\.(ipt|unc)$/.exec(name);
+      const own = m && this.tensors.get(m[1]!);
+      if (!m || !own || t.dtype !== "float64" || t.data.length !== own.data.length) throw new AdapterConfigError(`${source}: AdaLoRA state "${name}" does not fit adapter "${this.name}"`);
+      let s = this.ema.get(m[1]!);
+      if (!s) this.ema.set(m[1]!, (s = { ipt: new Float64Array(own.data.length), unc: new Float64Array(own.data.length) }));
+      s[m[2] as "ipt" | "unc"].set(t.data as Float64Array);
+    }
+  }
+
   /** Zero the singular values whose triplets score lowest, keeping `budget` of them. */
   private maskToBudget(): void {
     const score = (key: string, i: number) => this.ema.get(key)!.ipt[i]! * this.ema.get(key)!.unc[i]!;
