@@ -329,6 +329,15 @@ export interface ReadOptions {
   maxBufferBytes?: number;
 }
 
+/** Open a safetensors file to read; a failure is a SafetensorsError naming it. */
+async function openForReading(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, "r");
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot open (${errorText(e)})`, undefined, { cause: e });
+  }
+}
+
 /**
  * Read a safetensors file. The 8-byte length and the header are read and validated first (header
  * at most 100 MB, tensors tiling the data section exactly, which pins the file size); only then
@@ -341,12 +350,7 @@ export interface ReadOptions {
  */
 export async function readSafetensors(path: string, opts: ReadOptions = {}): Promise<SafetensorsFile> {
   const limit = Math.min(opts.maxBufferBytes ?? MAX_BUFFER_BYTES, MAX_BUFFER_BYTES);
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw new SafetensorsError(path, `cannot open (${errorText(e)})`, undefined, { cause: e });
-  }
+  const fh = await openForReading(path);
   try {
     const size = (await fh.stat()).size;
     const { head, layout } = await readHead(fh, size, path);
@@ -392,12 +396,7 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
  *   for (const [name, t] of tensors) console.log(name, t.dtype, t.shape);
  */
 export async function readSafetensorsHeader(path: string): Promise<{ metadata: Record<string, string>; tensors: ReadonlyMap<string, TensorInfo> }> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw new SafetensorsError(path, `cannot open (${errorText(e)})`, undefined, { cause: e });
-  }
+  const fh = await openForReading(path);
   try {
     return (await readHead(fh, (await fh.stat()).size, path)).layout;
   } finally {
