@@ -25,7 +25,7 @@ export { loadModel, PretrainedModel, type LoadOptions, type GraphOptions } from 
 export { parseModelConfig, estimateModelMemory, ConfigError, MODEL_TYPES, DEFAULT_RESOURCE_LIMITS, type ModelConfig, type ModelType, type ResourceLimits, type MemoryEstimate } from "./models/config.js";
 export { CheckpointError, weightMap, type WeightSource, type BuildOptions } from "./models/builder.js";
 export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type KeyValueHook, type EmbeddingHook } from "./models/hooks.js";
-export { TASKS, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, architectureName, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
+export { TASKS, TASK_TYPES, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, architectureName, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
 export { ForwardSessions, tokenTensor, type ForwardInputs, type ForwardOutputs, type OutputName, type TokenRows, type Forwardable } from "./models/forward.js";
 export { Generator, type GenerateOptions, type GenerationResult } from "./models/generate.js";
 export { PeftModel, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type PeftConfigInput, type PeftGraphOptions } from "./peft/peft-model.js";

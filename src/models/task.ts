@@ -97,18 +97,20 @@ export function architectureName(modelType: string, task: Task): string {
   return stem + suffix[task];
 }
 
+/** PEFT's TaskType for each task (masked LM has none). */
+export const TASK_TYPES: Readonly<Record<Task, string | null>> = {
+  base: "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS",
+  "question-answering": "QUESTION_ANS", "causal-lm": "CAUSAL_LM", "masked-lm": null,
+};
+
 /**
  * The head a PEFT `task_type` needs: PEFT wraps the model in PeftModelForSequenceClassification,
  * ...ForTokenClassification, ...ForQuestionAnswering or ...ForCausalLM, and the adapter's trained
- * head (modules_to_save) or its outputs assume that head. Other task types (FEATURE_EXTRACTION,
- * none) fit any model.
+ * head (modules_to_save) or its outputs assume that head. FEATURE_EXTRACTION fits any model.
  */
-export const TASK_TYPE_HEADS: Readonly<Record<string, Task>> = {
-  SEQ_CLS: "sequence-classification",
-  TOKEN_CLS: "token-classification",
-  QUESTION_ANS: "question-answering",
-  CAUSAL_LM: "causal-lm",
-};
+export const TASK_TYPE_HEADS: Readonly<Record<string, Task>> = Object.fromEntries(
+  Object.entries(TASK_TYPES).flatMap(([task, type]) => (type === null || task === "base" ? [] : [[type, task as Task]])),
+);
 
 /**
  * Refuse an adapter whose `task_type` needs a head the model was not loaded with, saying which

@@ -12,7 +12,7 @@ import { parseModelConfig } from "../models/config.js";
 import { ForwardSessions, objectId, type ForwardInputs, type ForwardOutputs } from "../models/forward.js";
 import { composeHooks, type ModelHooks } from "../models/hooks.js";
 import { PretrainedModel, type GraphOptions } from "../models/pretrained.js";
-import { assertAdapterFitsModel, type ModelGraph } from "../models/task.js";
+import { assertAdapterFitsModel, TASK_TYPES, type ModelGraph } from "../models/task.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { ModulesToSave } from "../tuners/modules-to-save.js";
 import { tunerFor, type KnownFields, type PeftConfigInput } from "../tuners/registry.js";
@@ -37,11 +37,6 @@ export interface PeftGraphOptions extends GraphOptions {
   mixedAdapters?: boolean;
 }
 
-/** PEFT's TaskType per task. */
-export const TASK_TYPES: Record<string, string | null> = {
-  base: "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS",
-  "question-answering": "QUESTION_ANS", "causal-lm": "CAUSAL_LM", "masked-lm": null,
-};
 /** Heads PEFT adds to modules_to_save for each task (classifier_module_names / qa_module_names). */
 const HEAD_MODULES: Record<string, string[]> = {
   "sequence-classification": ["classifier", "score"],
