@@ -211,5 +211,8 @@ describe("Trainer", () => {
     const long = { ids: Array.from({ length: 80 }, () => 5), typeIds: Array.from({ length: 80 }, () => 0), label: 0 };
     const bad = new Trainer(trainer.model, [long, long], undefined, { ...trainer.opts, outputDir: tmp() });
     await assert.rejects(bad.train(), (e: Error) => e instanceof TrainingStepError && !/diverged/.test(e.message) && /^training step 1 \(epoch 1\) failed on training examples [01], [01] \(positions in the training set\): .+/.test(e.message));
+    // Examples built from a data file name their file and line instead.
+    const named = new Trainer(trainer.model, [{ ...long, source: "train.jsonl line 3" }, { ...long, source: "train.jsonl line 9" }], undefined, { ...trainer.opts, outputDir: tmp() });
+    await assert.rejects(named.train(), (e: Error) => e instanceof TrainingStepError && /^training step 1 \(epoch 1\) failed on train\.jsonl line [39], train\.jsonl line [39]: .+/.test(e.message));
   });
 });

@@ -136,6 +136,8 @@ export interface Example {
   contextStart?: number;
   /** Extractive QA: the record this window of a long context comes from (its index); windows of one record share it. */
   group?: number;
+  /** Where the example comes from, for error messages: `train.jsonl line 3` (recordName). */
+  source?: string;
 }
 
 export interface ClassificationData {
@@ -177,7 +179,7 @@ export function classificationExamples(records: readonly DataRecord[], tokenizer
     const clip = (t: string) => clipText(t, tokenizer, opts.maxLength);
     const enc = tokenizer.encodeBatch([clip(text)], { pairs: pair === undefined ? undefined : [clip(String(pair))], maxLength: opts.maxLength });
     const n = enc.lengths[0]!;
-    return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), ...(label === undefined ? {} : { label }) };
+    return { ids: Array.from(enc.input_ids.data.slice(0, n), Number), typeIds: Array.from(enc.token_type_ids.data.slice(0, n), Number), ...(label === undefined ? {} : { label }), source: where(i) };
   });
   return { examples, labels: names };
 }
@@ -190,10 +192,11 @@ export function languageModelingTexts(records: readonly DataRecord[], source?: s
 /** Causal-LM examples: each text becomes a sequence whose labels are its own ids. */
 export function languageModelingExamples(records: readonly DataRecord[], tokenizer: Tokenizer, opts: { maxLength: number; source?: string }): Example[] {
   return records.map((r, i) => {
-    const text = scalar(r, LM_FIELDS, recordName(opts.source, r, i));
+    const source = recordName(opts.source, r, i);
+    const text = scalar(r, LM_FIELDS, source);
     const enc = tokenizer.encodeBatch([clipText(text, tokenizer, opts.maxLength)], { maxLength: opts.maxLength });
     const ids = Array.from(enc.input_ids.data.slice(0, enc.lengths[0]!), Number);
-    return { ids, typeIds: ids.map(() => 0), tokenLabels: ids };
+    return { ids, typeIds: ids.map(() => 0), tokenLabels: ids, source };
   });
 }
 
@@ -297,7 +300,7 @@ export function tokenClassificationExamples(records: readonly DataRecord[], toke
     // Special tokens are ignored (-100).
     const start = enc.starts[0]!;
     const tokenLabels = enc.ids.map((_, k) => (k >= start && k < start + ids.length ? labels[k - start]! : -100));
-    return { ids: enc.ids, typeIds: enc.tokenTypeIds, tokenLabels };
+    return { ids: enc.ids, typeIds: enc.tokenTypeIds, tokenLabels, source: where(i) };
   });
   return { examples, labels: names };
 }
@@ -359,7 +362,7 @@ export function questionAnsweringExamples(records: readonly DataRecord[], tokeni
       const contextStart = enc.starts[1]!;
       const inside = answer.length > 0 && before.length >= from && before.length + answer.length <= from + contextIds.length;
       const first = contextStart + before.length - from;
-      windows.push({ ids: enc.ids, typeIds: enc.tokenTypeIds, startPosition: inside ? first : 0, endPosition: inside ? first + answer.length - 1 : 0, answers: answers.map((a) => a.text), contextStart, group: i });
+      windows.push({ ids: enc.ids, typeIds: enc.tokenTypeIds, startPosition: inside ? first : 0, endPosition: inside ? first + answer.length - 1 : 0, answers: answers.map((a) => a.text), contextStart, group: i, source: where });
       if (from + room >= all.length) break;
     }
     return windows;

@@ -224,7 +224,7 @@ export class Trainer {
             r = await step.run({ ...this.feeds(examples), [DROPOUT_KEY]: dropoutKey(o.seed, state.step, m) });
           } catch (e) {
             if (e instanceof NonFiniteLossError) throw this.diverged(state.step, `a non-finite loss (${e.loss})`);
-            throw new TrainingStepError(`training step ${state.step + 1} (epoch ${epoch + 1}) failed on ${describeBatch(b)}: ${(e as Error).message}`, { cause: e });
+            throw new TrainingStepError(`training step ${state.step + 1} (epoch ${epoch + 1}) failed on ${describeBatch(b, this.trainExamples)}: ${(e as Error).message}`, { cause: e });
           }
           loss += r.loss / micro.length;
           // The run's gradient arrays are fresh, so they are scaled and summed in place: no copy
@@ -508,9 +508,11 @@ function modelName(model: PeftModel): string {
 }
 
 /** Which training examples a batch holds (positions in the training set), for error messages. */
-function describeBatch(indices: readonly number[]): string {
-  const shown = indices.slice(0, 8).join(", ");
-  return `training examples ${shown}${indices.length > 8 ? `, ... (${indices.length} in all)` : ""} (positions in the training set)`;
+function describeBatch(indices: readonly number[], examples: readonly Example[]): string {
+  const more = indices.length > 8 ? `, ... (${indices.length} in all)` : "";
+  const sources = indices.slice(0, 8).map((i) => examples[i]?.source);
+  if (sources.every((x) => x !== undefined)) return `${sources.join(", ")}${more}`;
+  return `training examples ${indices.slice(0, 8).join(", ")}${more} (positions in the training set)`;
 }
 
 function prefixed(m: Record<string, number>): Record<string, number> {
