@@ -1,6 +1,6 @@
 // Scaled dot-product attention with additive and causal masks, and grouped-query heads.
 import { type Value } from "../graph.js";
-import { add, concat, constantOfShape, dropout, expand, matmul, mul, reshape, shapeOf, slice, softmax, transpose, trilu, unsqueeze } from "../ops/index.js";
+import { add, cast, concat, constantOfShape, cumsum, dropout, expand, less, matmul, mul, reshape, shapeOf, slice, softmax, sub, transpose, trilu, unsqueeze } from "../ops/index.js";
 
 /** The value added to masked attention scores (large and finite, so fully masked rows stay finite). */
 export function maskValue(dtype: string): number {
@@ -9,7 +9,8 @@ export function maskValue(dtype: string): number {
 
 /**
  * An additive causal mask [q, k] for the query/key lengths of `q` [.., S, D] and `k` [.., T, D]:
- * query i may see keys j <= i + (T - S) (so cached past keys are visible).
+ * query i may see keys j <= i + (T - S) (so cached past keys are visible). T - S may be known only at
+ * run time (lengths "seq" and "past+seq").
  */
 export function causalMask(q: Value, k: Value): Value {
   const s = slice(shapeOf(q), [q.rank - 2], [q.rank - 1], [0]);
@@ -18,7 +19,21 @@ export function causalMask(q: Value, k: Value): Value {
   const [qLen, kLen] = [q.shape[q.rank - 2]!, k.shape[k.rank - 2]!];
   if (qLen === kLen) return trilu(full, true, 1);
   if (typeof qLen === "number" && typeof kLen === "number") return trilu(full, true, kLen - qLen + 1);
-  throw new RangeError(`causalMask: query length ${qLen} and key length ${kLen} differ symbolically; pass an explicit mask`);
+  return runtimeOffsetCausalMask(s, t, q.dtype);
+}
+
+/**
+ * The causal mask when the offset T - S is known only at run time (a graph that serves both the
+ * prompt pass, past = 0, and each cached step, past = T - S): key j is masked for query i when
+ * j > i + (T - S). Built from the lengths alone, so no gradient flows through it (it is a
+ * function of shapes, constant with respect to q and k), and the attention around it keeps its
+ * ordinary gradient.
+ */
+function runtimeOffsetCausalMask(s: Value, t: Value, dtype: Value["dtype"]): Value {
+  const arange = (n: Value) => cumsum(constantOfShape(n, 1, "int64"), 0, { exclusive: true });
+  const lastVisible = add(unsqueeze(arange(s), [1]), sub(t, s)); // [S, 1]: i + (T - S)
+  const future = less(lastVisible, unsqueeze(arange(t), [0])); // [S, T]
+  return mul(cast(future, dtype), maskValue(dtype));
 }
 
 export interface AttentionOptions {

@@ -1,7 +1,11 @@
 // Composite ops (built from primitives) through the same finite-difference conformance runner.
+import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { runGradCase, type GradCase } from "../../../test/conformance.js";
-import { randomF64 } from "../../../test/helpers.js";
+import { checkGradients } from "../../autodiff/gradcheck.js";
+import { compile } from "../../runtime/session.js";
+import { buildGraph, runGradCase, type GradCase } from "../../../test/conformance.js";
+import { maxAbsDiff, randomF64 } from "../../../test/helpers.js";
+import { Graph } from "../graph.js";
 import { int64, tensor } from "../tensor.js";
 import { DROPOUT_KEY, dropout, mul, reshape } from "../ops/index.js";
 import { gelu, geluTanh, silu } from "./activations.js";
@@ -66,4 +70,43 @@ const CASES: GradCase[] = [
 
 describe("composite ops (float64 finite differences)", () => {
   for (const c of CASES) it(c.name, () => runGradCase(c));
+});
+
+describe("causal mask with a run-time offset (one graph for the prompt pass and cached steps)", () => {
+  // q [1, 2, 2, 4] against keys of a symbolic length: the offset T - S exists only at run time.
+  const symbolic = () => {
+    const g = new Graph();
+    const q = g.input("q", "float64", [1, 2, 2, 4]);
+    const k = g.input("k", "float64", [1, 2, "total", 4]);
+    const v = g.input("v", "float64", [1, 2, "total", 4]);
+    return { g, q, k, v };
+  };
+  const feeds = (t: number) => ({ q: r([1, 2, 2, 4], 30), k: r([1, 2, t, 4], 31), v: r([1, 2, t, 4], 32) });
+
+  it("equals the static causal mask for every key length, including past = 0", async () => {
+    const { q, k, v } = symbolic();
+    const step = await compile({ out: scaledDotProductAttention(q, k, v, { causal: true }) }, { threads: 1 });
+    for (const t of [2, 3, 5]) {
+      const f = feeds(t);
+      const { vals } = buildGraph(f);
+      const ref = await compile({ out: scaledDotProductAttention(vals.q!, vals.k!, vals.v!, { causal: true }) }, { threads: 1 });
+      const [got, want] = [(await step.run(f)).out!, (await ref.run(f)).out!];
+      assert.ok(maxAbsDiff(got.data as Float64Array, want.data as Float64Array) < 1e-12, `keys ${t}`);
+      await ref.release();
+    }
+    // It is causal: the first query of a 2-token step after 3 cached keys does not see the last key.
+    const f = feeds(5);
+    const moved = { ...f, v: { ...f.v, data: Float64Array.from(f.v.data, (x, i) => (i % 20 >= 16 ? x + 100 : x)) } };
+    const [a, b] = [(await step.run(f)).out!.data as Float64Array, (await step.run(moved)).out!.data as Float64Array];
+    assert.ok(Math.abs(a[0]! - b[0]!) < 1e-12 && Math.abs(a[4]! - b[4]!) > 1);
+    await step.release();
+  });
+
+  it("has the gradient of the attention around it (finite differences)", async () => {
+    const { g, q, k, v } = symbolic();
+    const out = scaledDotProductAttention(q, k, v, { causal: true });
+    const res = await checkGradients(g, out, feeds(4), ["q", "k", "v"]);
+    assert.ok(res.checked > 0);
+    assert.deepEqual(res.mismatches, []);
+  });
 });
