@@ -3,6 +3,7 @@
 // PEFT field peftjs does not implement is accepted only at a value that changes nothing.
 import { nearestName } from "../io/did-you-mean.js";
 import { type PretrainedModel } from "../models/pretrained.js";
+import { COMMON_FIELDS } from "../tuners/config-schema.js";
 import { AdapterConfigError, type TunerDef } from "../tuners/tuner.js";
 
 /** Fields of PEFT's PeftConfig that describe the file, not the computation (config.py PeftConfigMixin / PeftConfig). */
@@ -19,8 +20,10 @@ export function didYouMean(name: string, known: Iterable<string>): string | unde
   return syn && all.includes(syn) ? syn : nearestName(name, all);
 }
 
-/** Every field name a method's config accepts. */
+/** Every field name a method's config accepts: its declared fields (config-schema.ts), PeftConfig's, and the PEFT fields it accepts inertly. */
 export function knownFields(def: TunerDef, config: Readonly<Record<string, unknown>>, model: PretrainedModel | undefined): Set<string> | undefined {
+  const inert = Object.keys(def.inertFields ?? {});
+  if (def.fields) return new Set([...INFORMATIONAL, ...Object.keys(COMMON_FIELDS), ...Object.keys(def.fields), ...(def.knownAliases ?? []), ...inert]);
   let json: Record<string, unknown>;
   let parsed: object;
   try {
@@ -38,7 +41,7 @@ export function knownFields(def: TunerDef, config: Readonly<Record<string, unkno
   // AdapterHub-style configs nest the method's fields under "config" and accept them flat too.
   const nested = typeof json.config === "object" && json.config !== null ? Object.keys(json.config) : [];
   // Written fields, and the in-memory config's (peftjs extensions PEFT files omit, e.g. use_gating).
-  return new Set([...INFORMATIONAL, ...Object.keys(json), ...Object.keys(parsed), ...nested, ...Object.keys(def.inertFields ?? {}), ...(def.promptLearning ? [] : ["modules_to_save"])]);
+  return new Set([...INFORMATIONAL, ...Object.keys(json), ...Object.keys(parsed), ...nested, ...inert, ...(def.promptLearning ? [] : ["modules_to_save"])]);
 }
 
 /**

@@ -2,6 +2,7 @@
 // and adapters that own their trainable tensors, hook into a model's graph, and convert to and
 // from PEFT's state-dict keys.
 import { type Graph, type Value } from "../ir/graph.js";
+import { type ConfigFields } from "./config-schema.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type ModelHooks } from "../models/hooks.js";
 import { type PretrainedModel } from "../models/pretrained.js";
@@ -79,6 +80,14 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
    * (`test`); `means` says which values those are. Any other field must be one the config writes.
    */
   readonly inertFields?: Readonly<Record<string, InertField>>;
+  /**
+   * The method's config fields, declared once as data (config-schema.ts: PEFT's name, type,
+   * default, range, help); parseConfig and toJSON are derived from them (declareConfig), and so
+   * are the known fields behind "did you mean" and the CLI's `peftjs methods` listing.
+   */
+  readonly fields?: ConfigFields;
+  /** Names a config may also use for its fields, besides `fields` (AdapterHub's nesting under "config", its "architecture"). */
+  readonly knownAliases?: readonly string[];
   /** Rows whose configs nest under a field of this one (the hybrid's "lora" and "adapter"), checked field by field like top-level configs. */
   readonly parts?: Readonly<Record<string, TunerDef>>;
   /** Values for the fields a config cannot omit (e.g. num_virtual_tokens), to list the method's fields. */

@@ -6,37 +6,36 @@ import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { DEFAULT_IA3_TARGETS, isTargeted, targetedLinears, type TargetSpec } from "../targets.js";
-import { AdapterConfigError, field, isBool, isStrList, isStrOrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { boolean, declareConfig, modules, nullable, type ConfigFields, type DeclaredConfig } from "../config-schema.js";
+import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
-export interface Ia3Config extends BaseConfig, TargetSpec {
-  peft_type: "IA3";
-  /** Which targets are feed-forward layers (their input is scaled instead of their output). */
-  feedforward_modules: string | string[];
-  fan_in_fan_out: boolean;
-  init_ia3_weights: boolean;
-}
+/** IA3Config's fields (peft/tuners/ia3/config.py). */
+const IA3_FIELDS = {
+  target_modules: modules({
+    default: ({ model }) => (model ? DEFAULT_IA3_TARGETS[model.config.modelType]?.target : undefined),
+    defaultText: "the model type's attention and feed-forward projections (PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)",
+    help: "modules whose activations are rescaled",
+  }),
+  exclude_modules: nullable(modules({ help: "modules left out of target_modules" })),
+  feedforward_modules: modules({
+    default: ({ model }) => (model ? DEFAULT_IA3_TARGETS[model.config.modelType]?.feedforward : undefined) ?? [],
+    defaultText: "the model type's feed-forward projections (PEFT's TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING)",
+    help: "which targets are feed-forward layers (their input is scaled instead of their output); a subset of target_modules",
+  }),
+  fan_in_fan_out: boolean({ default: false, help: "the base weight is stored [in, out] (GPT-2 Conv1D); set from the wrapped layers" }),
+  init_ia3_weights: boolean({ default: true, help: "start every scale at 1 (identity); false perturbs them (for tests)" }),
+} satisfies ConfigFields;
 
-export function parseIa3Config(json: Readonly<Record<string, unknown>>, source: string, modelType?: string): Ia3Config {
-  const defaults = modelType ? DEFAULT_IA3_TARGETS[modelType] : undefined;
-  const target = field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) ?? defaults?.target;
-  const ff = field<string | string[] | null>(json, "feedforward_modules", null, isStrOrList, "a regex string or a list", source) ?? defaults?.feedforward ?? [];
-  if (!target) throw new AdapterConfigError(`${source}: target_modules is required (no default for model type ${modelType})`);
-  if (typeof target !== "string" && typeof ff !== "string" && !ff.every((f) => target.some((t) => f === t || f.endsWith(`.${t}`) || t.endsWith(`.${f}`) || t === f))) {
-    throw new AdapterConfigError(`${source}: feedforward_modules ${JSON.stringify(ff)} must be a subset of target_modules ${JSON.stringify(target)}`);
-  }
-  return {
-    peft_type: "IA3",
-    target_modules: target,
-    feedforward_modules: ff,
-    exclude_modules: field(json, "exclude_modules", null, isStrOrList, "a regex string or a list", source),
-    fan_in_fan_out: field(json, "fan_in_fan_out", false, isBool, "a boolean", source),
-    init_ia3_weights: field(json, "init_ia3_weights", true, isBool, "a boolean", source),
-    modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
-    base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
-    task_type: (json.task_type as string | undefined) ?? null,
-    inference_mode: (json.inference_mode as boolean | undefined) ?? false,
-  };
-}
+export type Ia3Config = DeclaredConfig<"IA3", typeof IA3_FIELDS> & TargetSpec;
+
+const IA3_CONFIG = declareConfig<"IA3", typeof IA3_FIELDS, Ia3Config>("IA3", IA3_FIELDS, {
+  refine: (c, source) => {
+    const { target_modules: target, feedforward_modules: ff } = c;
+    if (typeof target !== "string" && typeof ff !== "string" && !ff.every((f) => target.some((t) => f === t || f.endsWith(`.${t}`) || t.endsWith(`.${f}`) || t === f))) {
+      throw new AdapterConfigError(`${source}: feedforward_modules ${JSON.stringify(ff)} must be a subset of target_modules ${JSON.stringify(target)}`);
+    }
+  },
+});
 
 interface Ia3Layer {
   path: string;
@@ -113,11 +112,6 @@ export class Ia3Adapter implements Adapter<Ia3Config> {
 
 export const IA3: TunerDef<Ia3Config> = {
   peftType: "IA3",
-  parseConfig: (json, source, model) => parseIa3Config(json, source, model?.config.modelType),
-  toJSON: (c) => ({
-    peft_type: "IA3", task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
-    target_modules: c.target_modules, exclude_modules: c.exclude_modules ?? null, feedforward_modules: c.feedforward_modules, fan_in_fan_out: c.fan_in_fan_out,
-    modules_to_save: c.modules_to_save ?? null, init_ia3_weights: c.init_ia3_weights, revision: null,
-  }),
-  create: (model, config, name) => new Ia3Adapter(model, parseIa3Config({ ...config }, "IA3 config", model.config.modelType), name),
+  ...IA3_CONFIG,
+  create: (model, config, name) => new Ia3Adapter(model, IA3_CONFIG.parseConfig({ ...config }, "IA3 config", model), name),
 };
