@@ -12,7 +12,9 @@ import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { targetedLinears, type TargetSpec } from "../targets.js";
-import { AdapterConfigError, field, isInt, isNum, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { z } from "zod";
+import { custom, declareConfig, integer, nullable, number, type ConfigFields, type DeclaredConfig } from "../config-schema.js";
+import { AdapterConfigError, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 /**
  * The LoraConfig fields AdaLoRA shares (PEFT's AdaLoraConfig extends LoraConfig). The registry
@@ -33,52 +35,44 @@ export interface LoraFields extends BaseConfig, TargetSpec {
   rank_pattern: unknown;
 }
 
-export interface AdaLoraConfig extends Omit<LoraFields, "peft_type" | "rank_pattern"> {
-  peft_type: "ADALORA";
-  /** Average rank per module at the end of training. */
-  target_r: number;
-  /** Rank per module at the start. */
-  init_r: number;
-  /** Steps before pruning starts, and steps at the end with the final budget fixed. */
-  tinit: number;
-  tfinal: number;
-  /** Reallocate every deltaT steps. */
-  deltaT: number;
-  /** EMA coefficients of the importance and of its uncertainty. */
-  beta1: number;
-  beta2: number;
-  orth_reg_weight: number;
-  /** Total training steps (needed for the budget schedule). */
-  total_step: number | null;
-  /** Kept singular values per module (`<module>.lora_E` -> booleans), once allocated. */
-  rank_pattern: Record<string, boolean[]> | null;
-}
+/** AdaLoraConfig's own fields (peft/tuners/adalora/config.py); the rest are LoraConfig's, from LoRA's row. */
+const ADALORA_FIELDS = {
+  target_r: integer({ min: 1, default: 8, help: "average rank per module at the end of training" }),
+  init_r: integer({ min: 1, default: 12, help: "rank per module at the start" }),
+  tinit: integer({ min: 0, default: 0, help: "steps before pruning starts" }),
+  tfinal: integer({ min: 0, default: 0, help: "steps at the end with the final budget fixed" }),
+  deltaT: integer({ min: 1, default: 1, help: "reallocate ranks every deltaT steps" }),
+  beta1: number({ gt: 0, lt: 1, default: 0.85, help: "EMA coefficient of the importance" }),
+  beta2: number({ gt: 0, lt: 1, default: 0.85, help: "EMA coefficient of the importance's uncertainty" }),
+  orth_reg_weight: number({ min: 0, default: 0.5, help: "weight of the orthogonality penalty on P and Q" }),
+  total_step: nullable(integer({ min: 1, help: "total training steps (the budget schedule needs them)" })),
+  rank_pattern: nullable(custom<Record<string, boolean[]>>(z.record(z.string(), z.array(z.boolean())), "an object of boolean lists", { help: "kept singular values per module (`<module>.lora_E` -> booleans), once ranks are allocated" })),
+} satisfies ConfigFields;
 
-function parseAdaLoraConfig(lora: TunerDef<LoraFields>, json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): AdaLoraConfig {
-  const shared = lora.parseConfig({ ...json, peft_type: lora.peftType, rank_pattern: undefined, r: json.init_r ?? 12 }, source, model);
-  const { rank_pattern: _, ...rest } = shared;
+export type AdaLoraConfig = Omit<LoraFields, "peft_type" | "rank_pattern"> & DeclaredConfig<"ADALORA", typeof ADALORA_FIELDS>;
+
+/** AdaLoRA's declaration: LoraConfig's fields (from LoRA's row) and its own, and PEFT's AdaLoraConfig rules. */
+function adaloraConfig(lora: TunerDef<LoraFields>) {
+  if (!lora.fields?.r) throw new Error("AdaLoRA's row is built on LoRA's declared fields");
+  const { r, rank_pattern: _, ...shared } = lora.fields;
   void _;
-  const cfg: AdaLoraConfig = {
-    ...rest,
-    peft_type: "ADALORA",
-    target_r: field(json, "target_r", 8, isInt(1), "a positive integer", source),
-    init_r: field(json, "init_r", 12, isInt(1), "a positive integer", source),
-    tinit: field(json, "tinit", 0, isInt(0), "a non-negative integer", source),
-    tfinal: field(json, "tfinal", 0, isInt(0), "a non-negative integer", source),
-    deltaT: field(json, "deltaT", 1, isInt(1), "a positive integer", source),
-    beta1: field(json, "beta1", 0.85, isNum(1e-9, 0.999999), "a number in (0, 1)", source),
-    beta2: field(json, "beta2", 0.85, isNum(1e-9, 0.999999), "a number in (0, 1)", source),
-    orth_reg_weight: field(json, "orth_reg_weight", 0.5, isNum(0), "a non-negative number", source),
-    total_step: field<number | null>(json, "total_step", null, isInt(1), "a positive integer", source),
-    rank_pattern: field<Record<string, boolean[]> | null>(json, "rank_pattern", null, (v) => typeof v === "object" && Object.values(v as object).every((l) => Array.isArray(l) && l.every((b) => typeof b === "boolean")), "an object of boolean lists", source),
-  };
-  // Fields AdaLoRA shares with LoraConfig that peftjs's AdaLoRA does not implement (PEFT's AdaLoraConfig rejects use_dora itself).
-  for (const [k, off] of [["bias", "none"], ["lora_bias", false], ["use_dora", false], ["use_rslora", false], ["use_gating", false]] as const) {
-    if (cfg[k] !== off) throw new AdapterConfigError(`${source}: AdaLoRA with ${k} = ${JSON.stringify(cfg[k])} is not implemented in peftjs`);
-  }
-  if (cfg.target_r > cfg.init_r) throw new AdapterConfigError(`${source}: target_r ${cfg.target_r} exceeds init_r ${cfg.init_r}`);
-  if (cfg.total_step !== null && cfg.tinit >= cfg.total_step - cfg.tfinal) throw new AdapterConfigError(`${source}: tinit ${cfg.tinit} leaves no budgeting phase before total_step - tfinal = ${cfg.total_step - cfg.tfinal}`);
-  return cfg;
+  const fields = {
+    // `r` is LoraConfig's field, unused by AdaLoRA: PEFT writes its default 8 (any other value makes AdaLoraConfig warn).
+    r: { ...r, help: "LoraConfig's rank, unused by AdaLoRA (init_r is its starting rank); written as LoraConfig's default 8", write: () => 8 },
+    ...shared,
+    ...ADALORA_FIELDS,
+  } satisfies ConfigFields;
+  return declareConfig<"ADALORA", typeof fields, AdaLoraConfig>("ADALORA", fields, {
+    refine: (cfg, source) => {
+      // Fields AdaLoRA shares with LoraConfig that peftjs's AdaLoRA does not implement (PEFT's AdaLoraConfig rejects use_dora itself).
+      for (const [k, off] of [["bias", "none"], ["lora_bias", false], ["use_dora", false], ["use_rslora", false], ["use_gating", false]] as const) {
+        if (cfg[k] !== off) throw new AdapterConfigError(`${source}: AdaLoRA with ${k} = ${JSON.stringify(cfg[k])} is not implemented in peftjs`);
+      }
+      if (cfg.target_r > cfg.init_r) throw new AdapterConfigError(`${source}: target_r ${cfg.target_r} exceeds init_r ${cfg.init_r}`);
+      if (cfg.total_step !== null && cfg.tinit >= cfg.total_step - cfg.tfinal) throw new AdapterConfigError(`${source}: tinit ${cfg.tinit} leaves no budgeting phase before total_step - tfinal = ${cfg.total_step - cfg.tfinal}`);
+      return { ...cfg, r: cfg.init_r };
+    },
+  });
 }
 
 interface Layer {
@@ -283,20 +277,13 @@ export class AdaLoraAdapter implements Adapter<AdaLoraConfig> {
   }
 }
 
-/** AdaLoRA's registry row, built on LoRA's (its shared fields, their JSON form and the inert ones). */
+/** AdaLoRA's registry row, built on LoRA's (its shared fields and the inert ones). */
 export function adaloraTuner(lora: TunerDef<LoraFields>): TunerDef<AdaLoraConfig> {
-  const def: TunerDef<AdaLoraConfig> = {
+  const config = adaloraConfig(lora);
+  return {
     peftType: "ADALORA",
     inertFields: lora.inertFields,
-    parseConfig: (json, source, model) => parseAdaLoraConfig(lora, json, source, model),
-    toJSON: (c) => {
-      const { rank_pattern: _lora, r: _r, ...shared } = lora.toJSON({ ...c, peft_type: lora.peftType, rank_pattern: {} });
-      void _lora;
-      void _r;
-      // `r` is LoraConfig's field, unused by AdaLoRA: PEFT writes its default 8 (any other value makes AdaLoraConfig warn).
-      return { ...shared, peft_type: "ADALORA", r: 8, target_r: c.target_r, init_r: c.init_r, tinit: c.tinit, tfinal: c.tfinal, deltaT: c.deltaT, beta1: c.beta1, beta2: c.beta2, orth_reg_weight: c.orth_reg_weight, total_step: c.total_step, rank_pattern: c.rank_pattern };
-    },
-    create: (model, config, name) => new AdaLoraAdapter(model, parseAdaLoraConfig(lora, { ...config }, "AdaLoRA config", model), name),
+    ...config,
+    create: (model, c, name) => new AdaLoraAdapter(model, config.parseConfig({ ...c }, "AdaLoRA config", model), name),
   };
-  return def;
 }

@@ -3,7 +3,7 @@
 import { type Adapter, type TunerDef } from "../tuner.js";
 import { LoraAdapter } from "./adapter.js";
 import { combineLora, type Combination } from "./combine.js";
-import { LORA_INERT_FIELDS, loraConfigToJSON, parseLoraConfig, type LoraConfig } from "./config.js";
+import { LORA_CONFIG, LORA_INERT_FIELDS, type LoraConfig } from "./config.js";
 
 export { type LoraConfig } from "./config.js";
 export { type Combination } from "./combine.js";
@@ -11,9 +11,8 @@ export { type Combination } from "./combine.js";
 export const LORA = {
   peftType: "LORA",
   inertFields: LORA_INERT_FIELDS,
-  parseConfig: (json, source, model) => parseLoraConfig(json, source, model?.config.modelType),
-  toJSON: loraConfigToJSON,
-  create: (model, config, name) => new LoraAdapter(model, parseLoraConfig({ ...config }, "LoRA config", model.config.modelType), name),
+  ...LORA_CONFIG,
+  create: (model, config, name) => new LoraAdapter(model, LORA_CONFIG.parseConfig({ ...config }, "LoRA config", model), name),
   /**
    * A new adapter combining LoRA adapters (see combine.ts): its config, and a function that
    * fills the created adapter's A and B.
