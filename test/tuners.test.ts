@@ -90,8 +90,11 @@ const ffTarget = (t: string) => (t === "bert" || t === "roberta" ? "output.dense
 // - IA3 (tuners/ia3/layer.py): ia3_l [out, 1], or [1, in] for feed-forward modules.
 // - LN tuning (tuners/ln_tuning/layer.py): `<norm>.ln_tuning_layers.<param>`; its head plain.
 // peftjs-only methods (bottleneck, hybrid, BitFit, top-k, full) follow the same prefixes: AdapterHub's
-// `<sublayer>.adapters.<name>.*` for bottleneck adapters, `base_model.model.<param>` for trained base
-// parameters.
+// `<module>.adapters.<name>.*` for bottleneck adapters (the module: BERT/RoBERTa's
+// `<layer>.attention.output` / `<layer>.output`, which are AdapterHub's adapter layers in
+// models/bert/mixin_bert.py; `<layer>.attention_adapters` / `<layer>.output_adapters` for DistilBERT,
+// GPT-2 and Llama, mixin_distilbert.py / mixin_gpt2.py / mixin_llama.py), `base_model.model.<param>`
+// for trained base parameters.
 type Keys = Map<string, readonly number[]>;
 const P = "base_model.model.";
 const HEADS: Partial<Record<Task, string[]>> = { "sequence-classification": ["classifier", "score"], "token-classification": ["classifier", "score"], "question-answering": ["qa_outputs"] };
@@ -110,13 +113,23 @@ const loraKeys = (inv: Inv, paths: string[], r: (p: string) => number, opts: { d
 const linearsEnding = (inv: Inv, suffixes: string[]) => [...inv.linear.keys()].filter((p) => suffixes.some((s) => p.endsWith(`.${s}`)));
 const merge = (...maps: Keys[]) => new Map(maps.flatMap((m) => [...m]));
 const NORM = /(LayerNorm|ln_\d|ln_f|layernorm|\.norm)\.(weight|bias)$/;
-const bottleneckKeys = (inv: Inv, mh: boolean, H: (h: number) => number): Keys => {
+/** AdapterHub's adapter module for a sublayer (see above). */
+const adapterModule = (inv: Inv, s: { path: string; kind: "attention" | "ffn" }) => {
+  if (inv.cfg.modelType === "bert" || inv.cfg.modelType === "roberta") return s.path;
+  const layer = /^(.*\.\d+)\./.exec(s.path)![1];
+  return `${layer}.${s.kind === "attention" ? "attention" : "output"}_adapters`;
+};
+const bottleneckKeys = (inv: Inv, mh: boolean, H: (h: number) => number, opts: { lnBefore?: boolean; lnAfter?: boolean } = {}): Keys => {
   const out: Keys = new Map();
   for (const s of inv.sublayers) {
     if (s.kind === "attention" && !mh) continue;
     const b = H(s.hidden);
-    const k = `${s.path}.adapters.default.`;
-    out.set(`${k}adapter_down.0.weight`, [b, s.hidden]).set(`${k}adapter_down.0.bias`, [b]).set(`${k}adapter_up.weight`, [s.hidden, b]).set(`${k}adapter_up.bias`, [s.hidden]);
+    const k = `${adapterModule(inv, s)}.adapters.default.`;
+    // modeling.py Adapter.__init__: ln_before's LayerNorm is adapter_norm_before and adapter_down.0 (the Linear moves to adapter_down.1).
+    const down = opts.lnBefore ? "adapter_down.1" : "adapter_down.0";
+    out.set(`${k}${down}.weight`, [b, s.hidden]).set(`${k}${down}.bias`, [b]).set(`${k}adapter_up.weight`, [s.hidden, b]).set(`${k}adapter_up.bias`, [s.hidden]);
+    if (opts.lnBefore) for (const n of ["adapter_norm_before", "adapter_down.0"]) out.set(`${k}${n}.weight`, [s.hidden]).set(`${k}${n}.bias`, [s.hidden]);
+    if (opts.lnAfter) out.set(`${k}adapter_norm_after.weight`, [s.hidden]).set(`${k}adapter_norm_after.bias`, [s.hidden]);
   }
   return out;
 };
@@ -255,10 +268,10 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
   ],
   BOTTLENECK: [
     {
-      // Houlsby placement, zero up-projection: exact identity at init; LayerNorms trained.
-      variant: "houlsby (double_seq_bn)", presets: ["houlsby"],
+      // Houlsby placement, zero up-projection: exact identity at init; with peftjs's explicit train_layer_norms.
+      variant: "houlsby (double_seq_bn) + train_layer_norms", presets: ["houlsby"],
       keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 8), paramKeys(inv, (n) => NORM.test(n)), headKeys(inv, task)),
-      config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 8, init_weights: "mam_adapter" }),
+      config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: 8, init_weights: "mam_adapter", train_layer_norms: true }),
       // Trained LayerNorm copies cannot be selected per row, so no mixed batches here.
       expected: (inv, task) => {
         const H = inv.cfg.hidden;
@@ -285,6 +298,29 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       expected: (inv, task) => inv.cfg.layers * (2 * inv.cfg.hidden * (inv.cfg.hidden / 4) + inv.cfg.hidden / 4 + inv.cfg.hidden) + head(inv, task),
       identityAtInit: true, mergeable: false, mixable: true,
     },
+    {
+      // AdapterHub's other placement options: the adapter's own LayerNorms, its residual taken after the
+      // model's LayerNorm and added before its ln_after (modeling.py Adapter.pre_forward / forward).
+      variant: "seq_bn ln_before ln_after residual_before_ln=false adapter_residual_before_ln", presets: [],
+      keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4, { lnBefore: true, lnAfter: true }), headKeys(inv, task)),
+      config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "tanh", ln_before: true, ln_after: true, residual_before_ln: false, adapter_residual_before_ln: true }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H + 4 * H) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: true,
+    },
+    {
+      // Houlsby with the Pfeiffer-style input (original_ln_before) and per-layer reduction factors.
+      variant: "double_seq_bn original_ln_before reduction_factor map", presets: [],
+      keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 4), headKeys(inv, task)),
+      config: () => ({ peft_type: "BOTTLENECK", variant: "double_seq_bn", reduction_factor: { default: 4 }, non_linearity: "gelu", original_ln_before: true }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return 2 * inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: true,
+    },
   ],
   HYBRID: [
     {
@@ -293,7 +329,7 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
         const paths = linearsEnding(inv, attnTargets(inv.cfg.modelType));
         const gates: Keys = new Map(paths.flatMap((p) => [[`${P}${p}.lora_gate.weight`, [1, inv.linear.get(p)!.in]], [`${P}${p}.lora_gate.bias`, [1]]] as [string, number[]][]));
         const adapter = bottleneckKeys(inv, false, (h) => h / 4);
-        for (const s of inv.sublayers) if (s.kind === "ffn") adapter.set(`${s.path}.adapters.default.gate.weight`, [1, s.hidden]).set(`${s.path}.adapters.default.gate.bias`, [1]);
+        for (const s of inv.sublayers) if (s.kind === "ffn") adapter.set(`${adapterModule(inv, s)}.adapters.default.gate.weight`, [1, s.hidden]).set(`${adapterModule(inv, s)}.adapters.default.gate.bias`, [1]);
         return merge(loraKeys(inv, paths, () => 2), gates, adapter, headKeys(inv, task));
       },
       config: (m) => ({ peft_type: "HYBRID", gates: true, lora: { r: 2, target_modules: attnTargets(m.config.modelType) }, adapter: { variant: "par_bn", reduction_factor: 4, non_linearity: "gelu" } }),

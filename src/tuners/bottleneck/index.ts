@@ -1,119 +1,124 @@
-// Bottleneck adapters: down-projection -> nonlinearity -> up-projection, added back to the
-// sublayer output. Houlsby et al. 2019 ("Parameter-Efficient Transfer Learning for NLP"): after
-// attention and after the FFN (AdapterHub's `double_seq_bn`). Pfeiffer et al. 2020 (AdapterFusion):
-// after the FFN only, fed with the layer-normed output (`seq_bn`). He et al. 2022 ("Towards a
-// Unified View of Parameter-Efficient Transfer Learning"): parallel to the sublayer, fed with its
-// input and scaled (`par_bn`). Field names, defaults and weight names follow AdapterHub
-// (`<sublayer>.adapters.<name>.adapter_down.0.weight` ...); for pre-LN decoders (no layer norm
-// after the residual add) the sequential adapter reads the sublayer output.
+// Bottleneck adapters: down-projection -> nonlinearity -> up-projection, placed around a
+// transformer sublayer. Houlsby et al. 2019 ("Parameter-Efficient Transfer Learning for NLP"):
+// after attention and after the FFN (AdapterHub's `double_seq_bn`). Pfeiffer et al. 2020
+// (AdapterFusion): after the FFN only, reading LN(sublayer + residual) (`seq_bn`). He et al. 2022
+// ("Towards a Unified View of Parameter-Efficient Transfer Learning"): parallel to the sublayer,
+// fed with its input and scaled (`par_bn`).
+//
+// Computed as AdapterHub's `adapters` v1.1 does (src/adapters/methods/modeling.py Adapter /
+// ParallelAdapter pre_forward, forward, post_forward; methods/bottleneck.py
+// BottleneckLayer.bottleneck_layer_forward), with the model's LayerNorm after the residual add on
+// post-LN models (BERT, RoBERTa, DistilBERT) and none on pre-LN ones (GPT-2, Llama: their blocks
+// call the adapter layer with layer_norm=None). Tensors are named as AdapterHub names them:
+// `<module>.adapters.<name>.adapter_down.0.weight`, the module the BERT family's
+// `...attention.output` / `...output`, `<layer>.attention_adapters` / `<layer>.output_adapters`
+// elsewhere (models/*/mixin_*.py).
 import { activation } from "../../ir/composites/activations.js";
 import { linear } from "../../ir/composites/linear.js";
 import { type Value } from "../../ir/graph.js";
-import { add, mul, sigmoid } from "../../ir/ops/index.js";
+import { add, layerNorm, mul, neg, relu, sigmoid, sub, tanh } from "../../ir/ops/index.js";
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type LinearHook, type SublayerHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
-import { AdapterConfigError, field, isBool, isNum, isStr, isStrList, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+import { BOTTLENECK_INERT, BOTTLENECK_INERT_DEFAULTS, bottleneckFields, bottleneckSize, parseBottleneckConfig, type BottleneckConfig } from "./config.js";
 
-export const BOTTLENECK_PRESETS = {
-  /** Pfeiffer: after the FFN, on the layer-normed output. */
-  seq_bn: { mh_adapter: false, output_adapter: true, original_ln_before: true, is_parallel: false, non_linearity: "relu", reduction_factor: 16, scaling: 1, init_weights: "houlsby" },
-  /** Houlsby: after attention and after the FFN. */
-  double_seq_bn: { mh_adapter: true, output_adapter: true, original_ln_before: false, is_parallel: false, non_linearity: "swish", reduction_factor: 16, scaling: 1, init_weights: "houlsby" },
-  /** Parallel (He et al.): next to the FFN, scaled. */
-  par_bn: { mh_adapter: false, output_adapter: true, original_ln_before: false, is_parallel: true, non_linearity: "relu", reduction_factor: 2, scaling: 4, init_weights: "mam_adapter" },
-} as const;
+export { BOTTLENECK_PRESETS, parseBottleneckConfig, type BottleneckConfig } from "./config.js";
 
-export interface BottleneckConfig extends BaseConfig {
-  peft_type: "BOTTLENECK";
-  /** AdapterHub architecture preset the other fields default from. */
-  variant: keyof typeof BOTTLENECK_PRESETS;
-  /** Adapter after the attention sublayer. */
-  mh_adapter: boolean;
-  /** Adapter after the feed-forward sublayer. */
-  output_adapter: boolean;
-  /** Bottleneck size = hidden / reduction_factor. */
-  reduction_factor: number;
-  non_linearity: string;
-  /** Feed the adapter with LayerNorm(sublayer + residual) (Pfeiffer) instead of the sublayer output. */
-  original_ln_before: boolean;
-  /** Parallel adapter: reads the sublayer's input. */
-  is_parallel: boolean;
-  scaling: number;
-  /** "houlsby": truncated normal(0, 1e-2) (the paper's near-identity init); "bert": normal(0, 0.02); "mam_adapter": zero up-projection (exact identity). */
-  init_weights: "houlsby" | "bert" | "mam_adapter";
-  /** Layers without adapters. */
-  leave_out: number[];
-  /** Train the layers' LayerNorm parameters too (as in Houlsby et al.). */
-  train_layer_norms: boolean;
-  /** UniPELT-style learned gate on the adapter output: sigmoid(W_g x). */
-  use_gating: boolean;
-}
-
-export function parseBottleneckConfig(json: Readonly<Record<string, unknown>>, source: string): BottleneckConfig {
-  // AdapterHub nests the fields under "config" and names the preset "architecture"/"variant".
-  const c = (typeof json.config === "object" && json.config !== null ? { ...json, ...(json.config as object) } : json) as Record<string, unknown>;
-  const variant = field(c, "variant", "double_seq_bn" as keyof typeof BOTTLENECK_PRESETS, (v) => typeof v === "string" && v in BOTTLENECK_PRESETS, `one of ${Object.keys(BOTTLENECK_PRESETS).join(", ")}`, source);
-  const p = BOTTLENECK_PRESETS[variant];
-  const cfg: BottleneckConfig = {
-    peft_type: "BOTTLENECK",
-    variant,
-    mh_adapter: field(c, "mh_adapter", p.mh_adapter as boolean, isBool, "a boolean", source),
-    output_adapter: field(c, "output_adapter", p.output_adapter as boolean, isBool, "a boolean", source),
-    reduction_factor: field(c, "reduction_factor", p.reduction_factor as number, isNum(1e-6), "a positive number", source),
-    non_linearity: field(c, "non_linearity", p.non_linearity as string, isStr, "an activation name", source),
-    original_ln_before: field(c, "original_ln_before", p.original_ln_before as boolean, isBool, "a boolean", source),
-    is_parallel: field(c, "is_parallel", p.is_parallel as boolean, isBool, "a boolean", source),
-    scaling: field(c, "scaling", p.scaling as number, isNum(), "a number", source),
-    init_weights: field(c, "init_weights", p.init_weights as BottleneckConfig["init_weights"], (v) => v === "houlsby" || v === "bert" || v === "mam_adapter", '"houlsby", "bert" or "mam_adapter"', source),
-    leave_out: field(c, "leave_out", [] as number[], (v) => Array.isArray(v) && v.every(Number.isInteger), "a list of layer indices", source),
-    train_layer_norms: field(c, "train_layer_norms", variant === "double_seq_bn", isBool, "a boolean", source),
-    use_gating: field(c, "use_gating", false, isBool, "a boolean", source),
-    modules_to_save: field<string[] | null>(c, "modules_to_save", null, isStrList, "a list of module names", source),
-    base_model_name_or_path: (c.base_model_name_or_path as string | undefined) ?? null,
-    task_type: (c.task_type as string | undefined) ?? null,
-    inference_mode: false,
-  };
-  if (!cfg.mh_adapter && !cfg.output_adapter) throw new AdapterConfigError(`${source}: neither mh_adapter nor output_adapter is set; the adapter would do nothing`);
-  return cfg;
-}
+/** nn.LayerNorm's default epsilon (the adapter's own ln_before / ln_after). */
+const ADAPTER_LN_EPS = 1e-5;
 
 interface Site {
-  path: string;
+  /** AdapterHub's module path of the adapter layer. */
+  module: string;
   hidden: number;
   bottleneck: number;
 }
 
+/**
+ * AdapterHub's module for a sublayer hook: BERT/RoBERTa's BertSelfOutput / BertOutput are the
+ * adapter layers themselves (bert/mixin_bert.py); DistilBERT, GPT-2 and Llama blocks own
+ * `attention_adapters` and `output_adapters` (mixin_distilbert.py, mixin_gpt2.py, mixin_llama.py).
+ */
+export function adapterModule(path: string, kind: "attention" | "ffn"): string {
+  const m = /^(.*\.\d+)\.(.+)$/.exec(path);
+  if (!m) throw new Error(`bottleneck adapter: cannot find the layer in sublayer path "${path}"`);
+  if (m[2] === "attention.output" || m[2] === "output") return path;
+  return `${m[1]}.${kind === "attention" ? "attention_adapters" : "output_adapters"}`;
+}
+
+/** The adapter's nonlinearity (modeling.py Activation_Function_Class). */
+function nonLinearity(name: string, x: Value): Value {
+  switch (name) {
+    case "tanh":
+      return tanh(x);
+    case "sigmoid":
+      return sigmoid(x);
+    case "linear":
+      return x;
+    case "leakyrelu":
+    case "leaky_relu":
+      // torch's leaky_relu, negative_slope 0.01.
+      return sub(relu(x), mul(relu(neg(x)), 0.01));
+    default:
+      return activation(name, x);
+  }
+}
+
 export class BottleneckAdapter implements Adapter<BottleneckConfig> {
   readonly tensors = new Map<string, Tensor>();
+  /** Adapter layers by sublayer hook path. */
   readonly sites = new Map<string, Site>();
   private readonly extra: ModulesToSave;
 
   constructor(model: PretrainedModel, readonly config: BottleneckConfig, readonly name: string) {
     const rand = seededRandom(5);
+    const postNorm = model.config.family === "bert" || model.config.family === "distilbert";
+    const where = `bottleneck adapter "${name}" on ${model.config.modelType}`;
+    if (!postNorm && config.residual_before_ln === "post_add" && !config.is_parallel) {
+      throw new AdapterConfigError(`${where}: residual_before_ln "post_add" takes the residual before the model's post-LayerNorm, and this pre-LN model has none (AdapterHub fails on it too)`);
+    }
+    if (postNorm && !config.original_ln_after) {
+      throw new AdapterConfigError(`${where}: original_ln_after false (the adapter's output replacing the block's LayerNorm output) is not implemented for post-LN models; it is for GPT-2 and Llama`);
+    }
     for (const s of model.modules().sublayers) {
       if (config.leave_out.includes(s.layer)) continue;
       if (s.kind === "attention" ? !config.mh_adapter : !config.output_adapter) continue;
-      const bottleneck = Math.max(1, Math.floor(s.hidden / config.reduction_factor));
-      this.sites.set(s.path, { path: s.path, hidden: s.hidden, bottleneck });
-      const t = (shape: number[], init: "down" | "up" | "bias"): Tensor => {
-        const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-        if (init !== "bias") {
-          if (config.init_weights === "bert") fillNormal(data, 0.02, Math.floor(rand() * 1e9));
-          else if (config.init_weights === "houlsby") for (let i = 0; i < data.length; i++) data[i] = truncatedNormal(rand, 1e-2);
-          else if (init === "down") data.forEach((_, i) => (data[i] = (rand() * 2 - 1) / Math.sqrt(shape[1]!)));
-        }
-        return { dtype: "float32", shape, data };
+      const bottleneck = bottleneckSize(config, s.layer, s.hidden, where);
+      const site: Site = { module: adapterModule(s.path, s.kind), hidden: s.hidden, bottleneck };
+      this.sites.set(s.path, site);
+      const H = s.hidden;
+      const zeros = (shape: number[]): Tensor => ({ dtype: "float32", shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+      const ones = (n: number): Tensor => ({ dtype: "float32", shape: [n], data: new Float32Array(n).fill(1) });
+      // modeling.py Adapter.__init__, by init_weights; biases zero.
+      const weight = (shape: [number, number], role: "down" | "up" | "gate"): Tensor => {
+        const t = zeros(shape);
+        const data = t.data as Float32Array;
+        const init = role === "gate" && config.init_weights !== "houlsby" ? "bert" : config.init_weights;
+        if (init === "bert") fillNormal(data, 0.02, Math.floor(rand() * 1e9));
+        else if (init === "houlsby") for (let i = 0; i < data.length; i++) data[i] = truncatedNormal(rand, 1e-2);
+        // mam_adapter: kaiming_uniform_(a=sqrt(5)) on the down projection = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); zero up projection.
+        else if (role === "down") for (let i = 0; i < data.length; i++) data[i] = (rand() * 2 - 1) / Math.sqrt(shape[1]);
+        return t;
       };
-      this.tensors.set(this.key(s.path, "adapter_down.0.weight"), t([bottleneck, s.hidden], "down"));
-      this.tensors.set(this.key(s.path, "adapter_down.0.bias"), t([bottleneck], "bias"));
-      this.tensors.set(this.key(s.path, "adapter_up.weight"), t([s.hidden, bottleneck], "up"));
-      this.tensors.set(this.key(s.path, "adapter_up.bias"), t([s.hidden], "bias"));
+      const down = config.ln_before ? "adapter_down.1" : "adapter_down.0";
+      if (config.ln_before) {
+        this.tensors.set(this.key(site, "adapter_norm_before.weight"), ones(H));
+        this.tensors.set(this.key(site, "adapter_norm_before.bias"), zeros([H]));
+      }
+      this.tensors.set(this.key(site, `${down}.weight`), weight([bottleneck, H], "down"));
+      this.tensors.set(this.key(site, `${down}.bias`), zeros([bottleneck]));
+      this.tensors.set(this.key(site, "adapter_up.weight"), weight([H, bottleneck], "up"));
+      this.tensors.set(this.key(site, "adapter_up.bias"), zeros([H]));
+      if (config.ln_after) {
+        this.tensors.set(this.key(site, "adapter_norm_after.weight"), ones(H));
+        this.tensors.set(this.key(site, "adapter_norm_after.bias"), zeros([H]));
+      }
       if (config.use_gating) {
-        this.tensors.set(this.key(s.path, "gate.weight"), t([1, s.hidden], "up"));
-        this.tensors.set(this.key(s.path, "gate.bias"), t([1], "bias"));
+        this.tensors.set(this.key(site, "gate.weight"), weight([1, H], "gate"));
+        this.tensors.set(this.key(site, "gate.bias"), zeros([1]));
       }
     }
     if (this.sites.size === 0) throw new AdapterConfigError(`bottleneck adapter "${name}": no sublayer left to adapt (leave_out ${JSON.stringify(config.leave_out)})`);
@@ -123,8 +128,8 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     for (const [k, t] of this.extra.tensors) this.tensors.set(k, t);
   }
 
-  private key(path: string, leaf: string): string {
-    return `${path}.adapter.${leaf}`;
+  private key(site: Site, leaf: string): string {
+    return `${site.module}.adapter.${leaf}`;
   }
 
   get trainsBaseParams(): readonly string[] {
@@ -133,21 +138,56 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
 
   hooks(ctx: HookContext) {
     const { config } = this;
-    const block = (path: string, x: Value): Value => {
-      const p = (leaf: string) => ctx.bind(this.key(path, leaf));
-      let out = linear(activation(config.non_linearity, linear(x, p("adapter_down.0.weight"), p("adapter_down.0.bias"))), p("adapter_up.weight"), p("adapter_up.bias"));
-      if (config.scaling !== 1) out = mul(out, config.scaling);
-      if (config.use_gating) out = mul(out, sigmoid(linear(x, p("gate.weight"), p("gate.bias"))));
-      return ctx.rowGate ? mul(out, ctx.rowGate(out)) : out;
+    // modeling.py Adapter.forward / ParallelAdapter.forward up to the residual: the scaled up-projection (gated).
+    const bottleneck = (site: Site, x: Value): Value => {
+      const p = (leaf: string) => ctx.bind(this.key(site, leaf));
+      let h = x;
+      if (config.ln_before) h = layerNorm(h, p("adapter_norm_before.weight"), p("adapter_norm_before.bias"), ADAPTER_LN_EPS);
+      const down = config.ln_before ? "adapter_down.1" : "adapter_down.0";
+      let up = linear(nonLinearity(config.non_linearity, linear(h, p(`${down}.weight`), p(`${down}.bias`))), p("adapter_up.weight"), p("adapter_up.bias"));
+      if (config.scaling !== 1) up = mul(up, config.scaling);
+      if (config.use_gating) up = mul(up, sigmoid(linear(x, p("gate.weight"), p("gate.bias"))));
+      return up;
+    };
+    const normAfter = (site: Site, x: Value) => layerNorm(x, ctx.bind(this.key(site, "adapter_norm_after.weight")), ctx.bind(this.key(site, "adapter_norm_after.bias")), ADAPTER_LN_EPS);
+    /**
+     * What the sublayer's output becomes. The model then adds the residual (and applies its
+     * post-LN), which is AdapterHub's post_forward with original_ln_after; without it the block's
+     * output is the adapter's, so the residual the model adds is taken off again (pre-LN only).
+     */
+    const replaced = (site: Site, h: SublayerHook): Value => {
+      let out: Value;
+      if (config.is_parallel) {
+        // ParallelAdapter: pre_forward feeds the sublayer's input; post_forward adds the sublayer's output.
+        let up = bottleneck(site, h.residual);
+        if (config.ln_after) up = normAfter(site, up);
+        out = add(up, h.y);
+      } else {
+        // Adapter.pre_forward: the adapter's input and its residual.
+        let x = h.y;
+        let sum: Value | undefined;
+        if (config.original_ln_before) {
+          sum = add(h.y, h.residual);
+          x = h.norm ? h.norm(sum) : sum;
+        }
+        const residual = config.residual_before_ln === true ? h.y : config.residual_before_ln === "post_add" ? sum! : x;
+        // Adapter.forward: the residual before or after ln_after.
+        out = bottleneck(site, x);
+        if (config.adapter_residual_before_ln) out = add(out, residual);
+        if (config.ln_after) out = normAfter(site, out);
+        if (!config.adapter_residual_before_ln) out = add(out, residual);
+      }
+      return config.original_ln_after ? out : sub(out, h.residual);
     };
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),
       linear: (h: LinearHook) => this.extra.linear(h, ctx),
       sublayerOutput: (h: SublayerHook) => {
-        if (!this.sites.has(h.path)) return undefined;
-        if (config.is_parallel) return add(h.y, block(h.path, h.residual));
-        const input = config.original_ln_before && h.norm ? h.norm(add(h.y, h.residual)) : h.y;
-        return add(h.y, block(h.path, input));
+        const site = this.sites.get(h.path);
+        if (!site) return undefined;
+        const y = replaced(site, h);
+        // Mixed batches: rows of other adapters keep the sublayer's own output.
+        return ctx.rowGate ? add(h.y, mul(sub(y, h.y), ctx.rowGate(h.y))) : y;
       },
     };
   }
@@ -158,7 +198,12 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
   stateKeys(): Map<string, string> {
     const keys = new Map<string, string>();
     const inFile = `.adapters.${this.fileName ?? this.name}.`;
-    for (const k of this.tensors.keys()) if (k.includes(".adapter.")) keys.set(k.replace(".adapter.", inFile), k);
+    for (const k of this.tensors.keys()) {
+      if (!k.includes(".adapter.")) continue;
+      keys.set(k.replace(".adapter.", inFile), k);
+      // AdapterHub registers the ln_before LayerNorm twice (adapter_norm_before and adapter_down.0), so its state dict holds both.
+      if (k.endsWith(".adapter.adapter_norm_before.weight") || k.endsWith(".adapter.adapter_norm_before.bias")) keys.set(k.replace(".adapter.", inFile).replace("adapter_norm_before", "adapter_down.0"), k);
+    }
     for (const [k, v] of this.extra.loadKeys()) keys.set(k, v);
     return keys;
   }
@@ -178,15 +223,12 @@ function truncatedNormal(rand: () => number, std: number): number {
 
 export const BOTTLENECK: TunerDef<BottleneckConfig> = {
   peftType: "BOTTLENECK",
+  inertFields: BOTTLENECK_INERT,
   parseConfig: (json, source) => parseBottleneckConfig(json, source),
-  // AdapterHub's layout: the method's fields under "config", with our peft_type beside them.
+  // AdapterHub's layout: the method's fields under "config" (AdapterHub's BnConfig fields), with our peft_type beside them.
   toJSON: (c) => ({
     peft_type: "BOTTLENECK",
-    config: {
-      architecture: "bottleneck", variant: c.variant, mh_adapter: c.mh_adapter, output_adapter: c.output_adapter, reduction_factor: c.reduction_factor, non_linearity: c.non_linearity,
-      original_ln_before: c.original_ln_before, original_ln_after: true, residual_before_ln: true, is_parallel: c.is_parallel, scaling: c.scaling, init_weights: c.init_weights,
-      leave_out: c.leave_out, train_layer_norms: c.train_layer_norms, use_gating: c.use_gating,
-    },
+    config: { ...BOTTLENECK_INERT_DEFAULTS, ...bottleneckFields(c), variant: c.variant, train_layer_norms: c.train_layer_norms },
     task_type: c.task_type ?? null,
     base_model_name_or_path: c.base_model_name_or_path ?? null,
     modules_to_save: c.modules_to_save ?? null,
