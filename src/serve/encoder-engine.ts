@@ -1,0 +1,163 @@
+// Encoder requests (classify, tag, answer, embed) on one shared PeftModel: every adapter that can
+// share a batch is in one mixed-adapter graph (rows pick their adapter through `adapter_index`, -1 =
+// the base model), so concurrent requests for different adapters run as ONE session run. Adapters
+// whose method cannot share a batch (prompt tuning, prefix tuning, selective methods) run in a
+// graph of their own. Outputs decode exactly as `peftjs predict` decodes them (train/predict.ts).
+import { int64, type Tensor } from "../ir/tensor.js";
+import { type PeftModel } from "../peft/peft-model.js";
+import { compile, type CompiledGraph } from "../runtime/session.js";
+import { collate, type Example } from "../train/data.js";
+import { decodePredictions, type Prediction } from "../train/predict.js";
+import { type AdapterLoader, type Lease } from "./adapter-registry.js";
+import { type Job } from "./scheduler.js";
+
+export interface EncoderAdapter {
+  readonly internalName: string;
+  /** Its class names (labels.json), if it has them. */
+  readonly labels?: readonly string[];
+  /** Can share a mixed-adapter batch. */
+  readonly mixable: boolean;
+}
+
+export type EncoderKind = "predict" | "embed";
+
+export interface EncoderJob extends Job<EncoderResult> {
+  readonly kind: EncoderKind;
+  readonly examples: Example[];
+  /** Undefined: the base model. */
+  readonly lease?: Lease<EncoderAdapter>;
+}
+
+export interface EncoderResult {
+  predictions?: Prediction[];
+  /** Mean of the last hidden states over each example's tokens. */
+  embeddings?: number[][];
+}
+
+/** Sessions kept: the mixed graph plus a few of adapters that run alone. */
+const SESSION_LIMIT = 4;
+
+export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
+  private readonly mixable = new Set<string>();
+  private readonly sessions = new Map<string, Promise<CompiledGraph>>();
+  /** Graphs compiled so far (a changed set of loaded adapters recompiles the mixed graph). */
+  compiled = 0;
+
+  constructor(
+    readonly peft: PeftModel,
+    private readonly threads?: number,
+  ) {}
+
+  async load(path: string, internalName: string): Promise<{ value: EncoderAdapter; bytes: number }> {
+    const adapter = await this.peft.loadAdapter(path, internalName);
+    let bytes = 0;
+    for (const t of adapter.tensors.values()) bytes += t.data.byteLength;
+    // Whether the method can gate its effect per row: try building the graph (cheap: no lowering).
+    let mixable = false;
+    this.peft.setAdapter([internalName]);
+    if (this.peft.virtualTokens === 0 && this.peft.prefixTokens === 0) {
+      try {
+        this.peft.build({ mixedAdapters: true });
+        mixable = true;
+      } catch {
+        mixable = false;
+      }
+    }
+    if (mixable) this.mixable.add(internalName);
+    return { value: { internalName, labels: this.peft.labels.get(internalName), mixable }, bytes };
+  }
+
+  async unload(value: EncoderAdapter): Promise<void> {
+    // A running batch may use a graph holding this adapter even when none of its rows do.
+    while (this.running) await this.running.catch(() => undefined);
+    this.mixable.delete(value.internalName);
+    const stale = [...this.sessions].filter(([key]) => key.slice(key.indexOf(":") + 1).split(",").includes(value.internalName));
+    for (const [key] of stale) this.sessions.delete(key);
+    this.peft.deleteAdapter(value.internalName);
+    for (const [, s] of stale) await (await s.catch(() => undefined))?.release();
+  }
+
+  /** Requests of one group may share a batch: all mixable adapters and the base share one. */
+  group(adapter: EncoderAdapter | undefined): string {
+    return adapter && !adapter.mixable ? `alone:${adapter.internalName}` : "mixed";
+  }
+
+  private running: Promise<unknown> | undefined;
+
+  /** Run one batch of jobs (all of one group); one result per job. Batches run one at a time. */
+  async run(jobs: readonly EncoderJob[]): Promise<EncoderResult[]> {
+    const p = this.runBatch(jobs);
+    this.running = p;
+    try {
+      return await p;
+    } finally {
+      if (this.running === p) this.running = undefined;
+    }
+  }
+
+  private async runBatch(jobs: readonly EncoderJob[]): Promise<EncoderResult[]> {
+    const first = jobs[0]!.lease?.adapter.value;
+    const mixed = this.group(first) === "mixed";
+    const names = mixed ? [...this.mixable].sort() : [first!.internalName];
+    const examples = jobs.flatMap((j) => j.examples);
+    const tok = this.peft.base.tokenizer;
+    const padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
+    const { input_ids, attention_mask, token_type_ids } = collate(examples, padId);
+    // The active set decides the graph and the feeds' virtual tokens; set it right before each use.
+    this.peft.setAdapter(names);
+    const session = this.session(names, mixed);
+    const feeds = this.peft.prepareInputs({ input_ids, attention_mask, token_type_ids });
+    const rows = jobs.flatMap((j) => j.examples.map(() => (j.lease ? names.indexOf(j.lease.adapter.value.internalName) : -1)));
+    const compiled = await session;
+    const wanted = new Set(compiled.inputNames);
+    if (wanted.has("adapter_index")) feeds.adapter_index = int64([rows.length], rows);
+    const out = await compiled.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => wanted.has(k))));
+    this.peft.setAdapter(names);
+    const predictions = jobs.some((j) => j.kind === "predict") ? decodePredictions(this.peft, examples, out) : undefined;
+    const hidden = out.last_hidden_state;
+    let at = 0;
+    return jobs.map((j) => {
+      const from = at;
+      at += j.examples.length;
+      if (j.kind === "predict") return { predictions: predictions!.slice(from, at) };
+      return { embeddings: j.examples.map((e, i) => meanPool(hidden!, from + i, e.ids.length, this.peft.virtualTokens)) };
+    });
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s.catch(() => undefined))?.release();
+    this.sessions.clear();
+  }
+
+  private session(names: readonly string[], mixed: boolean): Promise<CompiledGraph> {
+    const key = `${mixed ? "mixed" : "alone"}:${names.join(",")}`;
+    let s = this.sessions.get(key);
+    if (s) {
+      this.sessions.delete(key);
+      this.sessions.set(key, s);
+      return s;
+    }
+    const built = this.peft.build({ mixedAdapters: mixed });
+    const { logits, start_logits, end_logits, last_hidden_state } = built.outputs;
+    const outputs = Object.fromEntries(Object.entries({ logits, start_logits, end_logits, last_hidden_state }).filter(([, v]) => v !== undefined)) as Record<string, NonNullable<typeof logits>>;
+    s = compile(outputs, this.threads ? { threads: this.threads } : {});
+    this.compiled++;
+    this.sessions.set(key, s);
+    s.catch(() => this.sessions.get(key) === s && this.sessions.delete(key));
+    while (this.sessions.size > SESSION_LIMIT) {
+      const [oldest, old] = this.sessions.entries().next().value as [string, Promise<CompiledGraph>];
+      this.sessions.delete(oldest);
+      // Batches run one at a time, so no run holds the evicted session.
+      void old.then((c) => c.release()).catch(() => undefined);
+    }
+    return s;
+  }
+}
+
+function meanPool(hidden: Tensor, row: number, length: number, shift: number): number[] {
+  const [, width, dim] = hidden.shape as [number, number, number];
+  const h = hidden.data as Float32Array;
+  const out = new Array<number>(dim).fill(0);
+  for (let t = shift; t < shift + length; t++) for (let d = 0; d < dim; d++) out[d]! += h[(row * width + t) * dim + d]!;
+  return out.map((v) => v / length);
+}

@@ -1,0 +1,231 @@
+// The multi-adapter server on an encoder (bert-tiny, sequence classification): answers equal
+// `peftjs predict` for each adapter, rows of different adapters share runs, and bad input, bad
+// adapters, traversal, unload while busy and load/unload storms leave it serving.
+import assert from "node:assert/strict";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadModel } from "../src/models/pretrained.js";
+import { PeftModel } from "../src/peft/peft-model.js";
+import { createServer, type PeftServer } from "../src/serve/server.js";
+import { classificationExamples } from "../src/train/data.js";
+import { predict } from "../src/train/predict.js";
+import { corruptAdapter, FIXTURES, makeAdapters, postJson } from "./serve-support.js";
+
+const BERT = join(FIXTURES, "bert-tiny");
+const LABELS = ["neg", "neu", "pos"];
+const TEXTS = ["the cat sat on the mat", "money in the bank", "the dog"];
+
+/** What `peftjs predict` answers for `adapterDir` (undefined: the base model). */
+async function expected(adapterDir: string | undefined, texts: readonly string[]): Promise<{ label: number; probabilities: number[] }[]> {
+  const model = await loadModel(BERT, { task: "sequence-classification" });
+  const peft = adapterDir ? await PeftModel.load(model, adapterDir) : new PeftModel(model);
+  const { examples } = classificationExamples(texts.map((text) => ({ text })), model.tokenizer!, { maxLength: 64, labelled: false });
+  const out = (await predict(peft, examples)) as { label: number; probabilities: number[] }[];
+  await peft.releaseSessions();
+  return out;
+}
+
+function assertMatches(data: { label: string; probabilities: Record<string, number> }[], want: { label: number; probabilities: number[] }[], what: string): void {
+  assert.equal(data.length, want.length, what);
+  data.forEach((d, i) => {
+    assert.equal(d.label, LABELS[want[i]!.label], `${what} row ${i} label`);
+    LABELS.forEach((l, c) => assert.ok(Math.abs(d.probabilities[l]! - want[i]!.probabilities[c]!) < 1e-5, `${what} row ${i} p(${l}) ${d.probabilities[l]} vs ${want[i]!.probabilities[c]}`));
+  });
+}
+
+describe("peftjs serve: encoder adapters", () => {
+  let root: string;
+  let server: PeftServer;
+  let url: string;
+  const want = new Map<string, { label: number; probabilities: number[] }[]>();
+
+  before(async () => {
+    root = await makeAdapters(BERT, "sequence-classification", [
+      { name: "a", labels: LABELS, seed: 1 },
+      { name: "b", labels: LABELS, seed: 2 },
+      { name: "c", labels: LABELS, seed: 3 },
+      { name: "p", labels: LABELS, seed: 4, config: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 } },
+    ]);
+    await corruptAdapter(root, "broken", { "adapter_config.json": JSON.stringify({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"], task_type: "SEQ_CLS" }), "adapter_model.safetensors": "not a safetensors file" });
+    await corruptAdapter(root, "badjson", { "adapter_config.json": "{ nope" });
+    for (const n of ["a", "b", "c", "p"]) want.set(n, await expected(join(root, n), TEXTS));
+    want.set("base", await expected(undefined, TEXTS));
+    server = await createServer({ model: BERT, adapters: root, port: 0, logLevel: "silent", maxLoaded: 8 });
+    url = await server.listen();
+  });
+  after(() => server.close());
+
+  it("classifies with each adapter exactly as peftjs predict does, naming the adapter and version used", async () => {
+    for (const n of ["a", "b", "p"]) {
+      const r = await postJson(`${url}/v1/classify`, { model: n, input: TEXTS });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.adapter.name, n);
+      assert.ok(r.body.adapter.version >= 1);
+      assert.equal(r.headers.get("x-peftjs-adapter"), `${n}@${r.body.adapter.version}`);
+      assertMatches(r.body.data, want.get(n)!, n);
+    }
+    const one = await postJson(`${url}/v1/classify`, { model: "a", input: TEXTS[1] });
+    assertMatches(one.body.data, want.get("a")!.slice(1, 2), "a single string");
+  });
+
+  it("answers concurrent requests for different adapters (and the base) each with its own adapter", async () => {
+    const names = ["a", "b", "c", "bert-tiny", "p", "a", "c", "b", "bert-tiny", "a"];
+    const rs = await Promise.all(names.map((n) => postJson(`${url}/v1/classify`, { model: n, input: TEXTS })));
+    rs.forEach((r, i) => {
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const n = names[i]!;
+      assert.equal(r.body.adapter.name, n);
+      assertMatches(r.body.data, want.get(n === "bert-tiny" ? "base" : n)!, `request ${i} (${n})`);
+    });
+  });
+
+  it("lists the base and every adapter with its parent", async () => {
+    const res = await fetch(`${url}/v1/models`);
+    const body = (await res.json()) as { data: { id: string; parent: string | null }[] };
+    assert.deepEqual(body.data.map((m) => m.id), ["bert-tiny", "a", "b", "badjson", "broken", "c", "p"]);
+    assert.equal(body.data[0]!.parent, null);
+    assert.ok(body.data.slice(1).every((m) => m.parent === "bert-tiny"));
+  });
+
+  it("refuses bad bodies: malformed JSON, wrong types, missing fields", async () => {
+    const bad = await postJson(`${url}/v1/classify`, "{ not json");
+    assert.equal(bad.status, 400);
+    assert.ok(bad.body.error.message);
+    for (const body of [{ model: "a", input: 5 }, { model: "a" }, { model: 3, input: "x" }, { model: "a", input: [] }]) {
+      const r = await postJson(`${url}/v1/classify`, body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.error.type, "BadRequestError");
+    }
+  });
+
+  it("answers an unknown adapter with 404 naming the available ones", async () => {
+    const r = await postJson(`${url}/v1/classify`, { model: "nope", input: "x" });
+    assert.equal(r.status, 404);
+    assert.match(r.body.error.message, /"nope" does not exist; available: a, b, badjson, broken, c, p/);
+  });
+
+  it("answers a corrupt adapter with a 4xx naming its file, and keeps serving", async () => {
+    const broken = await postJson(`${url}/v1/classify`, { model: "broken", input: "x" });
+    assert.equal(broken.status, 400);
+    assert.match(broken.body.error.message, /"broken" at .*could not be loaded/);
+    const badjson = await postJson(`${url}/v1/classify`, { model: "badjson", input: "x" });
+    assert.equal(badjson.status, 400);
+    assert.match(badjson.body.error.message, /adapter_config\.json/);
+    const ok = await postJson(`${url}/v1/classify`, { model: "a", input: TEXTS });
+    assert.equal(ok.status, 200);
+    assertMatches(ok.body.data, want.get("a")!, "after corrupt adapters");
+  });
+
+  it("confines lora_path to the adapter root and validates names", async () => {
+    const outside = await mkdtemp(join(tmpdir(), "peftjs-outside-"));
+    await makeAdapters(BERT, "sequence-classification", [{ name: "x", labels: LABELS, seed: 9 }], outside);
+    for (const [lora_name, lora_path] of [["t1", "../x"], ["t2", join(outside, "x")], ["t3", "a/../../x"], ["../a", "a"], ["a/b", "a"], ["..", "a"], ["bert-tiny", "a"]]) {
+      const r = await postJson(`${url}/v1/load_lora_adapter`, { lora_name, lora_path });
+      assert.equal(r.status, 400, `${lora_name} ${lora_path}: ${JSON.stringify(r.body)}`);
+    }
+    // A symlink inside the root pointing outside is outside too.
+    const { symlink } = await import("node:fs/promises");
+    await symlink(join(outside, "x"), join(root, "link"));
+    const viaLink = await postJson(`${url}/v1/load_lora_adapter`, { lora_name: "t4", lora_path: "link" });
+    assert.equal(viaLink.status, 400);
+    const lazyLink = await postJson(`${url}/v1/classify`, { model: "link", input: "x" });
+    assert.equal(lazyLink.status, 400);
+    const { rm } = await import("node:fs/promises");
+    await rm(join(root, "link"));
+  });
+
+  it("loads and unloads adapters at runtime (vLLM's endpoints)", async () => {
+    const loaded = await postJson(`${url}/v1/load_lora_adapter`, { lora_name: "a2", lora_path: "a" });
+    assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
+    const again = await postJson(`${url}/v1/load_lora_adapter`, { lora_name: "a2", lora_path: "a" });
+    assert.equal(again.status, 400);
+    const r = await postJson(`${url}/v1/classify`, { model: "a2", input: TEXTS });
+    assert.equal(r.body.adapter.version, loaded.body.version);
+    assertMatches(r.body.data, want.get("a")!, "a2 (a's files)");
+    assert.equal((await postJson(`${url}/v1/unload_lora_adapter`, { lora_name: "a2" })).status, 200);
+    assert.equal((await postJson(`${url}/v1/classify`, { model: "a2", input: "x" })).status, 404);
+    assert.equal((await postJson(`${url}/v1/unload_lora_adapter`, { lora_name: "a2" })).status, 404);
+    assert.equal((await postJson(`${url}/v1/unload_lora_adapter`, { lora_name: "a2", extra: 1 })).status, 400);
+  });
+
+  it("survives a load/unload storm under traffic; no response comes from the wrong adapter", async () => {
+    const traffic: Promise<void>[] = [];
+    const check = async (n: string, base: string) => {
+      const r = await postJson(`${url}/v1/classify`, { model: n, input: TEXTS });
+      if (n.startsWith("s") && (r.status === 404 || r.status === 400)) return; // unloaded (or being loaded again) meanwhile
+      assert.equal(r.status, 200, `${n}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.adapter.name, n);
+      assertMatches(r.body.data, want.get(base)!, n);
+    };
+    for (let round = 0; round < 6; round++) {
+      const path = ["a", "b", "c"][round % 3]!;
+      const l = await postJson(`${url}/v1/load_lora_adapter`, { lora_name: "s", lora_path: path });
+      assert.equal(l.status, 200, JSON.stringify(l.body));
+      for (const n of ["a", "b", "c"]) traffic.push(check(n, n));
+      traffic.push(check("s", path));
+      const u = postJson(`${url}/v1/unload_lora_adapter`, { lora_name: "s" });
+      traffic.push(check("s", path));
+      assert.equal((await u).status, 200);
+    }
+    await Promise.all(traffic);
+  });
+
+  it("serves /health and Prometheus /metrics with requests, cache and batch metrics", async () => {
+    const h = await fetch(`${url}/health`);
+    assert.equal(h.status, 200);
+    const m = await (await fetch(`${url}/metrics`)).text();
+    assert.match(m, /peftjs_requests_total\{endpoint="\/v1\/classify",adapter="a",status="200"\} \d+/);
+    assert.match(m, /peftjs_request_duration_seconds_bucket\{le="[^"]+",endpoint="\/v1\/classify",adapter="a"\}/);
+    assert.match(m, /peftjs_adapter_cache_total\{event="miss"\} [1-9]/);
+    assert.match(m, /peftjs_adapter_cache_total\{event="hit"\} [1-9]/);
+    assert.match(m, /peftjs_batch_rows_count\{queue="encoder"\} [1-9]/);
+    assert.match(m, /peftjs_adapters_loaded \d+/);
+    assert.match(m, /peftjs_queue_depth\{queue="encoder"\} 0/);
+  });
+
+  it("returns embeddings (float and base64) and refuses endpoints of other tasks", async () => {
+    const f = await postJson(`${url}/v1/embeddings`, { model: "a", input: TEXTS });
+    assert.equal(f.status, 200);
+    assert.equal(f.body.data.length, 3);
+    assert.equal(f.body.data[0].embedding.length, 32);
+    const b = await postJson(`${url}/v1/embeddings`, { model: "a", input: TEXTS, encoding_format: "base64" });
+    const decoded = new Float32Array(Uint8Array.from(Buffer.from(b.body.data[0].embedding, "base64")).buffer);
+    assert.ok(decoded.every((v, i) => Math.abs(v - f.body.data[0].embedding[i]) < 1e-6));
+    const wrong = await postJson(`${url}/v1/completions`, { model: "a", prompt: "x" });
+    assert.equal(wrong.status, 400);
+    assert.match(wrong.body.error.message, /causal-lm/);
+  });
+});
+
+describe("peftjs serve: limits", () => {
+  it("answers an oversized body with 413, a missing API key with 401, and evicts beyond --max-loaded", async () => {
+    const root = await makeAdapters(BERT, "sequence-classification", [
+      { name: "a", labels: LABELS, seed: 1 },
+      { name: "b", labels: LABELS, seed: 2 },
+    ]);
+    const server = await createServer({ model: BERT, adapters: root, port: 0, logLevel: "silent", bodyLimitKb: 1, apiKey: "k3y", maxLoaded: 1 });
+    const url = await server.listen();
+    try {
+      const auth = { authorization: "Bearer k3y" };
+      const big = await postJson(`${url}/v1/classify`, { model: "a", input: "x".repeat(2000) }, auth);
+      assert.equal(big.status, 413);
+      assert.equal((await postJson(`${url}/v1/classify`, { model: "a", input: "x" })).status, 401);
+      assert.equal((await postJson(`${url}/v1/classify`, { model: "a", input: "x" }, { authorization: "Bearer wrong" })).status, 401);
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      for (const n of ["a", "b", "a"]) assert.equal((await postJson(`${url}/v1/classify`, { model: n, input: "x" }, auth)).status, 200);
+      const m = await (await fetch(`${url}/metrics`)).text();
+      assert.match(m, /peftjs_adapter_cache_total\{event="eviction"\} 2/);
+      assert.match(m, /peftjs_adapters_loaded 1/);
+    } finally {
+      await server.close();
+    }
+    await writeFile(join(root, "unused"), "");
+  });
+
+  it("validates its options through the serve schema", async () => {
+    await assert.rejects(createServer({ model: BERT, maxBatch: 0 }), /--max-batch: expected an integer >= 1, got 0/);
+    await assert.rejects(createServer({ model: BERT, ...({ maxBatchh: 2 } as object) }), /unknown|maxBatchh/);
+  });
+});
