@@ -43,9 +43,16 @@ export interface LoweringContext {
   int64s(values: readonly number[]): string;
   /** Name of a scalar constant initializer of `dtype`. */
   scalar(dtype: DType, value: number): string;
+  /**
+   * Emit a helper ONNX node before the node being lowered (an op that lowers to several nodes,
+   * e.g. the quantized linear); returns the names of its `outputs` fresh outputs.
+   */
+  emit(node: LoweredNode, outputs: number): string[];
 }
 export interface LoweredNode {
   opType: string;
+  /** Operator domain ("" standard, "com.microsoft" for ONNX Runtime's contrib ops). */
+  domain?: string;
   inputs: string[];
   attrs?: Record<string, { kind: AttrKind; value: AttrValue } | { kind: "tensor"; value: Tensor }>;
 }

@@ -1,7 +1,9 @@
 // The model builder: binds parameters by their Hugging Face names from a weight source, applies
 // hooks at every named point, and collects missing/mismatched weights to report them together.
-import { conv1d, linear } from "../ir/composites/linear.js";
+import { conv1d, dequantizeLinear, int8Linear, linear, type Int8Weight } from "../ir/composites/linear.js";
 import { Graph, type Value } from "../ir/graph.js";
+import { transpose } from "../ir/ops/index.js";
+import { int8Storage, quantizeInt8, transposeInt8, zeroPoints, type QuantizeKind } from "../ir/quantize.js";
 import { formatShape, sameShape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { fillNormal } from "../ir/random.js";
@@ -42,7 +44,25 @@ export interface BuildOptions {
    */
   maskedPositionsOnly?: boolean;
   hooks?: ModelHooks;
+  /**
+   * Store frozen Linear weights quantized (int8: per-output-channel symmetric; see
+   * ir/composites/linear.ts). Embeddings, norms, task heads and trainable tensors stay float32.
+   */
+  quantize?: QuantizeKind;
 }
+
+/** A frozen Linear weight in quantized storage, shared by the graphs built from one model. */
+export interface QuantizedStorage {
+  /** uint8 [in, out] (symmetric int8 + 128) with zero point 128, one scale per output channel. */
+  q: Uint8Array;
+  scale: Float32Array;
+  shape: readonly [number, number];
+  /** The checkpoint's layout of the weight: [out, in] (nn.Linear) or [in, out] (GPT-2 Conv1D). */
+  layout: "linear" | "conv1d";
+}
+
+/** LM-head transforms are heads too: they stay float32 under quantization. */
+const HEAD_PATH = /(^|\.)(lm_head|cls|vocab_transform|vocab_projector)(\.|$)/;
 
 export class ModelBuilder {
   readonly graph = new Graph();
@@ -51,6 +71,7 @@ export class ModelBuilder {
   readonly initializeMissing: boolean;
   readonly maskedPositionsOnly: boolean;
   readonly hooks: ModelHooks;
+  readonly quantize: QuantizeKind | undefined;
   private readonly missing: string[] = [];
   private readonly mismatched: string[] = [];
   private readonly used = new Set<string>();
@@ -65,12 +86,16 @@ export class ModelBuilder {
     opts: BuildOptions = {},
     /** Freshly initialized head weights, shared by the graphs built from one model. */
     private readonly fresh: Map<string, Tensor> = new Map(),
+    /** Quantized frozen weights by parameter name, shared by the graphs built from one model. */
+    private readonly quantized: Map<string, QuantizedStorage> = new Map(),
   ) {
     this.training = opts.training ?? false;
     this.checkpointing = opts.gradientCheckpointing ?? false;
     this.initializeMissing = opts.initializeMissing ?? false;
     this.maskedPositionsOnly = opts.maskedPositionsOnly ?? false;
     this.hooks = opts.hooks ?? {};
+    this.quantize = opts.quantize;
+    if (this.quantize === "int4") throw new CheckpointError(`${source}: quantize "int4" is not implemented for model graphs yet; use "int8"`);
   }
 
   /**
@@ -160,18 +185,49 @@ export class ModelBuilder {
   /** An nn.Linear at `path` ([out, in] weight, optional bias), through the linear hook. */
   linear(path: string, x: Value, outFeatures: number, inFeatures: number, opts: { bias?: boolean; head?: boolean } = {}): Value {
     const init = (kind: "normal" | "zeros") => (opts.head ? { init: kind } : {});
-    const weight = this.param(`${path}.weight`, [outFeatures, inFeatures], init("normal"));
+    const floatWeight = this.param(`${path}.weight`, [outFeatures, inFeatures], init("normal"));
     const b = (opts.bias ?? true) ? this.param(`${path}.bias`, [outFeatures], init("zeros")) : undefined;
-    const base = (t: Value) => linear(t, weight, b);
+    const q = opts.head ? undefined : this.quantizedWeight(path, floatWeight, "linear");
+    // Hooks that read the weight itself (DoRA's norm) get it dequantized, one layer at a time.
+    const weight = q ? transpose(dequantizeLinear(q.q, q.scale, 1, q.zeroPoint), [1, 0]) : floatWeight;
+    const base = (t: Value) => (q ? int8Linear(t, q, b) : linear(t, weight, b));
     return this.hooks.linear?.({ path, x, weight, bias: b, layout: "linear", base }) ?? base(x);
   }
 
   /** A GPT-2 Conv1D at `path` ([in, out] weight and bias), through the linear hook. */
   conv1d(path: string, x: Value, inFeatures: number, outFeatures: number): Value {
-    const weight = this.param(`${path}.weight`, [inFeatures, outFeatures]);
+    const floatWeight = this.param(`${path}.weight`, [inFeatures, outFeatures]);
     const b = this.param(`${path}.bias`, [outFeatures]);
-    const base = (t: Value) => conv1d(t, weight, b);
+    const q = this.quantizedWeight(path, floatWeight, "conv1d");
+    const weight = q ? dequantizeLinear(q.q, q.scale, 1, q.zeroPoint) : floatWeight;
+    const base = (t: Value) => (q ? int8Linear(t, q, b) : conv1d(t, weight, b));
     return this.hooks.linear?.({ path, x, weight, bias: b, layout: "conv1d", base }) ?? base(x);
+  }
+
+  /**
+   * The int8 form of a frozen checkpoint weight when quantizing (quantized once per model and
+   * cached); undefined for trainable or hook-supplied weights, heads, and without `quantize`.
+   */
+  private quantizedWeight(path: string, weight: Value, layout: "linear" | "conv1d"): Int8Weight | undefined {
+    const s = weight.source;
+    if (!this.quantize || s.kind !== "param" || s.param.trainable || s.param.dtype !== "float32" || HEAD_PATH.test(path)) return undefined;
+    const name = s.param.name;
+    if (this.fresh.has(name) || this.missing.includes(name)) return undefined;
+    let stored = this.quantized.get(name);
+    if (!stored) {
+      // MatMulInteger's B is [in, out]: channel axis 0 of an nn.Linear weight, 1 of a Conv1D's.
+      const int8 = quantizeInt8(s.param.tensor, layout === "linear" ? 0 : 1);
+      const inOut = layout === "linear" ? transposeInt8(int8) : int8;
+      stored = { q: int8Storage(inOut.q), scale: inOut.scale, shape: inOut.shape as [number, number], layout };
+      this.quantized.set(name, stored);
+    }
+    const [inF, outF] = stored.shape;
+    const g = this.graph;
+    return {
+      q: g.param(`${name}.int8`, { dtype: "uint8", shape: [inF, outF], data: stored.q }),
+      scale: g.param(`${name}.scale`, { dtype: "float32", shape: [outF], data: stored.scale }),
+      zeroPoint: g.param(`${name}.zero_point`, { dtype: "uint8", shape: [outF], data: zeroPoints(outF) }),
+    };
   }
 
   /**

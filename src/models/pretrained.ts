@@ -9,7 +9,8 @@ import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
-import { CheckpointError, ModelBuilder, type BuildOptions, type WeightSource } from "./builder.js";
+import { CheckpointError, ModelBuilder, type BuildOptions, type QuantizedStorage, type WeightSource } from "./builder.js";
+import { type QuantizeKind } from "../ir/quantize.js";
 import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
 import { type DecoderOptions } from "./decoder.js";
 import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
@@ -30,6 +31,11 @@ export interface LoadOptions {
   task?: Task;
   /** Skip loading the tokenizer even when the checkpoint has one. */
   noTokenizer?: boolean;
+  /**
+   * Store the frozen Linear weights quantized ("int8": per-output-channel symmetric, activations
+   * quantized on the fly); embeddings, norms, heads and trainable tensors stay float32.
+   */
+  quantize?: QuantizeKind;
 }
 
 export interface GraphOptions extends BuildOptions {
@@ -37,6 +43,11 @@ export interface GraphOptions extends BuildOptions {
   withLoss?: boolean;
   /** Decoder variants for generation (KV cache). */
   decoder?: DecoderOptions;
+  /**
+   * Encoders: compute position ids inside the graph and take only the inputs transformers.js
+   * feeds (export); `offset`: positions a prefix adapter occupies before the tokens.
+   */
+  positionsInGraph?: { offset: number };
 }
 
 /** Hook points of a model (see PretrainedModel.modules). */
@@ -69,6 +80,11 @@ export class PretrainedModel {
 
   /** Built from a config alone: every weight is freshly initialized (pretraining). */
   fromScratch = false;
+
+  /** Frozen Linear weights are built quantized (loadModel's `quantize`); undefined: float32. */
+  quantize: QuantizeKind | undefined;
+  /** Their quantized storage, made on first build and shared by later builds. */
+  readonly quantizedWeights = new Map<string, QuantizedStorage>();
 
   /** The model as the user named it (hub id or the path given to loadModel); adapters record it as base_model_name_or_path. */
   nameOrPath: string | undefined;
@@ -116,6 +132,22 @@ export class PretrainedModel {
   }
 
   /**
+   * A base parameter as the graphs compute with it: dequantized where the model stores it
+   * quantized (a merge into a quantized base starts from these values), else `weight(name)`.
+   */
+  computedWeight(name: string): Tensor {
+    const q = this.quantizedWeights.get(name);
+    if (!q) return this.weight(name);
+    const [inF, outF] = q.shape;
+    const w = this.weight(name);
+    const out = new Float32Array(inF * outF);
+    // Stored [in, out]; an nn.Linear weight is [out, in], a Conv1D one [in, out].
+    const linearLayout = q.layout === "linear";
+    for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) out[linearLayout ? o * inF + i : i * outF + o] = (q.q[i * outF + o]! - 128) * q.scale[o]!;
+    return { dtype: "float32", shape: w.shape, data: out };
+  }
+
+  /**
    * The longest input the learned position embeddings allow (RoBERTa's start after the padding
    * index); Infinity for rotary (Llama-family) models.
    */
@@ -157,15 +189,15 @@ export class PretrainedModel {
    * weights without copying; build as often as needed (train / eval / decode graphs).
    */
   build(opts: GraphOptions = {}): ModelGraph {
-    const b = new ModelBuilder(this.weights, this.dir, { initializeMissing: this.fromScratch, ...opts }, this.freshWeights);
+    const b = new ModelBuilder(this.weights, this.dir, { initializeMissing: this.fromScratch, quantize: this.quantize, ...opts }, this.freshWeights, this.quantizedWeights);
     const initRange = this.config.raw.initializer_range;
     if (typeof initRange === "number") b.initStd = initRange;
     const withLoss = opts.withLoss ?? false;
     switch (this.config.family) {
       case "bert":
-        return buildBert(b, this.config, this.task, withLoss);
+        return buildBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
       case "distilbert":
-        return buildDistilBert(b, this.config, this.task, withLoss);
+        return buildDistilBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
       case "gpt2":
         return buildGpt2(b, this.config, this.task, withLoss, opts.decoder);
       case "llama":
@@ -332,5 +364,6 @@ export async function loadModel(dirOrRepo: string, opts: LoadOptions = {}): Prom
   const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
   const model = new PretrainedModel(dir, config, weights, tokenizer, task);
   model.nameOrPath = dirOrRepo;
+  model.quantize = opts.quantize;
   return model;
 }

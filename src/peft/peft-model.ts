@@ -494,7 +494,9 @@ export class PeftModel {
    */
   mergeAndUnload(opts: { safe?: boolean } = {}): PretrainedModel {
     const updated = new Map<string, Tensor>();
-    const current = (name: string) => updated.get(name) ?? this.base.weight(name);
+    // A quantized base merges from its dequantized weights; the merged model is re-quantized.
+    const current = (name: string) => updated.get(name) ?? this.base.computedWeight(name);
+    if (this.base.quantize) this.warn(`merging into a ${this.base.quantize} base: the merged weights are re-quantized to ${this.base.quantize} (the merge is exact only up to that rounding)`);
     for (const n of this.active) {
       const adapter = this.adapters.get(n)!;
       if (!adapter.mergedWeights) throw new Error(`adapter "${n}" (${(adapter.config as { peft_type?: string }).peft_type}) cannot be merged into the base weights`);
@@ -516,6 +518,7 @@ export class PeftModel {
     const result = new PretrainedModel(this.base.dir, config, merged, this.base.tokenizer, this.base.task);
     result.fromScratch = this.base.fromScratch;
     result.nameOrPath = this.base.nameOrPath;
+    result.quantize = this.base.quantize;
     return result;
   }
 }

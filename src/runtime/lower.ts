@@ -155,7 +155,26 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
     }
     return n;
   };
+  let emitting: Node | undefined;
+  const domains = new Set<string>();
+  const protoNode = (lowered: LoweredNode, id: string, output: string[]): Proto => {
+    if (lowered.domain) domains.add(lowered.domain);
+    return {
+      name: `${lowered.opType}_${id}`,
+      opType: lowered.opType,
+      ...(lowered.domain ? { domain: lowered.domain } : {}),
+      input: lowered.inputs,
+      output,
+      attribute: Object.entries(lowered.attrs ?? {}).map(([k, a]) => attribute(k, a)),
+    };
+  };
   const ctx: LoweringContext = {
+    emit: (lowered, count) => {
+      const id = `${emitting?.id ?? "x"}_${tmp++}`;
+      const outs = Array.from({ length: count }, (_, i) => `e${id}_${i}`);
+      protoNodes.push(protoNode(lowered, id, outs));
+      return outs;
+    },
     name,
     int64s: (vals) => constant(`i64[${vals.join(",")}]`, () => ({ dtype: "int64", shape: [vals.length], data: BigInt64Array.from(vals, (x) => BigInt(x)) })),
     scalar: (dtype, value) =>
@@ -181,14 +200,9 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
   for (const node of nodes) {
     if (absorbed.has(node)) continue;
     const acc = accumulate.get(node);
+    emitting = node;
     const lowered: LoweredNode = acc ? lowerGemmAccumulation(acc, ctx) : node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx);
-    protoNodes.push({
-      name: `${lowered.opType}_${node.id}`,
-      opType: lowered.opType,
-      input: lowered.inputs,
-      output: node.outputs.map((o) => name(o)),
-      attribute: Object.entries(lowered.attrs ?? {}).map(([k, a]) => attribute(k, a)),
-    });
+    protoNodes.push(protoNode(lowered, String(node.id), node.outputs.map((o) => name(o))));
   }
 
   const graphOutputs: Proto[] = [];
@@ -214,7 +228,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
   const model = ModelProto.create({
     irVersion: IR_VERSION,
     producerName: "peftjs",
-    opsetImport: [{ domain: "", version: OPSET }],
+    opsetImport: [{ domain: "", version: OPSET }, ...[...domains].map((domain) => ({ domain, version: 1 }))],
     graph: { name: graphName, node: protoNodes, initializer: initializers, input: graphInputs, output: graphOutputs, valueInfo: valueInfos },
   });
   const opCounts: Record<string, number> = {};

@@ -1,6 +1,8 @@
-// Linear layers on Hugging Face weights.
-import { type Value } from "../graph.js";
-import { concat, gemm, reshape, shapeOf, slice } from "../ops/index.js";
+// Linear layers on Hugging Face weights, in float32 or with an int8 frozen weight.
+import { type OpDef, type Value } from "../graph.js";
+import { input } from "../ops/define.js";
+import { concat, gemm, reduceSum, reshape, shapeOf, slice } from "../ops/index.js";
+import { formatShape, sameDim } from "../shape.js";
 
 /**
  * y = x W^T + b for x [..., in] and a Hugging Face `nn.Linear` weight W [out, in]. Lowered as
@@ -31,4 +33,126 @@ function matmulFlat(x: Value, op: (x2: Value) => Value, out: number | string): V
   const y2 = op(reshape(x, [-1, x.shape[x.rank - 1] as number]));
   const lead = slice(shapeOf(x), [0], [x.rank - 1], [0]);
   return reshape(y2, concat([lead, x.graph.int64s([out as number])], 0));
+}
+
+// ---- Quantized frozen weights ---------------------------------------------------------------
+// A frozen weight stored as int8 q [in, out] (MatMulInteger's B layout) with one float scale per
+// output channel. The forward quantizes activations on the fly (DynamicQuantizeLinear) and runs
+// an integer GEMM; the input gradient goes through the same weight, never through a float32 copy
+// of the whole model (see Int8MatMul's kernels).
+
+/** How Int8MatMul runs: int8 GEMM on dynamically quantized activations, or dequantize + Gemm. */
+export type Int8Kernel = "integer" | "dequantize";
+type Int8MatMulAttrs = { transB: number; kernel: string; gradKernel: string };
+
+/**
+ * y = x @ W (transB 0) or x @ W^T (transB 1) with W = q * scale[column], q int8 [K, N], scale
+ * [N], x float32 2-D, optional bias. One IR node that lowers to several ONNX nodes:
+ * - kernel "integer", transB 0: DynamicQuantizeLinear(x) -> MatMulInteger -> Cast -> Mul by
+ *   x_scale * scale (the pattern ONNX Runtime fuses into one DynamicQuantizeMatMul);
+ * - kernel "integer", transB 1 (the input gradient): the per-channel scale lies along the
+ *   contraction, so it is folded into x first, then as above against q^T (ORT keeps a
+ *   transposed int8 copy: twice the int8 weight memory);
+ * - kernel "dequantize": DequantizeLinear(q) -> Gemm, a float32 copy of one layer's weight at a
+ *   time (ORT does not constant-fold DequantizeLinear).
+ * The gradient treats quantization as exact (straight-through): dx = g @ W^T, the float32
+ * gradient through the dequantized weight; q and scale are frozen and get none.
+ */
+export const Int8MatMul: OpDef<Int8MatMulAttrs> = {
+  type: "Int8MatMul",
+  attrs: { transB: "int", kernel: "string", gradKernel: "string" },
+  infer: (inputs, { transB }) => {
+    const x = input(inputs, 0);
+    const q = input(inputs, 1);
+    const scale = input(inputs, 2);
+    const zero = inputs[3];
+    if (x.dtype !== "float32" || x.rank !== 2) throw new TypeError(`x must be 2-D float32, got ${x}`);
+    if ((q.dtype !== "int8" && q.dtype !== "uint8") || q.rank !== 2) throw new TypeError(`q must be 2-D int8 or uint8, got ${q}`);
+    if (zero && (zero.dtype !== q.dtype || zero.rank !== 1 || !sameDim(zero.shape[0]!, q.shape[1]!))) throw new RangeError(`zero point must be ${q.dtype} [${q.shape[1]}], got ${zero}`);
+    const [k, n] = transB ? [q.shape[1]!, q.shape[0]!] : [q.shape[0]!, q.shape[1]!];
+    if (!sameDim(x.shape[1]!, k)) throw new RangeError(`inner dims differ: x ${formatShape(x.shape)}, q ${formatShape(q.shape)} (transB=${transB})`);
+    if (scale.dtype !== "float32" || scale.rank !== 1 || !sameDim(scale.shape[0]!, q.shape[1]!)) throw new RangeError(`scale must be float32 [${q.shape[1]}], got ${scale}`);
+    const bias = inputs[4];
+    if (bias && (bias.rank !== 1 || !sameDim(bias.shape[0]!, n))) throw new RangeError(`bias must be [${n}], got ${bias}`);
+    return [{ dtype: "float32", shape: [x.shape[0]!, n] }];
+  },
+  grad: ({ inputs: [, q, scale, zero, bias], dy: [g], needs, attrs: { transB, kernel, gradKernel } }) => [
+    needs[0] ? int8MatMul(g!, { q: q!, scale: scale!, zeroPoint: zero, kernel: gradKernel as Int8Kernel, gradKernel: kernel as Int8Kernel }, 1 - transB) : undefined,
+    undefined,
+    undefined,
+    undefined,
+    bias && needs[4] ? reduceSum(g!, [0]) : undefined,
+  ],
+  lower: (node, ctx) => {
+    const [x, q, scale, zero, bias] = node.inputs.map((v) => ctx.name(v)) as [string, string, string, string, string];
+    const { transB, kernel } = node.attrs as Int8MatMulAttrs;
+    if (kernel === "dequantize") {
+      const [w] = ctx.emit({ opType: "DequantizeLinear", inputs: zero ? [q, scale, zero] : [q, scale], attrs: { axis: { kind: "int", value: 1 } } }, 1);
+      return { opType: "Gemm", inputs: bias ? [x, w!, bias] : [x, w!], attrs: { transB: { kind: "int", value: transB } } };
+    }
+    if (kernel !== "integer") throw new Error(`Int8MatMul: unknown kernel "${kernel}" (integer or dequantize)`);
+    let a = x;
+    let b = q;
+    let bZero = zero;
+    let bScale: string | undefined = scale;
+    if (transB) {
+      [a] = ctx.emit({ opType: "Mul", inputs: [x, scale] }, 1) as [string];
+      [b] = ctx.emit({ opType: "Transpose", inputs: [q], attrs: { perm: { kind: "ints", value: [1, 0] } } }, 1) as [string];
+      // q's zero points are all 128 (uint8 storage of symmetric values), so one scalar serves the
+      // columns of q^T as well.
+      bZero = zero ? ctx.scalar("uint8", 128) : "";
+      bScale = undefined;
+    }
+    const [aq, aScale, aZero] = ctx.emit({ opType: "DynamicQuantizeLinear", inputs: [a] }, 3) as [string, string, string];
+    const [acc] = ctx.emit({ opType: "MatMulInteger", inputs: bZero ? [aq, b, aZero, bZero] : [aq, b, aZero] }, 1) as [string];
+    const [accF] = ctx.emit({ opType: "Cast", inputs: [acc], attrs: { to: { kind: "int", value: 1 } } }, 1) as [string];
+    const [s] = bScale ? (ctx.emit({ opType: "Mul", inputs: [aScale, bScale] }, 1) as [string]) : [aScale];
+    if (!bias) return { opType: "Mul", inputs: [accF, s] };
+    const [y] = ctx.emit({ opType: "Mul", inputs: [accF, s] }, 1) as [string];
+    return { opType: "Add", inputs: [y, bias] };
+  },
+};
+
+export function int8MatMul(x: Value, w: Int8Weight, transB = 0, bias?: Value): Value {
+  const attrs: Int8MatMulAttrs = { transB, kernel: w.kernel ?? "integer", gradKernel: w.gradKernel ?? "dequantize" };
+  return x.graph.apply(Int8MatMul, [x, w.q, w.scale, w.zeroPoint, bias], attrs)[0]!;
+}
+
+/** W = (q - zeroPoint) * scale along `axis` as a float32 value (DequantizeLinear); frozen. */
+export const DequantizeLinear: OpDef<{ axis: number }> = {
+  type: "DequantizeLinear",
+  attrs: { axis: "int" },
+  infer: (inputs) => {
+    const q = input(inputs, 0);
+    if (q.dtype !== "int8" && q.dtype !== "uint8") throw new TypeError(`DequantizeLinear needs int8/uint8, got ${q}`);
+    return [{ dtype: "float32", shape: q.shape }];
+  },
+  grad: "nondifferentiable",
+};
+export const dequantizeLinear = (q: Value, scale: Value, axis = 1, zeroPoint?: Value): Value => q.graph.apply(DequantizeLinear, zeroPoint ? [q, scale, zeroPoint] : [q, scale], { axis })[0]!;
+
+/**
+ * A frozen Linear's 8-bit weight: q [in, out] and the per-output-channel scale [out]. Symmetric
+ * int8 has no zero point; the same values stored as uint8 carry zero point 128 per channel,
+ * which ORT's AVX2 kernels need: their u8 x s8 products saturate int16 pairwise sums for
+ * full-range weights (measured: errors ~50x the quantization step), u8 x u8 does not.
+ */
+export interface Int8Weight {
+  q: Value;
+  scale: Value;
+  zeroPoint?: Value;
+  kernel?: Int8Kernel;
+  gradKernel?: Int8Kernel;
+}
+
+/**
+ * y = x W^T + b for x [..., in] with W stored as int8 (see Int8MatMul): the quantized twin of
+ * `linear` / `conv1d` (both store q as [in, out]).
+ */
+export function int8Linear(x: Value, w: Int8Weight, bias?: Value): Value {
+  const [inFeatures, out] = w.q.shape;
+  if (x.shape[x.rank - 1] !== inFeatures) {
+    throw new RangeError(`int8Linear: input ${x} has last dim ${x.shape[x.rank - 1]}, weight ${w.q} expects ${inFeatures}`);
+  }
+  return matmulFlat(x, (x2) => int8MatMul(x2, w, 0, bias), out!);
 }
