@@ -43,11 +43,6 @@ export interface GraphOptions extends BuildOptions {
   withLoss?: boolean;
   /** Decoder variants for generation (KV cache). */
   decoder?: DecoderOptions;
-  /**
-   * Encoders: compute position ids inside the graph and take only the inputs transformers.js
-   * feeds (export); `offset`: positions a prefix adapter occupies before the tokens.
-   */
-  positionsInGraph?: { offset: number };
 }
 
 /** Hook points of a model (see PretrainedModel.modules). */
@@ -195,9 +190,9 @@ export class PretrainedModel {
     const withLoss = opts.withLoss ?? false;
     switch (this.config.family) {
       case "bert":
-        return buildBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
+        return buildBert(b, this.config, this.task, withLoss);
       case "distilbert":
-        return buildDistilBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
+        return buildDistilBert(b, this.config, this.task, withLoss);
       case "gpt2":
         return buildGpt2(b, this.config, this.task, withLoss, opts.decoder);
       case "llama":
