@@ -128,7 +128,7 @@ export function parseFields(fields: ConfigFields, json: Readonly<Record<string, 
     const v = json[key];
     if (v === undefined || v === null) {
       const d = isDerived(spec.default) ? spec.default(ctx) : spec.default;
-      if (d === undefined) throw new AdapterConfigError(`${source}: ${key} is required${isDerived(spec.default) && model ? ` (no default for model type ${model.config.modelType})` : ""}`);
+      if (d === undefined) throw new AdapterConfigError(`${source}: ${key} is required${isDerived(spec.default) ? (model ? ` (no default for model type ${model.config.modelType})` : " (its default comes from the model)") : ""}`);
       config[key] = d;
     } else if (spec.parse) {
       config[key] = spec.parse(v, source, ctx);
@@ -158,7 +158,7 @@ export interface ConfigOptions<C> {
   /** PEFT's prompt-learning configs have no modules_to_save field. */
   promptLearning?: boolean;
   /** Rules across fields, and values that depend on the model (PEFT's `__post_init__`); may return a changed config. */
-  refine?: (config: C, source: string, model?: PretrainedModel) => C | void;
+  refine?: (config: C, source: string, model: PretrainedModel | undefined, json: Readonly<Record<string, unknown>>) => C | void;
   /** Arranges adapter_config.json from the method's written fields (default: PEFT's layout, PeftConfig's fields around the method's). */
   layout?: (fields: Record<string, unknown>, config: C) => Record<string, unknown>;
 }
@@ -169,10 +169,10 @@ export type DeclaredConfig<P extends string, F extends ConfigFields> = ConfigOfF
  * A row's `fields`, `parseConfig` and `toJSON` from its declaration. Besides the method's fields,
  * every config parses PeftConfig's (COMMON_FIELDS).
  */
-export function declareConfig<const P extends string, F extends ConfigFields, C extends DeclaredConfig<P, F> = DeclaredConfig<P, F>>(peftType: P, fields: F, opts: ConfigOptions<C> = {}) {
+export function declareConfig<const P extends string, F extends ConfigFields, C extends BaseConfig & { peft_type: P } = DeclaredConfig<P, F>>(peftType: P, fields: F, opts: ConfigOptions<C> = {}) {
   const parseConfig = (json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): C => {
     const parsed = { peft_type: peftType, ...parseFields({ ...COMMON_FIELDS, ...fields }, json, source, model) } as unknown as C;
-    return opts.refine?.(parsed, source, model) ?? parsed;
+    return opts.refine?.(parsed, source, model, json) ?? parsed;
   };
   const toJSON = (c: C): Record<string, unknown> => {
     const own = fieldsToJSON(fields, c as unknown as Record<string, unknown>);

@@ -14,15 +14,17 @@ import { concat, expand, mul, reshape, shapeOf, slice, squeeze, tanh, transpose,
 import { fillNormal } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { parsePromptLearning, type PromptLearningConfig } from "../prompt-learning.js";
-import { AdapterConfigError, field, isBool, isInt, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+import { boolean, declareConfig, integer, type ConfigFields, type DeclaredConfig } from "../config-schema.js";
+import { PROMPT_LEARNING_FIELDS, type PromptLearningConfig } from "../prompt-learning.js";
+import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
-export interface PrefixTuningConfig extends PromptLearningConfig {
-  peft_type: "PREFIX_TUNING";
-  /** Produce the prefixes with an MLP (embedding -> Linear -> tanh -> Linear), as in the paper. */
-  prefix_projection: boolean;
-  encoder_hidden_size: number;
-}
+const PREFIX_TUNING_FIELDS = {
+  ...PROMPT_LEARNING_FIELDS,
+  encoder_hidden_size: integer({ min: 1, default: ({ config }) => config.token_dim as number, defaultText: "token_dim", help: "hidden size of the reparameterization MLP (prefix_projection)" }),
+  prefix_projection: boolean({ default: false, help: "produce the prefixes with an MLP (embedding -> Linear -> tanh -> Linear), as in the paper; false is P-tuning v2" }),
+} satisfies ConfigFields;
+
+export type PrefixTuningConfig = DeclaredConfig<"PREFIX_TUNING", typeof PREFIX_TUNING_FIELDS>;
 
 export class PrefixTuningAdapter implements Adapter<PrefixTuningConfig> {
   readonly tensors = new Map<string, Tensor>();
@@ -154,24 +156,19 @@ function prefixDims(c: PromptLearningConfig, model: PretrainedModel, source: str
   return dims;
 }
 
+const PREFIX_TUNING_CONFIG = declareConfig("PREFIX_TUNING", PREFIX_TUNING_FIELDS, {
+  promptLearning: true,
+  refine: (c, source, model, json) => {
+    if (!model) return c;
+    const dims = { ...c, ...prefixDims(c, model, source) };
+    // encoder_hidden_size defaults to the token_dim PEFT prepares.
+    return json.encoder_hidden_size === undefined || json.encoder_hidden_size === null ? { ...dims, encoder_hidden_size: dims.token_dim } : dims;
+  },
+});
+
 export const PREFIX_TUNING: TunerDef<PrefixTuningConfig> = {
   peftType: "PREFIX_TUNING",
-  requiredExample: { num_virtual_tokens: 1 },
   promptLearning: true,
-  parseConfig: (json, source, model) => {
-    const prompt = parsePromptLearning(json, source, model);
-    const base = model ? { ...prompt, ...prefixDims(prompt, model, source) } : prompt;
-    return {
-      ...base,
-      peft_type: "PREFIX_TUNING",
-      prefix_projection: field(json, "prefix_projection", false, isBool, "a boolean", source),
-      encoder_hidden_size: field(json, "encoder_hidden_size", base.token_dim, isInt(1), "a positive integer", source),
-    };
-  },
-  toJSON: (c) => ({
-    peft_type: "PREFIX_TUNING", task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
-    num_virtual_tokens: c.num_virtual_tokens, token_dim: c.token_dim, num_transformer_submodules: c.num_transformer_submodules, num_attention_heads: c.num_attention_heads,
-    num_layers: c.num_layers, encoder_hidden_size: c.encoder_hidden_size, prefix_projection: c.prefix_projection, revision: null,
-  }),
-  create: (model, config, name) => new PrefixTuningAdapter(model, PREFIX_TUNING.parseConfig({ ...config }, "prefix tuning config", model), name),
+  ...PREFIX_TUNING_CONFIG,
+  create: (model, config, name) => new PrefixTuningAdapter(model, PREFIX_TUNING_CONFIG.parseConfig({ ...config }, "prefix tuning config", model), name),
 };

@@ -9,26 +9,36 @@ import { add, concat, dropout, expand, mul, relu, shapeOf, sigmoid, slice, split
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
-import { parsePromptLearning, promptLearningJSON, type PromptLearningConfig } from "../prompt-learning.js";
-import { AdapterConfigError, alwaysInert, field, isInt, isNum, isStr, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
+import { z } from "zod";
+import { custom, declareConfig, integer, nullable, number, oneOf, string, type ConfigFields, type DeclaredConfig } from "../config-schema.js";
+import { PROMPT_LEARNING_FIELDS } from "../prompt-learning.js";
+import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
 
 const END = Number.MAX_SAFE_INTEGER;
 
-export interface PromptTuningConfig extends PromptLearningConfig {
-  peft_type: "PROMPT_TUNING";
-  /** RANDOM (N(0, 1), like nn.Embedding), TEXT (embeddings of a text, repeated) or SAMPLE_VOCAB. */
-  prompt_tuning_init: "RANDOM" | "TEXT" | "SAMPLE_VOCAB";
-  prompt_tuning_init_text: string | null;
-  tokenizer_name_or_path: string | null;
-}
+const PROMPT_TUNING_FIELDS = {
+  ...PROMPT_LEARNING_FIELDS,
+  prompt_tuning_init: oneOf(["RANDOM", "TEXT", "SAMPLE_VOCAB"], { default: "RANDOM", help: "RANDOM (N(0, 1), like nn.Embedding), TEXT (embeddings of prompt_tuning_init_text, repeated) or SAMPLE_VOCAB (rows of random vocabulary tokens)" }),
+  prompt_tuning_init_text: nullable(string({ help: "the text whose token embeddings start the prompt (TEXT init)" })),
+  tokenizer_name_or_path: nullable(string({ help: "the tokenizer of prompt_tuning_init_text (peftjs uses the model's)" })),
+  // Arguments for loading that tokenizer: initialization only, accepted at any value and written as null.
+  tokenizer_kwargs: nullable(custom<Record<string, unknown>>(z.record(z.string(), z.unknown()), "an object", { help: "arguments for loading the tokenizer (initialization only; not used)", write: () => null })),
+} satisfies ConfigFields;
 
-export interface PTuningConfig extends PromptLearningConfig {
-  peft_type: "P_TUNING";
-  encoder_reparameterization_type: "MLP" | "LSTM";
-  encoder_hidden_size: number;
-  encoder_num_layers: number;
-  encoder_dropout: number;
-}
+export type PromptTuningConfig = DeclaredConfig<"PROMPT_TUNING", typeof PROMPT_TUNING_FIELDS>;
+
+const P_TUNING_FIELDS = {
+  ...PROMPT_LEARNING_FIELDS,
+  encoder_reparameterization_type: oneOf(["MLP", "LSTM"], { default: "MLP", help: "the prompt encoder: an MLP, or a bidirectional LSTM followed by an MLP" }),
+  encoder_hidden_size: integer({ min: 1, default: ({ config }) => config.token_dim as number, defaultText: "token_dim", help: "hidden size of the prompt encoder" }),
+  encoder_num_layers: integer({ min: 1, default: 2, help: "LSTM layers (LSTM encoder)" }),
+  encoder_dropout: number({ min: 0, lt: 1, default: 0, help: "dropout between LSTM layers" }),
+} satisfies ConfigFields;
+
+export type PTuningConfig = DeclaredConfig<"P_TUNING", typeof P_TUNING_FIELDS>;
+
+const PROMPT_TUNING_CONFIG = declareConfig("PROMPT_TUNING", PROMPT_TUNING_FIELDS, { promptLearning: true });
+const P_TUNING_CONFIG = declareConfig("P_TUNING", P_TUNING_FIELDS, { promptLearning: true });
 
 /** Adapters whose prompt is prepended to the input sequence. */
 export interface InputPromptAdapter extends Adapter {
@@ -255,37 +265,14 @@ function lstmHost(x: Float32Array, width: number, Wih: Float32Array, Whh: Float3
 
 export const PROMPT_TUNING: TunerDef<PromptTuningConfig> = {
   peftType: "PROMPT_TUNING",
-  requiredExample: { num_virtual_tokens: 1 },
   promptLearning: true,
-  // Arguments for loading the tokenizer of prompt_tuning_init_text: initialization only.
-  inertFields: { tokenizer_kwargs: alwaysInert("initialization only") },
-  parseConfig: (json, source, model) => ({
-    ...parsePromptLearning(json, source, model),
-    peft_type: "PROMPT_TUNING",
-    prompt_tuning_init: field(json, "prompt_tuning_init", "RANDOM" as const, (v) => v === "RANDOM" || v === "TEXT" || v === "SAMPLE_VOCAB", '"RANDOM", "TEXT" or "SAMPLE_VOCAB"', source),
-    prompt_tuning_init_text: field(json, "prompt_tuning_init_text", null, isStr, "a string", source),
-    tokenizer_name_or_path: field(json, "tokenizer_name_or_path", null, isStr, "a string", source),
-  }),
-  toJSON: (c) => ({ ...promptLearningJSON(c), prompt_tuning_init: c.prompt_tuning_init, prompt_tuning_init_text: c.prompt_tuning_init_text, tokenizer_name_or_path: c.tokenizer_name_or_path, tokenizer_kwargs: null }),
-  create: (model, config, name) => new PromptTuningAdapter(model, PROMPT_TUNING.parseConfig({ ...config }, "prompt tuning config", model), name),
+  ...PROMPT_TUNING_CONFIG,
+  create: (model, config, name) => new PromptTuningAdapter(model, PROMPT_TUNING_CONFIG.parseConfig({ ...config }, "prompt tuning config", model), name),
 };
 
 export const P_TUNING: TunerDef<PTuningConfig> = {
   peftType: "P_TUNING",
-  requiredExample: { num_virtual_tokens: 1 },
   promptLearning: true,
-  parseConfig: (json, source, model) => {
-    const base = parsePromptLearning(json, source, model);
-    return {
-      ...base,
-      peft_type: "P_TUNING",
-      encoder_reparameterization_type: field(json, "encoder_reparameterization_type", "MLP" as const, (v) => v === "MLP" || v === "LSTM", '"MLP" or "LSTM"', source),
-      encoder_hidden_size: field(json, "encoder_hidden_size", base.token_dim, isInt(1), "a positive integer", source),
-      encoder_num_layers: field(json, "encoder_num_layers", 2, isInt(1), "a positive integer", source),
-      encoder_dropout: field(json, "encoder_dropout", 0, isNum(0, 0.999), "a number in [0, 1)", source),
-    };
-  },
-  toJSON: (c) => ({ ...promptLearningJSON(c), encoder_reparameterization_type: c.encoder_reparameterization_type, encoder_hidden_size: c.encoder_hidden_size, encoder_num_layers: c.encoder_num_layers, encoder_dropout: c.encoder_dropout }),
-  create: (model, config, name) => new PTuningAdapter(model, P_TUNING.parseConfig({ ...config }, "P-tuning config", model), name),
+  ...P_TUNING_CONFIG,
+  create: (model, config, name) => new PTuningAdapter(model, P_TUNING_CONFIG.parseConfig({ ...config }, "P-tuning config", model), name),
 };
-
