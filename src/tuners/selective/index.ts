@@ -6,7 +6,8 @@ import { type Tensor } from "../../ir/tensor.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 import { layerIndex } from "../targets.js";
-import { AdapterConfigError, field, isInt, isStrList, isStrOrList, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
+import { declareConfig, integer, modules, nullable, type ConfigFields } from "../config-schema.js";
+import { AdapterConfigError, MODEL_PREFIX, type Adapter, type BaseConfig, type HookContext, type TunerDef } from "../tuner.js";
 
 export type SelectiveType = "BITFIT" | "LN_TUNING" | "TOP_K_LAYERS" | "FULL";
 
@@ -14,6 +15,8 @@ export interface SelectiveConfig extends BaseConfig {
   peft_type: SelectiveType;
   /** LN_TUNING: the norm modules to tune (default: every normalization layer). */
   target_modules?: string | string[] | null;
+  /** LN_TUNING: accepted only as null. */
+  exclude_modules?: string | string[] | null;
   /** TOP_K_LAYERS: how many of the last layers to train. */
   k?: number;
 }
@@ -59,7 +62,7 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
   constructor(model: PretrainedModel, readonly config: SelectiveConfig, readonly name: string) {
     const selected = selectedParams(model, config);
     const headOnly = config.peft_type === "TOP_K_LAYERS" && config.k === 0;
-    if (selected.length === 0 && !headOnly) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected (target_modules ${JSON.stringify(config.target_modules)})`);
+    if (selected.length === 0 && !headOnly) throw new AdapterConfigError(`${config.peft_type} adapter "${name}": no parameter of this model is selected${config.peft_type === "LN_TUNING" ? ` (target_modules ${JSON.stringify(config.target_modules)})` : ""}`);
     // LN_TUNING keeps PEFT's key format: <module>.ln_tuning_layers.<param> (ln_tuning/layer.py
     // LNTuningLayer keeps the tuned copy in `ln_tuning_layers`). A head in modules_to_save is
     // PeftModel's, saved plainly as base_model.model.<head>.<param>.
@@ -85,29 +88,31 @@ export class SelectiveAdapter implements Adapter<SelectiveConfig> {
   }
 }
 
-function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
-  const parse = (json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): SelectiveConfig => ({
-    peft_type: peftType,
+/** Each method's own fields (LN_TUNING's are PEFT's LNTuningConfig, peft/tuners/ln_tuning/config.py; BITFIT, TOP_K_LAYERS and FULL are peftjs's). */
+const SELECTIVE_FIELDS: Record<SelectiveType, ConfigFields> = {
+  BITFIT: {},
+  LN_TUNING: {
     // Written out as PEFT writes its resolved defaults (constants.py TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING:
     // llama input_layernorm/post_attention_layernorm/norm, gpt2 ln_1/ln_2/ln_f): the norm modules this model has.
-    target_modules: peftType === "LN_TUNING" ? (field<string | string[] | null>(json, "target_modules", null, isStrOrList, "a regex string or a list", source) ?? (model ? presentNorms(model) : null)) : null,
-    k: peftType === "TOP_K_LAYERS" ? field(json, "k", 1, isInt(0), "a non-negative integer", source) : undefined,
-    modules_to_save: field<string[] | null>(json, "modules_to_save", null, isStrList, "a list of module names", source),
-    base_model_name_or_path: (json.base_model_name_or_path as string | undefined) ?? null,
-    task_type: (json.task_type as string | undefined) ?? null,
-    inference_mode: (json.inference_mode as boolean | undefined) ?? false,
+    target_modules: nullable(modules({ help: "the norm modules to tune" }), { default: ({ model }) => (model ? presentNorms(model) : null), defaultText: "every normalization layer the model has" }),
+    exclude_modules: nullable(modules({ help: "modules left out of target_modules (only null is supported)" })),
+  },
+  TOP_K_LAYERS: {
+    k: integer({ min: 0, default: 1, help: "how many of the last layers to train (0: only what follows the layer stack, with the task head a linear probe)" }),
+  },
+  FULL: {},
+};
+
+function selective(peftType: SelectiveType): TunerDef<SelectiveConfig> {
+  const config = declareConfig<SelectiveType, ConfigFields, SelectiveConfig>(peftType, SELECTIVE_FIELDS[peftType], {
+    refine: (c, source) => {
+      if (c.exclude_modules !== undefined && c.exclude_modules !== null) throw new AdapterConfigError(`${source}: ${peftType} config field "exclude_modules" = ${JSON.stringify(c.exclude_modules)} is not implemented in peftjs (only null is supported)`);
+    },
   });
   return {
     peftType,
-    parseConfig: parse,
-    toJSON: (c) => ({
-      peft_type: c.peft_type, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, inference_mode: c.inference_mode ?? false,
-      ...(c.peft_type === "LN_TUNING" ? { target_modules: c.target_modules ?? null, exclude_modules: null } : {}),
-      ...(c.peft_type === "TOP_K_LAYERS" ? { k: c.k } : {}),
-      modules_to_save: c.modules_to_save ?? null,
-      revision: null,
-    }),
-    create: (model, config, name) => new SelectiveAdapter(model, parse({ ...config }, `${peftType} config`, model), name),
+    ...config,
+    create: (model, c, name) => new SelectiveAdapter(model, config.parseConfig({ ...c }, `${peftType} config`, model), name),
   };
 }
 
