@@ -28,6 +28,7 @@ export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type
 export { TASKS, TASK_TYPES, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, architectureName, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
 export { ForwardSessions, tokenTensor, type ForwardInputs, type ForwardOutputs, type OutputName, type TokenRows, type Forwardable } from "./models/forward.js";
 export { Generator, type GenerateOptions, type GenerationResult } from "./models/generate.js";
+export { exportForTransformersJs, ExportError, type ExportOptions, type ExportResult } from "./export/transformers-js.js";
 export { PeftModel, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type PeftConfigInput, type PeftGraphOptions } from "./peft/peft-model.js";
 export { TUNERS, tunerFor, type TunerName } from "./tuners/registry.js";
 export { AdapterConfigError, type Adapter, type TunerDef, type HookContext, type BaseConfig } from "./tuners/tuner.js";

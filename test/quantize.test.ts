@@ -2,8 +2,11 @@
 // outputs near float32, only the frozen linears quantized (no float32 copy of them in the graph),
 // LoRA gradients through the int8 base near the float32 ones, and a merge that re-quantizes.
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { main } from "../src/cli/main.js";
 import { seededRandom } from "../src/ir/random.js";
 import { type Value } from "../src/ir/graph.js";
 import { int64 } from "../src/ir/tensor.js";
@@ -14,6 +17,7 @@ import { lowerToOnnx } from "../src/runtime/lower.js";
 import { ModelProto } from "../src/runtime/onnx-schema.js";
 import { compile } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
+import { RECORDS } from "./support/tiny-training.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
 const CASES: { model: string; task: Task; output: string; targets: string[]; linears: number }[] = [
@@ -113,3 +117,34 @@ describe("int8 frozen base", () => {
     assert.equal(merged.quantizedWeights.size, 12, "the merged model's linears are int8 again");
   });
 });
+
+describe("--quantize int8 on the command line", () => {
+  it("train, eval, predict and generate run on an int8 base; int4 is refused by the schema", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-quant-"));
+    const data = join(dir, "train.jsonl");
+    writeFileSync(data, RECORDS.map((r) => JSON.stringify(r)).join("\n"));
+    const output = join(dir, "out");
+    const bert = join(FIXTURES, "bert-tiny");
+    const train = await run(["train", "--model", bert, "--data", data, "--output", output, "--quantize", "int8", "--max-steps", "3", "--batch-size", "4", "--threads", "1", "--target-modules", "query,value"]);
+    assert.equal(train.code, 0, train.out);
+    const adapter = join(output, "adapter");
+    const evaluation = await run(["eval", "--model", bert, "--data", data, "--adapter", adapter, "--quantize", "int8"]);
+    assert.equal(evaluation.code, 0, evaluation.out);
+    assert.match(evaluation.out, /"accuracy"/);
+    const predict = await run(["predict", "--model", bert, "--adapter", adapter, "--text", "the cat sat", "--quantize", "int8"]);
+    assert.equal(predict.code, 0, predict.out);
+    assert.match(predict.out, /"label":"(animal|other)"/);
+    const generate = await run(["generate", "--model", join(FIXTURES, "gpt2-tiny"), "--prompt", "ab", "--max-new-tokens", "3", "--quantize", "int8"]);
+    assert.equal(generate.code, 0, generate.out);
+    let err = "";
+    const code = await main(["predict", "--model", bert, "--text", "x", "--quantize", "int4"], { out: () => undefined, write: () => undefined, err: (s) => (err += s) });
+    assert.equal(code, 1);
+    assert.match(err, /--quantize: expected one of int8, got "int4"/);
+  });
+});
+
+async function run(argv: string[]): Promise<{ code: number; out: string }> {
+  let out = "";
+  const code = await main(argv, { out: (s) => (out += `${s}\n`), write: (s) => (out += s), err: (s) => (out += `${s}\n`) });
+  return { code, out };
+}

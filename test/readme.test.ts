@@ -23,6 +23,7 @@ const PATHS: Record<string, string> = {
   "./bert-base-uncased": join(FIXTURES, "bert-tiny"),
   "./SmolLM-135M": join(FIXTURES, "llama-tiny"),
   "./my-adapter": join(work, "my-adapter"),
+  "./my-model-web": join(work, "my-model-web"),
 };
 
 /** A README block as a runnable module: paths mapped, `peftjs` imported from src/. */

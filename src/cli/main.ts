@@ -8,6 +8,7 @@ import { Command, CommanderError } from "commander";
 import { didYouMean } from "../io/did-you-mean.js";
 import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
+import { type QuantizeKind } from "../ir/quantize.js";
 import { TASK_TYPES, type Task } from "../models/task.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, type PeftConfigInput } from "../peft/peft-model.js";
 import { PRESETS, presetConfig } from "../tuners/registry.js";
@@ -118,9 +119,9 @@ async function adapterTask(dir: string): Promise<Task | undefined> {
 }
 
 /** loadModel; when the task was guessed from the data and the model lacks that head, the data is what to fix. */
-async function loadModelFor(dir: string, task: Task, guessedFrom?: { source: string; records: readonly DataRecord[] }): Promise<PretrainedModel> {
+async function loadModelFor(dir: string, task: Task, guessedFrom?: { source: string; records: readonly DataRecord[] }, quantize?: QuantizeKind): Promise<PretrainedModel> {
   try {
-    return await loadModel(dir, { task });
+    return await loadModel(dir, { task, quantize });
   } catch (e) {
     const unsupported = /task "[^"]+" is not supported for ([^;]+); supported: (.*)$/.exec((e as Error).message);
     if (!guessedFrom || !unsupported) throw e;
@@ -135,8 +136,8 @@ async function loadModelFor(dir: string, task: Task, guessedFrom?: { source: str
 }
 
 /** The model with the adapter (if any) loaded; the head is sized for the adapter's labels. Without a task, config.json's architectures picks the head. */
-async function modelWithAdapter(modelDir: string, adapterDir: string | undefined, task: Task | undefined): Promise<{ model: PretrainedModel; peft: PeftModel }> {
-  const model = await loadModel(modelDir, { task });
+async function modelWithAdapter(modelDir: string, adapterDir: string | undefined, task: Task | undefined, quantize?: QuantizeKind): Promise<{ model: PretrainedModel; peft: PeftModel }> {
+  const model = await loadModel(modelDir, { task, quantize });
   if (!adapterDir) return { model, peft: new PeftModel(model) };
   const names = await readAdapterLabels(adapterDir);
   if (names) (model.config as { numLabels: number }).numLabels = names.length;
@@ -193,7 +194,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     }
     const records = await readRecords(o.data);
     const { task, guessed } = await taskOf(o.task, records, { source: o.data, note });
-    const model = await loadModelFor(o.model, task, guessed ? { source: o.data, records } : undefined);
+    const model = await loadModelFor(o.model, task, guessed ? { source: o.data, records } : undefined, o.quantize);
     const maxLength = maxLengthFor(o, model, 128);
     const all = await examplesFor(model, records, { maxLength, source: o.data, stride: o.docStride });
     // The head is sized by the labels the data uses (before the adapter copies it); a checkpoint's
@@ -228,7 +229,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     const o = await commandValues(cmd, OPTIONS.eval);
     const records = await readRecords(o.data);
     const { task, guessed } = await taskOf(o.task, records, { adapter: o.adapter, source: o.data, note });
-    const { model, peft } = o.adapter ? await modelWithAdapter(o.model, o.adapter, task) : { model: await loadModelFor(o.model, task, guessed ? { source: o.data, records } : undefined), peft: undefined };
+    const { model, peft } = o.adapter ? await modelWithAdapter(o.model, o.adapter, task, o.quantize) : { model: await loadModelFor(o.model, task, guessed ? { source: o.data, records } : undefined, o.quantize), peft: undefined };
     const p = peft ?? new PeftModel(model);
     // Labels map to the head's classes by the names it was trained with, not the eval file's order.
     const { examples, labels } = await examplesFor(model, records, { maxLength: maxLengthFor(o, model, 128), source: o.data, labelNames: p.labelNames(), stride: o.docStride });
@@ -247,7 +248,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     if (!PREDICTION_TASKS.includes(task)) throw new UsageError(`predict does not handle task "${task}"`, task === "causal-lm" ? "use peftjs generate" : `use ${PREDICTION_TASKS.join(", ")}`);
     // Tagging takes words: a plain text is split on whitespace.
     const inputs = task === "token-classification" ? records.map((r) => (r.tokens ?? r.words ? r : { ...r, tokens: String(r.text ?? "").split(/\s+/).filter(Boolean) })) : records;
-    const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
+    const { model, peft } = await modelWithAdapter(o.model, o.adapter, task, o.quantize);
     const names = peft.labelNames();
     const name = (id: number) => names?.[id] ?? model.config.id2label[id] ?? id;
     const { examples } = await examplesFor(model, inputs, { maxLength: maxLengthFor(o, model, 512), source: o.data ?? "input", labelled: false, stride: o.docStride });
@@ -272,10 +273,11 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
   addOptions(prog.command("generate").description("generate text with a causal LM (and adapter), streaming tokens"), OPTIONS.generate).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.generate);
     for (const key of ["topK", "topP"] as const) if (o[key] !== undefined && o.temperature === 0) note(`note: ${sourceOf(o, key)} has no effect with --temperature 0 (greedy decoding); pass a temperature above 0 to sample`);
-    const model = await loadModel(o.model, { task: "causal-lm" });
+    const model = await loadModel(o.model, { task: "causal-lm", quantize: o.quantize });
     const peft = o.adapter ? await PeftModel.load(model, o.adapter) : undefined;
-    // LoRA-like adapters are merged (no extra work per token); prefix and bottleneck adapters run unmerged.
-    const lm = peft && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : (peft ?? model);
+    // LoRA-like adapters are merged (no extra work per token); prefix and bottleneck adapters run
+    // unmerged, and so does every adapter over a quantized base (a merge would re-quantize it).
+    const lm = peft && !o.quantize && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : (peft ?? model);
     const gen = await Generator.create(lm);
     // Stream: print what each new token adds to the decoded text.
     const tokens: number[] = [];

@@ -132,6 +132,7 @@ const threads = integer({ min: 1 }, "CPU threads (default: all cores)");
 const batchSize = integer({ min: 1, default: 16 }, "examples per batch");
 const docStride = integer({ min: 0 }, "QA: tokens shared by the overlapping windows a long context is cut into (default min(128, half a window))");
 const seed = (value: number, help = "random seed") => integer({ min: 0, max: 2 ** 32 - 1, default: value }, help);
+const quantize = choice(["int8"], {}, "store the frozen base's linear weights in int8 (per output channel; activations quantized at run time): ~4x less weight memory, faster GEMMs; heads, norms, embeddings and adapters stay float32", "<kind>");
 const config = text({}, "options from a JSON or YAML file (keys as the flags, e.g. `batch-size: 8`); flags given here win", "<file>");
 
 /** `metric:patience`, e.g. `f1:3` (patience 3 when left out); loss is minimized, other metrics maximized. */
@@ -194,6 +195,7 @@ export function commandOptions(methods: readonly string[]) {
       divergence,
       seed: seed(42),
       threads,
+      quantize,
       gradientCheckpointing: flag("recompute activations in the backward pass"),
       r: integer({ min: 1 }, "LoRA rank"),
       loraAlpha: number({ gt: 0 }, "LoRA alpha", "<a>"),
@@ -213,6 +215,7 @@ export function commandOptions(methods: readonly string[]) {
       maxLength: integer({ min: 1 }, "truncate inputs to this many tokens; default 128, or the model's positions when fewer"),
       docStride,
       batchSize,
+      quantize,
       config,
     },
     predict: {
@@ -227,6 +230,7 @@ export function commandOptions(methods: readonly string[]) {
       docStride,
       batchSize,
       threads,
+      quantize,
       config,
     },
     generate: {
@@ -238,6 +242,7 @@ export function commandOptions(methods: readonly string[]) {
       topK: integer({ min: 1 }, "sample from the k most likely tokens", "<k>"),
       topP: number({ gt: 0, max: 1 }, "nucleus sampling threshold", "<p>"),
       seed: seed(0, "sampling seed"),
+      quantize,
       config,
     },
     merge: {

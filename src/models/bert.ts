@@ -8,25 +8,31 @@ import { type Value } from "../ir/graph.js";
 import { type ModelBuilder } from "./builder.js";
 import { type ModelConfig } from "./config.js";
 import { questionAnswering, sequenceLoss, tiedDecoder, tokenClassification, tokenLoss } from "./heads.js";
-import { additiveMask, firstToken, flattenTokens, mergeHeads, splitHeads } from "./layers.js";
+import { additiveMask, firstToken, flattenTokens, mergeHeads, positionsFromMask, splitHeads } from "./layers.js";
 import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
 
 export const BERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
 
 /** Build a BERT/RoBERTa graph. `prefix` is "bert." / "roberta." for task models, "" for the base model. */
-export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean): ModelGraph {
+/**
+ * `positionsInGraph`: take only the inputs transformers.js feeds (export): positions come from the
+ * mask inside the graph (after `offset` cached positions), and a model with one token type
+ * (RoBERTa) takes no token_type_ids.
+ */
+export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean, positionsInGraph?: { offset: number }): ModelGraph {
   const g = b.graph;
   const prefix = b.usePrefix(`${cfg.modelType}.`, task === "base");
   const p = (name: string, shape: number[]) => b.param(name, shape);
   const H = cfg.hidden;
   const drop = (x: Value, ratio = cfg.hiddenDropout) => dropout(x, ratio, b.training);
 
+  const attentionMask = g.input("attention_mask", "int64", ["batch", "seq"]);
   const inputs: ModelInputs = {
     input_ids: g.input("input_ids", "int64", ["batch", "seq"]),
-    attention_mask: g.input("attention_mask", "int64", ["batch", "seq"]),
-    position_ids: g.input("position_ids", "int64", ["batch", "seq"]),
+    attention_mask: attentionMask,
+    position_ids: positionsInGraph ? positionsFromMask(attentionMask, cfg.modelType === "roberta" ? (cfg.padTokenId ?? 1) : undefined, positionsInGraph.offset) : g.input("position_ids", "int64", ["batch", "seq"]),
   };
-  if (cfg.typeVocabSize > 0) inputs.token_type_ids = g.input("token_type_ids", "int64", ["batch", "seq"]);
+  if (cfg.typeVocabSize > 1 || (cfg.typeVocabSize === 1 && !positionsInGraph)) inputs.token_type_ids = g.input("token_type_ids", "int64", ["batch", "seq"]);
 
   // Embeddings
   const emb = `${prefix}embeddings`;
@@ -35,6 +41,8 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
   words = b.hooks.inputEmbeddings?.({ path: `${emb}.word_embeddings`, embeds: words, ids: inputs.input_ids, weight: table }) ?? words;
   let h = add(words, gather(p(`${emb}.position_embeddings.weight`, [cfg.maxPositions, H]), inputs.position_ids));
   if (inputs.token_type_ids) h = add(h, gather(p(`${emb}.token_type_embeddings.weight`, [cfg.typeVocabSize, H]), inputs.token_type_ids));
+  // One token type: every token adds its row 0.
+  else if (cfg.typeVocabSize === 1) h = add(h, p(`${emb}.token_type_embeddings.weight`, [1, H]));
   h = drop(layerNorm(h, p(`${emb}.LayerNorm.weight`, [H]), p(`${emb}.LayerNorm.bias`, [H]), cfg.layerNormEps));
 
   const mask = additiveMask(inputs.attention_mask);

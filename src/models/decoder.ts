@@ -20,6 +20,12 @@ export interface DecoderOptions {
   returnPresent?: boolean;
   /** Compute logits for the last position only (generation). */
   lastTokenLogits?: boolean;
+  /**
+   * One graph for the prompt pass and every cached step (the layout transformers.js and optimum
+   * use): `seq` new tokens, past keys/values of a run-time length (0 on the prompt pass), the mask
+   * over past + new tokens, present keys/values out; the causal mask's offset is the past length.
+   */
+  cacheAware?: boolean;
 }
 
 /** Standard decoder inputs; with `withPast` the sequence axis of new tokens is 1. */
@@ -27,8 +33,8 @@ export function decoderInputs(g: Graph, opts: DecoderOptions): ModelInputs {
   const seq = opts.withPast ? 1 : "seq";
   return {
     input_ids: g.input("input_ids", "int64", ["batch", seq]),
-    // With a cache the mask covers past and new tokens (past + 1, the concatenated key length).
-    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast ? dimAdd("past", 1) : "seq"]),
+    // With a cache the mask covers past and new tokens (past + seq, the concatenated key length).
+    attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast || opts.cacheAware ? dimAdd("past", seq) : "seq"]),
     position_ids: g.input("position_ids", "int64", ["batch", seq]),
   };
 }
@@ -52,12 +58,13 @@ export class CausalAttention {
 
   attend(i: number, path: string, q: Value, k: Value, v: Value, dropoutRatio: number): Value {
     const g = this.b.graph;
-    if (this.opts.withPast) {
+    const cached = this.opts.withPast || this.opts.cacheAware;
+    if (cached) {
       const shape = ["batch", this.kvShape.kvHeads, "past", this.kvShape.headDim] as const;
       k = concat([g.input(`past_key_values.${i}.key`, "float32", shape), k], 2);
       v = concat([g.input(`past_key_values.${i}.value`, "float32", shape), v], 2);
     }
-    if (this.opts.returnPresent || this.opts.withPast) {
+    if (this.opts.returnPresent || cached) {
       this.present[`present.${i}.key`] = k;
       this.present[`present.${i}.value`] = v;
     }
@@ -65,7 +72,8 @@ export class CausalAttention {
     let prefix = 0;
     const hooked = this.b.hooks.keyValue?.({ path, layer: i, k, v, mask });
     if (hooked) ({ k, v, mask, prefix = 0 } = hooked);
-    // One new token sees every cached position: only the padding mask applies.
+    // One new token sees every cached position: only the padding mask applies. With `cacheAware`
+    // the causal mask's offset is the past length, known at run time.
     return scaledDotProductAttention(q, k, v, { mask, causal: !this.opts.withPast, causalPrefix: prefix, dropout: { ratio: dropoutRatio, training: this.b.training } });
   }
 }

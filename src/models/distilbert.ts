@@ -6,12 +6,13 @@ import { add, dropout, gather, layerNorm, relu } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
 import { type ModelConfig } from "./config.js";
 import { questionAnswering, sequenceLoss, tiedDecoder, tokenClassification, tokenLoss } from "./heads.js";
-import { additiveMask, firstToken, mergeHeads, splitHeads } from "./layers.js";
+import { additiveMask, firstToken, mergeHeads, positionsFromMask, splitHeads } from "./layers.js";
 import { type ModelGraph, type ModelInputs, type ModelOutputs, type Task } from "./task.js";
 
 export const DISTILBERT_TASKS: readonly Task[] = ["base", "sequence-classification", "token-classification", "question-answering", "masked-lm"];
 
-export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean): ModelGraph {
+/** `positionsInGraph`: positions 0..seq-1 computed inside the graph (export; see buildBert). */
+export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLoss: boolean, positionsInGraph?: { offset: number }): ModelGraph {
   const g = b.graph;
   const prefix = b.usePrefix("distilbert.", task === "base");
   const p = (name: string, shape: number[]) => b.param(name, shape);
@@ -20,10 +21,11 @@ export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, w
   const lin = (path: string, x: Value, out: number, inp: number) => b.linear(path, x, out, inp);
   const ln = (path: string, x: Value) => layerNorm(x, p(`${path}.weight`, [H]), p(`${path}.bias`, [H]), cfg.layerNormEps);
 
+  const attentionMask = g.input("attention_mask", "int64", ["batch", "seq"]);
   const inputs: ModelInputs = {
     input_ids: g.input("input_ids", "int64", ["batch", "seq"]),
-    attention_mask: g.input("attention_mask", "int64", ["batch", "seq"]),
-    position_ids: g.input("position_ids", "int64", ["batch", "seq"]),
+    attention_mask: attentionMask,
+    position_ids: positionsInGraph ? positionsFromMask(attentionMask, undefined, positionsInGraph.offset) : g.input("position_ids", "int64", ["batch", "seq"]),
   };
   const emb = `${prefix}embeddings`;
   const table = p(`${emb}.word_embeddings.weight`, [cfg.vocabSize, H]);

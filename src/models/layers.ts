@@ -1,6 +1,6 @@
 // Building blocks shared by the architectures: masks, head reshapes, embeddings lookups.
 import { type Value } from "../ir/graph.js";
-import { cast, mul, reshape, slice, sub, transpose, unsqueeze } from "../ir/ops/index.js";
+import { add, cast, constantOfShape, cumsum, mul, reshape, shapeOf, slice, sub, transpose, unsqueeze } from "../ir/ops/index.js";
 import { maskValue } from "../ir/composites/attention.js";
 
 /** HF attention_mask [batch, seq] (1 = attend) -> additive float mask [batch, 1, 1, seq]. */
@@ -27,4 +27,18 @@ export function firstToken(x: Value): Value {
 /** [batch, seq, hidden] -> [batch*seq, hidden] and back, for per-token losses. */
 export function flattenTokens(x: Value): Value {
   return reshape(x, [-1, x.shape[x.rank - 1] as number]);
+}
+
+/**
+ * Position ids computed inside the graph from the attention mask [batch, seq], for runtimes that
+ * feed none (transformers.js): offset..offset+seq-1 as [1, seq] (BERT), or with `paddingIdx`
+ * RoBERTa's rule, padding_idx + 1 + offset + the number of attended tokens before, and padding_idx
+ * at padding (transformers' create_position_ids_from_input_ids, on the mask as
+ * PretrainedModel.positionIds). `offset`: cached positions before the tokens (a prefix adapter's).
+ */
+export function positionsFromMask(attentionMask: Value, paddingIdx?: number, offset = 0): Value {
+  if (paddingIdx !== undefined) return add(mul(add(cumsum(attentionMask, 1), offset), attentionMask), paddingIdx);
+  const seq = slice(shapeOf(attentionMask), [1], [2], [0]);
+  const arange = unsqueeze(cumsum(constantOfShape(seq, 1, "int64"), 0, { exclusive: true }), [0]);
+  return offset ? add(arange, offset) : arange;
 }

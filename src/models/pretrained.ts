@@ -43,6 +43,11 @@ export interface GraphOptions extends BuildOptions {
   withLoss?: boolean;
   /** Decoder variants for generation (KV cache). */
   decoder?: DecoderOptions;
+  /**
+   * Encoders: compute position ids inside the graph and take only the inputs transformers.js
+   * feeds (export); `offset`: positions a prefix adapter occupies before the tokens.
+   */
+  positionsInGraph?: { offset: number };
 }
 
 /** Hook points of a model (see PretrainedModel.modules). */
@@ -190,9 +195,9 @@ export class PretrainedModel {
     const withLoss = opts.withLoss ?? false;
     switch (this.config.family) {
       case "bert":
-        return buildBert(b, this.config, this.task, withLoss);
+        return buildBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
       case "distilbert":
-        return buildDistilBert(b, this.config, this.task, withLoss);
+        return buildDistilBert(b, this.config, this.task, withLoss, opts.positionsInGraph);
       case "gpt2":
         return buildGpt2(b, this.config, this.task, withLoss, opts.decoder);
       case "llama":
