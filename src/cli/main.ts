@@ -5,11 +5,13 @@ import { readFile, realpath } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { Command, CommanderError } from "commander";
+import { writeDirAtomic } from "../io/atomic-dir.js";
 import { didYouMean } from "../io/did-you-mean.js";
 import { Generator } from "../models/generate.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { type QuantizeKind } from "../ir/quantize.js";
 import { TASK_TYPES, type Task } from "../models/task.js";
+import { adapterHubTask, isAdapterHubConfig } from "../peft/adapterhub-format.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, type PeftConfigInput } from "../peft/peft-model.js";
 import { PRESETS, presetConfig } from "../tuners/registry.js";
 import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
@@ -110,7 +112,10 @@ async function taskOf(explicit: Task | undefined, records: DataRecord[], opts: {
 async function adapterTask(dir: string): Promise<Task | undefined> {
   let taskType: unknown;
   try {
-    taskType = (JSON.parse(await readFile(join(dir, ADAPTER_CONFIG), "utf8")) as { task_type?: unknown }).task_type;
+    const json = JSON.parse(await readFile(join(dir, ADAPTER_CONFIG), "utf8")) as { task_type?: unknown };
+    // An AdapterHub folder names its task by its prediction head (head_config.json).
+    if (isAdapterHubConfig(json)) return await adapterHubTask(dir);
+    taskType = json.task_type;
   } catch {
     return undefined; // loading the adapter reports what is wrong with it
   }
@@ -201,6 +206,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     // head of another size is re-initialized (transformers' ignore_mismatched_sizes).
     if (all.labels) (model.config as { numLabels: number }).numLabels = all.labels.length;
     const peft = PeftModel.create(model, peftConfig(o));
+    const method = (peft.adapters.get("default")!.config as { peft_type?: string }).peft_type;
+    if (o.format === "adapterhub" && method !== "BOTTLENECK") throw new UsageError(`--format adapterhub: --method ${o.method} is ${method}, and AdapterHub's layout is written for bottleneck adapters`, "use --method houlsby, pfeiffer or parallel, or --format peft");
     if (all.labels) peft.labels.set("default", all.labels);
     peft.printTrainableParameters(out);
     let train = all.examples;
@@ -220,6 +227,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     });
     trainer.labelNames = all.labels;
     const result = await trainer.train();
+    // Checkpoints stay in PEFT's layout (resume reads them); the final adapter in the one asked for.
+    if (o.format === "adapterhub") await writeDirAtomic(result.adapterDir, (staging) => peft.save(staging, { format: "adapterhub" }));
     out(`final metrics: ${JSON.stringify(result.finalMetrics)}`);
     out(`adapter: ${result.adapterDir}`);
     out(`report: ${join(o.output, "report.html")}`);

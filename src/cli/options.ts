@@ -204,6 +204,7 @@ export function commandOptions(methods: readonly string[]) {
       modulesToSave: list({}, "modules trained in full and saved, comma-separated", "<list>"),
       numVirtualTokens: integer({ min: 1 }, "prompt / prefix length"),
       reductionFactor: number({ gt: 0 }, "bottleneck adapter reduction factor", "<n>"),
+      format: choice(["peft", "adapterhub"], { default: "peft" }, "the final adapter's layout: Hugging Face PEFT's, or AdapterHub's (bottleneck adapters; its model.load_adapter reads it)", "<layout>"),
       peft: keyValues("any other method option, JSON values (repeatable)"),
       config,
     },
