@@ -21,6 +21,8 @@ export interface DefaultContext {
   readonly config: Readonly<Record<string, unknown>>;
   /** The config as given. */
   readonly json: Readonly<Record<string, unknown>>;
+  /** Names the config in errors (the file, or the call). */
+  readonly source: string;
 }
 
 /** One config field. `T` is its parsed type. */
@@ -123,7 +125,7 @@ const isDerived = <T>(d: FieldSpec<T>["default"]): d is (ctx: DefaultContext) =>
  */
 export function parseFields(fields: ConfigFields, json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): Record<string, unknown> {
   const config: Record<string, unknown> = {};
-  const ctx: DefaultContext = { model, config, json };
+  const ctx: DefaultContext = { model, config, json, source };
   for (const [key, spec] of Object.entries(fields)) {
     const v = json[key];
     if (v === undefined || v === null) {
