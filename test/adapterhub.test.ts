@@ -12,10 +12,12 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { main } from "../src/cli/main.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { writeStoredZip } from "../src/io/stored-zip.js";
 import { PickleError, readTorchStateDict, writeTorchStateDict } from "../src/io/torch-pickle.js";
 import { float32, int64, type Tensor } from "../src/ir/tensor.js";
+import { RECORDS } from "./support/tiny-training.js";
 import { loadModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { compile } from "../src/runtime/session.js";
@@ -43,7 +45,7 @@ const batchOf = (e: Expected) => ({
   attention_mask: int64([e.inputs.attention_mask.length, e.inputs.attention_mask[0]!.length], e.inputs.attention_mask.flat()),
 });
 
-async function outputs(peft: PeftModel, e: Expected, names: string[]): Promise<Record<string, Tensor>> {
+async function outputs(peft: PeftModel, e: Expected, names: ("last_hidden_state" | "logits")[]): Promise<Record<string, Tensor>> {
   const built = peft.build();
   const step = await compile(Object.fromEntries(names.map((n) => [n, built.outputs[n]!])), { threads: 1 });
   const got = await step.run(peft.prepareInputs(batchOf(e)));
@@ -222,6 +224,40 @@ describe("AdapterHub folders: layout, round trip, refusals", () => {
     assert.ok(Math.abs(std - 0.02) < 0.002, `std ${std}`);
     assert.ok([...a.tensors].filter(([k]) => k.endsWith("bias")).every(([, t]) => (t.data as Float32Array).every((v) => v === 0)));
     assert.ok(![...a.tensors.keys()].some((k) => /ln_|LayerNorm|norm\./.test(k)), "no trained LayerNorm copies by default");
+  });
+});
+
+describe("AdapterHub folders on the command line", () => {
+  const run = async (argv: string[]) => {
+    let out = "";
+    const code = await main(argv, { out: (t) => (out += `${t}\n`), write: (t) => (out += t), err: (t) => (out += `${t}\n`) });
+    return { code, out };
+  };
+
+  it("train --format adapterhub writes AdapterHub's layout; info, eval and predict read it as it is", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-ah-cli-"));
+    const data = join(dir, "train.jsonl");
+    writeFileSync(data, RECORDS.map((r) => JSON.stringify(r)).join("\n"));
+    const bert = join(FIXTURES, "models", "bert-tiny");
+    const output = join(dir, "out");
+    const train = await run(["train", "--model", bert, "--data", data, "--output", output, "--method", "pfeiffer", "--reduction-factor", "4", "--epochs", "1", "--batch-size", "4", "--threads", "1", "--format", "adapterhub"]);
+    assert.equal(train.code, 0, train.out);
+    const adapter = join(output, "adapter");
+    assert.deepEqual(readdirSync(adapter).filter((f) => !f.endsWith(".json") || f.includes("config")).sort(), ["adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors", "pytorch_adapter.bin", "pytorch_model_head.bin"]);
+    const info = await run(["info", bert, "--adapter", adapter]);
+    assert.equal(info.code, 0, info.out);
+    assert.match(info.out, /BOTTLENECK/);
+    assert.match(info.out, /parameters \(sequence-classification\)/, "the task comes from head_config.json");
+    const evaluation = await run(["eval", "--model", bert, "--adapter", adapter, "--data", data]);
+    assert.equal(evaluation.code, 0, evaluation.out);
+    const predict = await run(["predict", "--model", bert, "--adapter", adapter, "--text", "the cat sat"]);
+    assert.equal(predict.code, 0, predict.out);
+    // A fixture written by the reference script loads on the bare model.
+    const ref = await run(["info", bert, "--adapter", join(HUB, "bert-tiny-seq_bn")]);
+    assert.equal(ref.code, 0, ref.out);
+    const lora = await run(["train", "--model", bert, "--data", data, "--output", join(dir, "lora"), "--method", "lora", "--format", "adapterhub", "--epochs", "1"]);
+    assert.notEqual(lora.code, 0);
+    assert.match(lora.out, /--format adapterhub: --method lora is LORA/);
   });
 });
 

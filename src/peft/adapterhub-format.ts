@@ -175,13 +175,31 @@ export async function readAdapterHub(dir: string, model: PretrainedModel): Promi
   }
   config.task_type = TASK_TYPE[model.task];
   config.modules_to_save = [...new Set(spec.layers.filter((l): l is string => l !== null).map((l) => l.split(".")[0]!))];
-  const label2id = (hc.label2id ?? head.label2id) as Record<string, number> | undefined;
-  if (label2id && typeof label2id === "object") {
-    const labels: string[] = [];
-    for (const [label, id] of Object.entries(label2id)) labels[id] = label;
-    if (labels.length === Object.keys(label2id).length && labels.every((l) => typeof l === "string")) out.labels = labels;
-  }
+  out.labels = labelsOf(head);
   return out;
+}
+
+/** Class names from a head config's label2id (the head's, else the top level's), when they name 0..n-1. */
+function labelsOf(head: Record<string, unknown>): string[] | undefined {
+  const label2id = ((head.config as { label2id?: unknown } | null | undefined)?.label2id ?? head.label2id) as Record<string, unknown> | undefined;
+  if (typeof label2id !== "object" || label2id === null) return undefined;
+  const labels: string[] = [];
+  for (const [label, id] of Object.entries(label2id)) if (Number.isInteger(id)) labels[id as number] = label;
+  return labels.length === Object.keys(label2id).length && labels.every((l) => typeof l === "string") ? labels : undefined;
+}
+
+/** The class names of an AdapterHub folder's head (head_config.json), sizing the model's head before loading. */
+export async function adapterHubLabels(dir: string): Promise<string[] | undefined> {
+  if (!(await exists(join(dir, AH_HEAD_CONFIG)))) return undefined;
+  return labelsOf(await readJson(join(dir, AH_HEAD_CONFIG)));
+}
+
+/** The task an AdapterHub folder's prediction head is for (undefined without one), by its head_type. */
+export async function adapterHubTask(dir: string): Promise<"sequence-classification" | "token-classification" | "question-answering" | undefined> {
+  if (!(await exists(join(dir, AH_HEAD_CONFIG)))) return undefined;
+  const head = await readJson(join(dir, AH_HEAD_CONFIG));
+  const type = (head.config as { head_type?: unknown } | null | undefined)?.head_type;
+  return type === "classification" ? "sequence-classification" : type === "tagging" ? "token-classification" : type === "question_answering" ? "question-answering" : undefined;
 }
 
 /** JSON with the fields AdapterHub checks as floats written as floats (`"scaling": 1.0`: JavaScript writes 1, and AdapterHub's Adapter refuses "Unknown scaling type: 1"). */

@@ -19,6 +19,7 @@ import { tunerFor, type KnownFields, type PeftConfigInput } from "../tuners/regi
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
 import { adapterStateDict, headKeyPrefix, loadAdapterState, paramName } from "./adapter-state.js";
+import { adapterHubLabels, isAdapterHubConfig, readAdapterHub, writeAdapterHub } from "./adapterhub-format.js";
 import { checkConfigFields } from "./config-check.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -378,12 +379,20 @@ export class PeftModel {
   /**
    * Save every adapter in PEFT's layout: adapter_config.json + adapter_model.safetensors, the
    * "default" adapter at `dir`, others in `dir/<name>/`. Files are written atomically.
+   * `format: "adapterhub"` writes bottleneck adapters as AdapterHub's `save_adapter` does
+   * (adapterhub-format.ts), loadable by its `model.load_adapter(dir)`.
    */
-  async save(dir: string, opts: { adapters?: readonly string[] } = {}): Promise<void> {
+  async save(dir: string, opts: { adapters?: readonly string[]; format?: "peft" | "adapterhub" } = {}): Promise<void> {
     for (const name of opts.adapters ?? [...this.adapters.keys()]) {
       const adapter = this.adapters.get(name);
       if (!adapter) throw new Error(`no adapter "${name}"`);
       const target = name === "default" ? dir : join(dir, name);
+      if (opts.format === "adapterhub") {
+        const type = (adapter.config as { peft_type?: string }).peft_type;
+        if (type !== "BOTTLENECK") throw new AdapterConfigError(`adapter "${name}" is ${type}; AdapterHub's format is written for bottleneck adapters only`);
+        await writeAdapterHub(target, { model: this.base, config: adapter.config as never, name, state: this.stateDict(name), labels: this.labels.get(name) });
+        continue;
+      }
       const def = tunerFor((adapter.config as { peft_type?: string }).peft_type ?? "", `adapter "${name}"`);
       // As PEFT's save_pretrained writes it: inference_mode true, the base model as the user named it.
       const config = { ...def.toJSON(adapter.config), base_model_name_or_path: adapter.config.base_model_name_or_path ?? this.base.nameOrPath ?? null, inference_mode: true, peft_version: "peftjs-0.1.0" };
@@ -417,6 +426,7 @@ export class PeftModel {
       throw new AdapterConfigError(`${configPath}: ${(e as Error).message}`);
     }
     if (typeof json !== "object" || json === null || Array.isArray(json)) throw new AdapterConfigError(`${configPath}: expected an object of config fields, got ${JSON.stringify(json)}`);
+    if (isAdapterHubConfig(json)) return this.loadAdapterHub(dir, name);
     // An adapter for another head (task_type SEQ_CLS on a masked-LM model, ...) says so here,
     // rather than as missing head weights later (models/task.ts).
     assertAdapterFitsModel(json.task_type, this.base, configPath);
@@ -428,6 +438,20 @@ export class PeftModel {
       loadAdapterState(this.base, adapter, this.heads.get(name), headKeyPrefix(def), new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
       const names = await readAdapterLabels(dir);
       if (names) this.labels.set(name, names);
+    } catch (e) {
+      this.deleteAdapter(name);
+      throw e;
+    }
+    return adapter;
+  }
+
+  /** An AdapterHub adapter folder (adapter_config.json without peft_type), read by adapterhub-format.ts. */
+  private async loadAdapterHub(dir: string, name: string): Promise<Adapter> {
+    const hub = await readAdapterHub(dir, this.base);
+    const adapter = this.addAdapterFrom(name, hub.config, join(dir, ADAPTER_CONFIG));
+    try {
+      loadAdapterState(this.base, adapter, this.heads.get(name), headKeyPrefix(tunerFor("BOTTLENECK", hub.file)), hub.tensors, hub.file);
+      if (hub.labels) this.labels.set(name, hub.labels);
     } catch (e) {
       this.deleteAdapter(name);
       throw e;
@@ -521,7 +545,8 @@ export async function readAdapterLabels(dir: string): Promise<string[] | undefin
   try {
     text = await readFile(path, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    // An AdapterHub folder keeps them in its head's label2id.
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return adapterHubLabels(dir);
     throw e;
   }
   let id2label: unknown;
