@@ -1,10 +1,11 @@
-// The `peftjs` command line: train, eval, predict, generate, merge, demo, pretrain, info. Each
+// The `peftjs` command line: train, eval, predict, generate, merge, export, demo, pretrain, info. Each
 // command's options are declared once in options.ts; flags and a --config file (JSON or YAML)
 // validate through the same schema, flags given on the command line winning.
 import { readFile, realpath } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { Command, CommanderError } from "commander";
+import { exportForTransformersJs } from "../export/transformers-js.js";
 import { writeDirAtomic } from "../io/atomic-dir.js";
 import { didYouMean } from "../io/did-you-mean.js";
 import { Generator } from "../models/generate.js";
@@ -317,6 +318,16 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     await merged.save(o.output);
     const tensors = merged.modules().params;
     out(`merged ${tensors.size} tensors into ${o.output}`);
+  });
+
+  addOptions(prog.command("export").description("write a model and its adapter in the layout transformers.js loads (config, tokenizer, onnx/model.onnx)"), OPTIONS.export).action(async (_: unknown, cmd: Command) => {
+    const o = await commandValues(cmd, OPTIONS.export);
+    if (o.adapter) await refuseOverlap("--output", o.output, { "--adapter": o.adapter });
+    const task = o.task ?? (o.adapter ? await adapterTask(o.adapter) : undefined);
+    const { model, peft } = await modelWithAdapter(o.model, o.adapter, task);
+    await refuseOverlap("--output", o.output, { "--model": model.dir });
+    const result = await exportForTransformersJs(o.adapter ? peft : model, o.output, { quantize: o.quantize });
+    out(`exported ${result.architecture}${result.adapter === "none" ? "" : ` (adapter ${result.adapter})`} to ${o.output}: ${result.files.join(", ")}`);
   });
 
   addOptions(prog.command("demo").description("fine-tune the shipped pretrained encoder with LoRA on spam detection and State of the Union party classification"), OPTIONS.demo).action(async (_: unknown, cmd: Command) => {

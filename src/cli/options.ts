@@ -253,6 +253,14 @@ export function commandOptions(methods: readonly string[]) {
       task: task("the adapter's task (default: recorded in the adapter, else the bare model)"),
       config,
     },
+    export: {
+      model: text({ required: true }, "base checkpoint directory or hub repo id", "<dir|repo>"),
+      adapter: text({}, "adapter directory (merged into the weights; default: the model as it is)", "<dir>"),
+      output: text({ required: true }, "where to write the transformers.js folder (not the model's or the adapter's folder)", "<dir>"),
+      task: task("head to export (default: recorded in the adapter, else config.json's architectures)"),
+      quantize: choice(["int8"], {}, "also write onnx/model_quantized.onnx: int8 weights per channel, activations quantized at run time", "<kind>"),
+      config,
+    },
     demo: {
       model: text({}, "encoder checkpoint (default: the one shipped in models/encoder-mini)", "<dir>"),
       output: text({ default: "peftjs-demo" }, "where adapters and reports go", "<dir>"),
