@@ -34,8 +34,17 @@ export function headLrScale(method: MethodSpec, lr: number): number {
 
 // LoRA targets PEFT's default modules for the architecture (GPT-2: the fused c_attn; RoBERTa: query, value).
 const lora = (r: number): MethodSpec => ({ name: `lora r=${r}`, family: "lora", lr: 1e-3, config: { peft_type: "LORA", r, lora_alpha: 2 * r, lora_dropout: 0.05 } });
+// The rows measured before bottleneck adapters followed AdapterHub's defaults (issue 16) keep their
+// settings: Houlsby with the paper's near-identity init and trained LayerNorm copies. Pfeiffer's
+// earlier rows on the pre-LN decoder fed the adapter the sublayer output alone, which no setting
+// reproduces on both bases; they now run AdapterHub's placement (LN input = sublayer + residual).
 const bottleneck = (variant: "double_seq_bn" | "seq_bn", rf: number): MethodSpec => ({
   name: `${variant === "double_seq_bn" ? "houlsby" : "pfeiffer"} rf=${rf}`, family: variant === "double_seq_bn" ? "houlsby" : "pfeiffer", lr: 1e-3,
+  config: { peft_type: "BOTTLENECK", variant, reduction_factor: rf, init_weights: "houlsby", ...(variant === "double_seq_bn" ? { train_layer_norms: true } : {}) },
+});
+/** The presets as AdapterHub defines them (adapter_config.py SeqBnConfig / DoubleSeqBnConfig: init "bert", frozen LayerNorms). */
+const adapterHub = (variant: "double_seq_bn" | "seq_bn", rf: number): MethodSpec => ({
+  name: `${variant === "double_seq_bn" ? "houlsby" : "pfeiffer"} rf=${rf} (AdapterHub defaults)`, family: variant === "double_seq_bn" ? "houlsby" : "pfeiffer", lr: 1e-3,
   config: { peft_type: "BOTTLENECK", variant, reduction_factor: rf },
 });
 
@@ -59,6 +68,8 @@ export const METHOD_GRID: readonly MethodSpec[] = [
   bottleneck("double_seq_bn", 16),
   bottleneck("seq_bn", 64),
   bottleneck("seq_bn", 16),
+  adapterHub("double_seq_bn", 16),
+  adapterHub("seq_bn", 16),
   { name: "hybrid lora+par_bn", family: "hybrid", lr: 1e-3, config: { peft_type: "HYBRID", lora: { r: 8, lora_alpha: 16 }, adapter: { variant: "par_bn", reduction_factor: 16 } } },
 ];
 
