@@ -95,9 +95,16 @@ export class DecoderEngine implements AdapterLoader<DecoderAdapter> {
     const eos = this.base.config.eosTokenId;
     const stopIds = new Set(eos === undefined ? [] : Array.isArray(eos) ? eos : [eos as number]);
     const tokens: number[][] = Array.from({ length: s.n }, () => []);
+    const texts = Array<string>(s.n).fill("");
     const shown = Array<string>(s.n).fill("");
     const finish: ("stop" | "length" | undefined)[] = Array(s.n).fill(undefined);
     let counted = 0;
+    const emit = (row: number, upTo: string) => {
+      if (upTo.length > shown[row]!.length && upTo.startsWith(shown[row]!)) {
+        hooks.onText?.(row, upTo.slice(shown[row]!.length));
+        shown[row] = upTo;
+      }
+    };
     const onToken = (t: number, row: number) => {
       const stopNow = hooks.shouldStop?.();
       if (stopNow) throw stopNow;
@@ -110,10 +117,9 @@ export class DecoderEngine implements AdapterLoader<DecoderAdapter> {
         text = text.slice(0, Math.min(...cut));
         finish[row] = "stop";
       } else if (stopIds.has(t)) finish[row] = "stop";
-      if (text.length > shown[row]!.length && text.startsWith(shown[row]!)) {
-        hooks.onText?.(row, text.slice(shown[row]!.length));
-        shown[row] = text;
-      }
+      texts[row] = text;
+      // A token may end inside a multi-byte character: stream up to the last whole one.
+      emit(row, text.replace(/\uFFFD+$/, ""));
       if (finish.every(Boolean)) throw new AllStopped();
     };
     try {
@@ -124,7 +130,8 @@ export class DecoderEngine implements AdapterLoader<DecoderAdapter> {
     } catch (e) {
       if (!(e instanceof AllStopped)) throw e;
     }
-    return { texts: shown, finishReasons: finish.map((f) => f ?? "length"), promptTokens: promptIds.length, completionTokens: counted };
+    texts.forEach((t, row) => emit(row, t));
+    return { texts, finishReasons: finish.map((f) => f ?? "length"), promptTokens: promptIds.length, completionTokens: counted };
   }
 }
 

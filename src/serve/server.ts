@@ -11,7 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { pino } from "pino";
 import { parseOptions } from "../cli/options.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
@@ -122,7 +122,8 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: opts.bodyLimitKb * 1024,
-    disableRequestLogging: true,
+    // One log line per request is ours (with the adapter and status); Fastify's own are off.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     // Wrong types are errors, not coerced; unknown fields of OpenAI bodies pass (clients send extras).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -144,6 +145,11 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     });
     if (closing && req.url !== "/metrics") throw new ServeError(503, "the server is shutting down");
     if (opts.apiKey && req.url.startsWith("/v1/") && req.headers.authorization !== `Bearer ${opts.apiKey}`) throw new ServeError(401, "missing or wrong API key (Authorization: Bearer <key>)", "AuthenticationError");
+  });
+
+  // While draining, each answered request closes its connection (keep-alive would hold close() open).
+  app.addHook("onSend", async (_req, reply) => {
+    if (closing) reply.header("connection", "close");
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; code?: string }, req, reply) => {
@@ -365,7 +371,7 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     // Server-sent events: one chunk per piece of new text, then finish reasons, usage, [DONE].
     reply.hijack();
     const raw = reply.raw;
-    raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-peftjs-adapter": `${adapter.name}@${adapter.version}` });
+    raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: closing ? "close" : "keep-alive", "x-peftjs-adapter": `${adapter.name}@${adapter.version}` });
     const chunkObject = chat ? "chat.completion.chunk" : "text_completion";
     const send = (data: unknown) => raw.writableEnded || raw.destroyed || raw.write(`data: ${JSON.stringify(data)}\n\n`);
     const chunk = (index: number, delta: string | undefined, finish: string | null, first = false) =>
@@ -410,7 +416,11 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
       if (closing) return;
       closing = true;
       // Fastify answers new requests 503 while closing and waits for those in flight.
-      await app.close();
+      const closed = app.close();
+      await encoderQueue.idle();
+      await generateQueue.idle();
+      app.server.closeIdleConnections();
+      await closed;
       await encoderQueue.idle();
       await generateQueue.idle();
       await registry.close();
