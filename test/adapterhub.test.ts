@@ -36,10 +36,12 @@ interface Expected {
   logits_columns?: number[];
   logits?: Nested;
   moved_from_base: number;
+  /** Head fixtures: the classification logits [batch, labels]. */
+  sequence_logits?: number[][];
 }
 
-const archOf = (dir: string) => /^(bert-tiny|gpt2-tiny|llama-tiny)-/.exec(dir)![1]!;
-const model = (arch: string, task?: "base" | "causal-lm" | "sequence-classification") => loadModel(join(FIXTURES, "models", arch), { task: task ?? (arch === "bert-tiny" ? "base" : "causal-lm") });
+const archOf = (dir: string) => /^(bert-tiny|distilbert-tiny|gpt2-tiny|llama-tiny)-/.exec(dir)![1]!;
+const model = (arch: string, task?: "base" | "causal-lm" | "sequence-classification") => loadModel(join(FIXTURES, "models", arch), { task: task ?? (arch.includes("bert") ? "base" : "causal-lm") });
 const batchOf = (e: Expected) => ({
   input_ids: int64([e.inputs.input_ids.length, e.inputs.input_ids[0]!.length], e.inputs.input_ids.flat()),
   attention_mask: int64([e.inputs.attention_mask.length, e.inputs.attention_mask[0]!.length], e.inputs.attention_mask.flat()),
@@ -72,9 +74,11 @@ async function maxError(peft: PeftModel, e: Expected): Promise<{ hidden: number;
 }
 
 const fixture = (dir: string) => JSON.parse(readFileSync(join(HUB, dir, "expected.json"), "utf8")) as Expected;
-const DIRS = readdirSync(HUB).sort();
+const ALL = readdirSync(HUB).sort();
+/** Adapter-only folders; "-head" ones carry a prediction head too. */
+const DIRS = ALL.filter((d) => !d.endsWith("-head"));
 
-describe("AdapterHub bottleneck placement (every option, post-LN BERT and pre-LN GPT-2 / Llama)", () => {
+describe("AdapterHub bottleneck placement (every option, post-LN BERT / DistilBERT and pre-LN GPT-2 / Llama)", () => {
   it("the fixtures cover every placement option on each architecture", () => {
     for (const arch of ["bert-tiny", "gpt2-tiny", "llama-tiny"]) {
       const configs = DIRS.filter((d) => archOf(d) === arch).map((d) => (JSON.parse(readFileSync(join(HUB, d, "adapter_config.json"), "utf8")) as { config: Record<string, unknown> }).config);
@@ -96,6 +100,17 @@ describe("AdapterHub bottleneck placement (every option, post-LN BERT and pre-LN
       assert.ok(logits < TOL, `logits max abs diff ${logits}`);
     });
   }
+
+  it("bert-tiny-seq_bn-head: the adapter and its flex classification head (heads.<name>.1.*) compute AdapterHub's logits", async () => {
+    const e = fixture("bert-tiny-seq_bn-head");
+    const peft = await PeftModel.load(await model("bert-tiny", "sequence-classification"), join(HUB, "bert-tiny-seq_bn-head"));
+    assert.deepEqual(peft.labels.get("default"), ["neg", "neu", "pos"], "labels from head_config.json's label2id");
+    const got = (await outputs(peft, e, ["logits"])).logits!;
+    const want = e.sequence_logits!.flat();
+    const diff = want.reduce((m, v, i) => Math.max(m, Math.abs(v - (got.data as Float32Array)[i]!)), 0);
+    assert.deepEqual(got.shape, [e.sequence_logits!.length, e.sequence_logits![0]!.length]);
+    assert.ok(diff < TOL, `logits max abs diff ${diff}`);
+  });
 
   it("Pfeiffer on GPT-2 reads sublayer output + residual (the sublayer output alone is off by far more)", async () => {
     // The rule issue 16 found broken: with original_ln_before false the same weights compute something else.

@@ -93,7 +93,9 @@ VARIANTS = {
 # AdapterHub computes these only where the block has a layer norm / none (see bench notes in the test).
 POST_LN_ONLY = {"seq_bn-post_add"}  # pre-LN: pre_forward leaves `residual` unset (UnboundLocalError)
 PRE_LN_ONLY = {"seq_bn-no_original_ln_after", "par_bn-no_original_ln_after"}  # peftjs implements these for pre-LN only
-BIN = {"seq_bn", "double_seq_bn-ln_before"}  # written as pytorch_adapter.bin, the rest adapter.safetensors
+BIN = {"seq_bn", "double_seq_bn-ln_before"}
+# DistilBERT (post-LN like BERT, AdapterHub's attention_adapters / output_adapters names): a subset.
+DISTILBERT = {"seq_bn", "seq_bn-post_add", "double_seq_bn-ln_before", "par_bn-ln_after"}  # written as pytorch_adapter.bin, the rest adapter.safetensors
 
 
 def rnd(*shape, std, seed, mean=0.0):
@@ -227,6 +229,24 @@ def bert(cfg, W, ids, mask, ad):
     return {"last_hidden_state": x}
 
 
+def distilbert(cfg, W, ids, mask, ad):
+    pre = "distilbert."
+    nh = cfg["n_heads"]
+    E = lambda k: W[pre + "embeddings." + k]
+    S = ids.shape[1]
+    x = tc.layer_norm(E("word_embeddings.weight")[ids] + E("position_embeddings.weight")[torch.arange(S)], E("LayerNorm.weight"), E("LayerNorm.bias"), 1e-12)
+    am = tc.pad_mask(mask)
+    for i in range(cfg["n_layers"]):
+        p = f"{pre}transformer.layer.{i}."
+        ln = lambda name: (lambda t: tc.layer_norm(t, W[p + name + ".weight"], W[p + name + ".bias"], 1e-12))
+        q, k, v = (tc.heads(tc.lin(W, x, p + "attention." + n), nh) for n in ("q_lin", "k_lin", "v_lin"))
+        a = tc.lin(W, tc.merge(tc.attention(q, k, v, am)), p + "attention.out_lin")
+        x = ad.get((i, "attention"), plain)(a, x, ln("sa_layer_norm"))  # TransformerBlock: attention_adapters(sa_output, x, sa_layer_norm)
+        f = tc.lin(W, tc.gelu(tc.lin(W, x, p + "ffn.lin1")), p + "ffn.lin2")
+        x = ad.get((i, "output"), plain)(f, x, ln("output_layer_norm"))
+    return {"last_hidden_state": x}
+
+
 def gpt2(cfg, W, ids, mask, ad):
     H, nh, eps = cfg["n_embd"], cfg["n_head"], cfg["layer_norm_epsilon"]
     pre = "transformer."
@@ -283,6 +303,7 @@ def llama(cfg, W, ids, mask, ad):
 # name, forward, AdapterHub model class it would be saved from, module path of a layer's adapters
 ARCHS = [
     ("bert-tiny", bert, "BertAdapterModel", lambda i, kind: f"bert.encoder.layer.{i}.{'attention.output' if kind == 'attention' else 'output'}"),
+    ("distilbert-tiny", distilbert, "DistilBertAdapterModel", lambda i, kind: f"distilbert.transformer.layer.{i}.{kind}_adapters"),
     ("gpt2-tiny", gpt2, "GPT2AdapterModel", lambda i, kind: f"transformer.h.{i}.{kind}_adapters"),
     ("llama-tiny", llama, "LlamaAdapterModel", lambda i, kind: f"model.layers.{i}.{kind}_adapters"),
 ]
@@ -344,11 +365,13 @@ def main():
         ref = json.load(open(os.path.join(d, "reference.json")))
         ids = torch.tensor(ref["inputs"]["input_ids"])
         mask = torch.tensor(ref["inputs"]["attention_mask"])
-        H = cfg.get("hidden_size", cfg.get("n_embd"))
-        L = cfg.get("num_hidden_layers", cfg.get("n_layer"))
-        post_ln = arch.startswith("bert")
+        H = cfg.get("hidden_size", cfg.get("n_embd", cfg.get("dim")))
+        L = cfg.get("num_hidden_layers", cfg.get("n_layer", cfg.get("n_layers")))
+        post_ln = arch.startswith("bert") or arch.startswith("distilbert")
         for variant, over in VARIANTS.items():
             if (variant in POST_LN_ONLY and not post_ln) or (variant in PRE_LN_ONLY and post_ln):
+                continue
+            if arch == "distilbert-tiny" and variant not in DISTILBERT:
                 continue
             seed += 1000
             config = {**BN_DEFAULTS, **over}
@@ -381,7 +404,42 @@ def main():
             with open(os.path.join(folder, "expected.json"), "w") as f:
                 json.dump(expected, f, separators=(",", ":"))
             print(f"{folder}: {len(sd)} tensors, moved {expected['moved_from_base']:.3g}")
+        if arch == "bert-tiny":
+            head_fixture(cfg, W, ids, mask, H, L)
     pickle_fixtures()
+
+
+def head_fixture(cfg, W, ids, mask, H, L):
+    """A seq_bn adapter with a classification head, as a BertAdapterModel saves both: the flex head
+    (heads/base.py ClassificationHead, layers=1 on the pooler: STATIC_TO_FLEX_HEAD_MAP's
+    BertForSequenceClassification row) in head_config.json + pytorch_model_head.bin under
+    `heads.<name>.1.*`; logits = Linear(tanh(pooler(h[:, 0])))."""
+    config = {**BN_DEFAULTS, **SEQ_BN, "reduction_factor": 4}
+    ad = make_adapters(config, H, L, 777)
+    out = bert(cfg, W, ids, mask, ad)
+    C = cfg["num_labels"]
+    head = {"heads.mine.1.weight": rnd(C, H, std=0.5, seed=778), "heads.mine.1.bias": rnd(C, std=0.2, seed=779)}
+    pooled = torch.tanh(tc.lin(W, out["last_hidden_state"][:, 0], "bert.pooler.dense"))
+    logits = pooled @ head["heads.mine.1.weight"].T + head["heads.mine.1.bias"]
+    folder = os.path.join(ROOT, "adapterhub", "bert-tiny-seq_bn-head")
+    os.makedirs(folder, exist_ok=True)
+    sd = collections.OrderedDict()
+    for (i, kind), a in ad.items():
+        for k, v in a.state().items():
+            sd[f"bert.encoder.layer.{i}.{'attention.output' if kind == 'attention' else 'output'}.adapters.{NAME}.{k}"] = v
+    meta = {"hidden_size": H, "model_class": "BertAdapterModel", "model_name": "tiny/bert-tiny", "model_type": "bert", "name": NAME, "version": "adapters.1.1.0"}
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump({**meta, "config": config}, f, indent=2, sort_keys=True)
+    save_bin(os.path.join(folder, "pytorch_adapter.bin"), sd)
+    label2id = cfg["label2id"]
+    head_config = {"head_type": "classification", "num_labels": C, "layers": 1, "activation_function": None, "label2id": label2id, "use_pooler": True, "bias": True, "dropout_prob": None}
+    with open(os.path.join(folder, "head_config.json"), "w") as f:
+        json.dump({**meta, "config": head_config, "label2id": label2id}, f, indent=2, sort_keys=True)
+    save_bin(os.path.join(folder, "pytorch_model_head.bin"), head)
+    expected = {"inputs": {"input_ids": ids.tolist(), "attention_mask": mask.tolist()}, "last_hidden_state": r6(out["last_hidden_state"]), "sequence_logits": r6(logits), "moved_from_base": float((out["last_hidden_state"] - bert(cfg, W, ids, mask, {})["last_hidden_state"]).abs().max())}
+    with open(os.path.join(folder, "expected.json"), "w") as f:
+        json.dump(expected, f, separators=(",", ":"))
+    print(f"{folder}: adapter + classification head")
 
 
 if __name__ == "__main__":
