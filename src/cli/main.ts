@@ -1,4 +1,4 @@
-// The `peftjs` command line: train, eval, predict, generate, merge, export, demo, pretrain, info. Each
+// The `peftjs` command line: train, eval, predict, generate, merge, export, serve, demo, pretrain, info. Each
 // command's options are declared once in options.ts; flags and a --config file (JSON or YAML)
 // validate through the same schema, flags given on the command line winning.
 import { readFile, realpath } from "node:fs/promises";
@@ -18,6 +18,8 @@ import { PRESETS, presetConfig } from "../tuners/registry.js";
 import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
+import { createServer } from "../serve/server.js";
+import { SERVE_OPTIONS } from "../serve/serve-options.js";
 import { demo } from "./demo.js";
 import { addOptions, commandOptions, commandValues, flagNames, OptionError, sourceOf } from "./options.js";
 import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../train/trainer.js";
@@ -306,6 +308,22 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     await gen.release();
   });
 
+  addOptions(prog.command("serve").description("serve a base model and many adapters over HTTP (OpenAI / vLLM-compatible completions and chat; classify, tag, QA, embeddings); rows of different adapters share runs"), SERVE_OPTIONS).action(async (_: unknown, cmd: Command) => {
+    const o = await commandValues(cmd, SERVE_OPTIONS);
+    const server = await createServer(o);
+    const url = await server.listen();
+    note(`peftjs serve: ${server.baseName} at ${url} (SIGTERM or Ctrl-C: finish requests in flight, then exit)`);
+    await new Promise<void>((done) => {
+      const stop = () => {
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        void server.close().then(done, done);
+      };
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
+    });
+  });
+
   addOptions(prog.command("merge").description("fold an adapter into the base weights and write a full checkpoint"), OPTIONS.merge).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.merge);
     await refuseOverlap("--output", o.output, { "--adapter": o.adapter });
@@ -369,7 +387,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 function commanderMessage(err: CommanderError, argv: readonly string[]): string {
   const message = err.message.replace(/^error: /, "");
   const unknown = /^unknown option '([^'=]+)/.exec(message);
-  const specs = OPTIONS[argv[0] as keyof typeof OPTIONS];
+  const specs = argv[0] === "serve" ? SERVE_OPTIONS : OPTIONS[argv[0] as keyof typeof OPTIONS];
   // Commander suggests too; one rule (io/did-you-mean) serves flags, config files and data fields.
   if (unknown && specs) return `unknown option '${unknown[1]}'${didYouMean(unknown[1]!, flagNames(specs), (k) => k)}`;
   return message.split("\n").map((l) => l.replace(/^\(Did you mean (.*)\?\)$/, "(did you mean $1?)")).join(" ");
