@@ -159,6 +159,8 @@ export function fieldsToJSON(fields: ConfigFields, config: Readonly<Record<strin
 export interface ConfigOptions<C> {
   /** PEFT's prompt-learning configs have no modules_to_save field. */
   promptLearning?: boolean;
+  /** Rewrites the config before its fields are read (AdapterHub nests them under "config"). */
+  prepare?: (json: Readonly<Record<string, unknown>>, source: string) => Readonly<Record<string, unknown>>;
   /** Rules across fields, and values that depend on the model (PEFT's `__post_init__`); may return a changed config. */
   refine?: (config: C, source: string, model: PretrainedModel | undefined, json: Readonly<Record<string, unknown>>) => C | void;
   /** Arranges adapter_config.json from the method's written fields (default: PEFT's layout, PeftConfig's fields around the method's). */
@@ -172,7 +174,8 @@ export type DeclaredConfig<P extends string, F extends ConfigFields> = ConfigOfF
  * every config parses PeftConfig's (COMMON_FIELDS).
  */
 export function declareConfig<const P extends string, F extends ConfigFields, C extends BaseConfig & { peft_type: P } = DeclaredConfig<P, F>>(peftType: P, fields: F, opts: ConfigOptions<C> = {}) {
-  const parseConfig = (json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): C => {
+  const parseConfig = (given: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): C => {
+    const json = opts.prepare?.(given, source) ?? given;
     const parsed = { peft_type: peftType, ...parseFields({ ...COMMON_FIELDS, ...fields }, json, source, model) } as unknown as C;
     return opts.refine?.(parsed, source, model, json) ?? parsed;
   };

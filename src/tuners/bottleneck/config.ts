@@ -2,7 +2,9 @@
 // (adapters v1.1, src/adapters/configuration/adapter_config.py BnConfig, SeqBnConfig,
 // DoubleSeqBnConfig, ParBnConfig), the options peftjs does not compute refused by name, and two
 // peftjs extensions under their own names (train_layer_norms, use_gating).
-import { AdapterConfigError, field, isBool, isNum, isStr, type BaseConfig, type InertField } from "../tuner.js";
+import { z } from "zod";
+import { boolean, custom, declareConfig, number, oneOf, type ConfigFields, type DeclaredConfig, type DefaultContext, type FieldSpec } from "../config-schema.js";
+import { AdapterConfigError, type InertField } from "../tuner.js";
 
 /** Fields every preset sets, as AdapterHub's config classes set them (BnConfig's defaults for the rest). */
 interface Preset {
@@ -40,41 +42,65 @@ export type InitWeights = "bert" | "houlsby" | "mam_adapter";
  */
 export const BOTTLENECK_ACTIVATIONS = ["relu", "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "silu", "swish", "tanh", "sigmoid", "leakyrelu", "leaky_relu", "linear"] as const;
 
-export interface BottleneckConfig extends BaseConfig {
-  peft_type: "BOTTLENECK";
-  /** AdapterHub config class the other fields default from (seq_bn, double_seq_bn, par_bn). */
-  variant: BottleneckVariant;
-  /** Adapter after the attention sublayer. */
-  mh_adapter: boolean;
-  /** Adapter after the feed-forward sublayer. */
-  output_adapter: boolean;
-  /** Bottleneck size = floor(hidden / reduction_factor); a map gives it per layer ("default" for the others). */
-  reduction_factor: number | Readonly<Record<string, number>>;
-  non_linearity: string;
-  /** Add the residual (and apply the model's post-LN) before the adapter: the adapter reads LN(sublayer + residual). */
-  original_ln_before: boolean;
-  /** Add the residual and apply the model's post-LN after the adapter (false: the adapter's output is the block's output). */
-  original_ln_after: boolean;
-  /** The adapter's own residual: the sublayer output (true), the sum before the model's LN ("post_add"), or the adapter's input (false). */
-  residual_before_ln: boolean | "post_add";
-  /** Add the adapter's residual before its ln_after LayerNorm instead of after. */
-  adapter_residual_before_ln: boolean;
-  /** A trained LayerNorm on the adapter's input. */
-  ln_before: boolean;
-  /** A trained LayerNorm on the adapter's output. */
-  ln_after: boolean;
-  /** Parallel adapter: reads the sublayer's input, its output added to the sublayer's. */
-  is_parallel: boolean;
-  scaling: number;
-  /** "bert": N(0, 0.02), zero biases; "houlsby": truncated N(0, 1e-2) in ±2e-2; "mam_adapter": Kaiming-uniform down, zero up (exact identity). */
-  init_weights: InitWeights;
-  /** Layers without adapters. */
-  leave_out: number[];
-  /** peftjs extension (not in AdapterHub): also train copies of the model's LayerNorms, as in Houlsby et al. */
-  train_layer_norms: boolean;
-  /** peftjs extension (UniPELT-style, per token): the adapter output times sigmoid(W_g x). AdapterHub's gate averages over the sequence; its files with use_gating are refused. */
-  use_gating: boolean;
-}
+/** The variant's value for a field (AdapterHub's config class defaults). */
+const preset = <K extends keyof Preset>(key: K) => (ctx: DefaultContext): Preset[K] => BOTTLENECK_PRESETS[ctx.config.variant as BottleneckVariant][key];
+const VARIANT_NAMES = [...Object.keys(BOTTLENECK_PRESETS), ...Object.keys(VARIANT_ALIASES)];
+const isReductionFactor = z.union([z.number().min(1e-6), z.record(z.string().regex(/^(default|\d+)$/), z.number().min(1e-6))]);
+
+/** BnConfig's fields (AdapterHub's names), the variant they default from, and peftjs's two extensions. */
+export const BOTTLENECK_FIELDS = {
+  variant: {
+    schema: z.enum(VARIANT_NAMES as [string, ...string[]]),
+    expected: `one of ${VARIANT_NAMES.join(", ")}`,
+    default: ({ json }: DefaultContext): BottleneckVariant => (json.is_parallel === true ? "par_bn" : json.mh_adapter === true && json.output_adapter !== false ? "double_seq_bn" : "seq_bn"),
+    defaultText: "par_bn if is_parallel, double_seq_bn if mh_adapter, else seq_bn",
+    help: "AdapterHub config class the other fields default from: seq_bn (pfeiffer), double_seq_bn (houlsby), par_bn (parallel)",
+    parse: (v: unknown, source: string): BottleneckVariant => {
+      const named = typeof v === "string" ? (VARIANT_ALIASES[v] ?? v) : v;
+      if (typeof named !== "string" || !(named in BOTTLENECK_PRESETS)) throw new AdapterConfigError(`${source}: field "variant" must be one of ${VARIANT_NAMES.join(", ")}, got ${JSON.stringify(v)}`);
+      return named as BottleneckVariant;
+    },
+  } satisfies FieldSpec<BottleneckVariant>,
+  mh_adapter: boolean({ default: preset("mh_adapter"), defaultText: "the variant's", help: "an adapter after the attention sublayer" }),
+  output_adapter: boolean({ default: preset("output_adapter"), defaultText: "the variant's", help: "an adapter after the feed-forward sublayer" }),
+  reduction_factor: custom<number | Readonly<Record<string, number>>>(isReductionFactor, 'a positive number or a map of layer index (or "default") to one', {
+    default: preset("reduction_factor"),
+    defaultText: "the variant's (16, par_bn 2)",
+    help: 'bottleneck size = floor(hidden / reduction_factor); a map gives it per layer ("default" for the others)',
+  }),
+  non_linearity: {
+    schema: z.string(),
+    expected: `one of ${BOTTLENECK_ACTIVATIONS.join(", ")}`,
+    help: "the bottleneck's activation (AdapterHub's names, any case)",
+    default: preset("non_linearity"),
+    defaultText: "the variant's (relu, double_seq_bn swish)",
+    parse: (v: unknown, source: string): string => {
+      if (typeof v !== "string" || !(BOTTLENECK_ACTIVATIONS as readonly string[]).includes(v.toLowerCase())) throw new AdapterConfigError(`${source}: field "non_linearity" must be one of ${BOTTLENECK_ACTIVATIONS.join(", ")}, got ${JSON.stringify(v)}`);
+      return v.toLowerCase();
+    },
+  } satisfies FieldSpec<string>,
+  original_ln_before: boolean({ default: preset("original_ln_before"), defaultText: "the variant's", help: "add the residual (and apply the model's post-LN) before the adapter: the adapter reads LN(sublayer + residual)" }),
+  original_ln_after: boolean({ default: true, help: "add the residual and apply the model's post-LN after the adapter (false: the adapter's output is the block's output)" }),
+  residual_before_ln: oneOf([true, false, "post_add"], { default: true, help: 'the adapter\'s own residual: the sublayer output (true), the sum before the model\'s LN ("post_add"), or the adapter\'s input (false)' }),
+  adapter_residual_before_ln: boolean({ default: false, help: "add the adapter's residual before its ln_after LayerNorm instead of after" }),
+  ln_before: boolean({ default: false, help: "a trained LayerNorm on the adapter's input" }),
+  ln_after: boolean({ default: false, help: "a trained LayerNorm on the adapter's output" }),
+  is_parallel: boolean({ default: preset("is_parallel"), defaultText: "the variant's", help: "parallel adapter: reads the sublayer's input, its output added to the sublayer's" }),
+  scaling: {
+    ...number({ default: preset("scaling"), defaultText: "the variant's (1, par_bn 4)", help: "the adapter's output is multiplied by this" }),
+    parse: (v: unknown, source: string): number => {
+      if (typeof v === "string") throw new AdapterConfigError(`${source}: bottleneck config field "scaling" = ${JSON.stringify(v)} (a learned scale) is not implemented; give a number`);
+      if (typeof v !== "number" || !Number.isFinite(v)) throw new AdapterConfigError(`${source}: field "scaling" must be a number, got ${JSON.stringify(v)}`);
+      return v;
+    },
+  } satisfies FieldSpec<number>,
+  init_weights: oneOf(["bert", "houlsby", "mam_adapter"], { default: preset("init_weights"), defaultText: "the variant's (bert, par_bn mam_adapter)", help: '"bert": N(0, 0.02), zero biases; "houlsby": truncated N(0, 1e-2) in ±2e-2; "mam_adapter": Kaiming-uniform down, zero up (exact identity)' }),
+  leave_out: custom<number[]>(z.array(z.int()), "a list of layer indices", { default: [], help: "layers without adapters" }),
+  train_layer_norms: boolean({ default: false, help: "peftjs extension (not in AdapterHub): also train copies of the model's LayerNorms, as in Houlsby et al." }),
+  use_gating: boolean({ default: false, help: "peftjs extension (UniPELT-style, per token): the adapter output times sigmoid(W_g x); AdapterHub's gate averages over the sequence, and its files with use_gating are refused" }),
+} satisfies ConfigFields;
+
+export type BottleneckConfig = DeclaredConfig<"BOTTLENECK", typeof BOTTLENECK_FIELDS>;
 
 /** The config fields AdapterHub's BnConfig writes, in its order, besides those above; accepted only at values that change nothing. */
 export const BOTTLENECK_INERT: Readonly<Record<string, InertField>> = {
@@ -107,47 +133,27 @@ export function bottleneckSize(config: Pick<BottleneckConfig, "reduction_factor"
   return Math.max(1, Math.floor(hidden / rf));
 }
 
-const isReduction = (v: unknown) => isNum(1e-6)(v) || (typeof v === "object" && v !== null && !Array.isArray(v) && Object.entries(v).every(([k, x]) => (k === "default" || /^\d+$/.test(k)) && isNum(1e-6)(x)));
-
-export function parseBottleneckConfig(json: Readonly<Record<string, unknown>>, source: string): BottleneckConfig {
+/** The bottleneck row's config functions: AdapterHub's nesting under "config" flattened, BnConfig fields peftjs does not compute refused by name, and AdapterHub's rules across fields. */
+export const BOTTLENECK_CONFIG = declareConfig("BOTTLENECK", BOTTLENECK_FIELDS, {
   // AdapterHub nests the fields under "config"; peftjs files have them there too.
-  const c = (typeof json.config === "object" && json.config !== null ? { ...json, ...(json.config as object) } : json) as Record<string, unknown>;
-  for (const [k, inert] of Object.entries(BOTTLENECK_INERT)) {
-    if (c[k] !== undefined && !inert.test(c[k])) throw new AdapterConfigError(`${source}: bottleneck config field "${k}" = ${JSON.stringify(c[k])} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
-  }
-  const named = typeof c.variant === "string" ? (VARIANT_ALIASES[c.variant] ?? c.variant) : c.variant;
-  const variant = field({ variant: named }, "variant", (c.is_parallel === true ? "par_bn" : c.mh_adapter === true && c.output_adapter !== false ? "double_seq_bn" : "seq_bn") as BottleneckVariant, (v) => typeof v === "string" && v in BOTTLENECK_PRESETS, `one of ${[...Object.keys(BOTTLENECK_PRESETS), ...Object.keys(VARIANT_ALIASES)].join(", ")}`, source);
-  const p: Preset = BOTTLENECK_PRESETS[variant];
-  if (typeof c.scaling === "string") throw new AdapterConfigError(`${source}: bottleneck config field "scaling" = ${JSON.stringify(c.scaling)} (a learned scale) is not implemented; give a number`);
-  const cfg: BottleneckConfig = {
-    peft_type: "BOTTLENECK",
-    variant,
-    mh_adapter: field(c, "mh_adapter", p.mh_adapter, isBool, "a boolean", source),
-    output_adapter: field(c, "output_adapter", p.output_adapter, isBool, "a boolean", source),
-    reduction_factor: field<BottleneckConfig["reduction_factor"]>(c, "reduction_factor", p.reduction_factor, isReduction, 'a positive number or a map of layer index (or "default") to one', source),
-    non_linearity: field(c, "non_linearity", p.non_linearity, (v) => isStr(v) && (BOTTLENECK_ACTIVATIONS as readonly string[]).includes(v.toLowerCase()), `one of ${BOTTLENECK_ACTIVATIONS.join(", ")}`, source).toLowerCase(),
-    original_ln_before: field(c, "original_ln_before", p.original_ln_before, isBool, "a boolean", source),
-    original_ln_after: field(c, "original_ln_after", true, isBool, "a boolean", source),
-    residual_before_ln: field<boolean | "post_add">(c, "residual_before_ln", true, (v) => isBool(v) || v === "post_add", 'true, false or "post_add"', source),
-    adapter_residual_before_ln: field(c, "adapter_residual_before_ln", false, isBool, "a boolean", source),
-    ln_before: field(c, "ln_before", false, isBool, "a boolean", source),
-    ln_after: field(c, "ln_after", false, isBool, "a boolean", source),
-    is_parallel: field(c, "is_parallel", p.is_parallel, isBool, "a boolean", source),
-    scaling: field(c, "scaling", p.scaling, isNum(), "a number", source),
-    init_weights: field(c, "init_weights", p.init_weights, (v) => v === "houlsby" || v === "bert" || v === "mam_adapter", '"bert", "houlsby" or "mam_adapter"', source),
-    leave_out: field(c, "leave_out", [] as number[], (v) => Array.isArray(v) && v.every(Number.isInteger), "a list of layer indices", source),
-    train_layer_norms: field(c, "train_layer_norms", false, isBool, "a boolean", source),
-    use_gating: field(c, "use_gating", false, isBool, "a boolean", source),
-    modules_to_save: field<string[] | null>(c, "modules_to_save", null, (v) => Array.isArray(v) && v.every((x) => typeof x === "string"), "a list of module names", source),
-    base_model_name_or_path: (c.base_model_name_or_path as string | undefined) ?? null,
-    task_type: (c.task_type as string | undefined) ?? null,
-    inference_mode: false,
-  };
-  if (!cfg.mh_adapter && !cfg.output_adapter) throw new AdapterConfigError(`${source}: neither mh_adapter nor output_adapter is set; the adapter would do nothing`);
-  // AdapterHub's Adapter.pre_forward sets the "post_add" residual only inside `if original_ln_before`.
-  if (cfg.residual_before_ln === "post_add" && !cfg.original_ln_before && !cfg.is_parallel) throw new AdapterConfigError(`${source}: residual_before_ln "post_add" needs original_ln_before true (AdapterHub has no residual to take otherwise)`);
-  return cfg;
-}
+  prepare: (json, source) => {
+    const c = (typeof json.config === "object" && json.config !== null ? { ...json, ...(json.config as object) } : json) as Record<string, unknown>;
+    for (const [k, inert] of Object.entries(BOTTLENECK_INERT)) {
+      if (c[k] !== undefined && !inert.test(c[k])) throw new AdapterConfigError(`${source}: bottleneck config field "${k}" = ${JSON.stringify(c[k])} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
+    }
+    return c;
+  },
+  refine: (cfg, source) => {
+    if (!cfg.mh_adapter && !cfg.output_adapter) throw new AdapterConfigError(`${source}: neither mh_adapter nor output_adapter is set; the adapter would do nothing`);
+    // AdapterHub's Adapter.pre_forward sets the "post_add" residual only inside `if original_ln_before`.
+    if (cfg.residual_before_ln === "post_add" && !cfg.original_ln_before && !cfg.is_parallel) throw new AdapterConfigError(`${source}: residual_before_ln "post_add" needs original_ln_before true (AdapterHub has no residual to take otherwise)`);
+    return { ...cfg, inference_mode: false };
+  },
+  // AdapterHub's layout: the method's fields under "config" (with BnConfig's other fields at their defaults), our peft_type beside them.
+  layout: (own, c) => ({ peft_type: "BOTTLENECK", config: { ...BOTTLENECK_INERT_DEFAULTS, ...own }, task_type: c.task_type ?? null, base_model_name_or_path: c.base_model_name_or_path ?? null, modules_to_save: c.modules_to_save ?? null }),
+});
+
+export const parseBottleneckConfig = (json: Readonly<Record<string, unknown>>, source: string): BottleneckConfig => BOTTLENECK_CONFIG.parseConfig(json, source);
 
 /** The config under AdapterHub's field names, floats marked for writing as floats (see adapterhub-format). */
 export function bottleneckFields(c: BottleneckConfig): Record<string, unknown> {

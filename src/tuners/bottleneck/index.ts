@@ -23,7 +23,7 @@ import { type LinearHook, type SublayerHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
-import { BOTTLENECK_INERT, BOTTLENECK_INERT_DEFAULTS, bottleneckFields, bottleneckSize, parseBottleneckConfig, type BottleneckConfig } from "./config.js";
+import { BOTTLENECK_CONFIG, BOTTLENECK_INERT, bottleneckSize, type BottleneckConfig } from "./config.js";
 
 export { BOTTLENECK_PRESETS, parseBottleneckConfig, type BottleneckConfig } from "./config.js";
 
@@ -224,14 +224,8 @@ function truncatedNormal(rand: () => number, std: number): number {
 export const BOTTLENECK: TunerDef<BottleneckConfig> = {
   peftType: "BOTTLENECK",
   inertFields: BOTTLENECK_INERT,
-  parseConfig: (json, source) => parseBottleneckConfig(json, source),
-  // AdapterHub's layout: the method's fields under "config" (AdapterHub's BnConfig fields), with our peft_type beside them.
-  toJSON: (c) => ({
-    peft_type: "BOTTLENECK",
-    config: { ...BOTTLENECK_INERT_DEFAULTS, ...bottleneckFields(c), variant: c.variant, train_layer_norms: c.train_layer_norms },
-    task_type: c.task_type ?? null,
-    base_model_name_or_path: c.base_model_name_or_path ?? null,
-    modules_to_save: c.modules_to_save ?? null,
-  }),
-  create: (model, config, name) => new BottleneckAdapter(model, parseBottleneckConfig({ ...config }, "bottleneck config"), name),
+  // AdapterHub's files nest the fields under "config".
+  knownAliases: ["config"],
+  ...BOTTLENECK_CONFIG,
+  create: (model, config, name) => new BottleneckAdapter(model, BOTTLENECK_CONFIG.parseConfig({ ...config }, "bottleneck config"), name),
 };
