@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForTokenClassification, AutoTokenizer, env, pipeline } from "@huggingface/transformers";
 import { main } from "../src/cli/main.js";
+import { exportForTransformersJs } from "../src/export/transformers-js.js";
 import { Generator } from "../src/models/generate.js";
 import { loadModel, type PretrainedModel } from "../src/models/pretrained.js";
 import { type Task } from "../src/models/task.js";
@@ -235,6 +236,53 @@ describe("export for transformers.js: decoders (one graph with past_key_values /
   }
 });
 
+describe("export for transformers.js: adapters that stay in a decoder's graph", () => {
+  const configs = {
+    houlsby: { peft_type: "BOTTLENECK", task_type: "CAUSAL_LM", variant: "double_seq_bn", reduction_factor: 8 },
+    prefix: { peft_type: "PREFIX_TUNING", task_type: "CAUSAL_LM", num_virtual_tokens: 3 },
+  } as const;
+  for (const name of ["gpt2-tiny", "llama-tiny"]) {
+    it(`${name}: Houlsby and prefix tuning generate the greedy tokens of peftjs generate (prefix positions first)`, async () => {
+      for (const [method, config] of Object.entries(configs)) {
+        const base = await loadModel(modelDir(name), { task: "causal-lm" });
+        const peft = PeftModel.create(base, config);
+        let seed = 300;
+        for (const t of peft.adapters.get("default")!.tensors.values()) (t.data as Float32Array).set(randomF32(t.shape, seed++, -0.5, 0.5).data);
+        const out = join(dir, `${name}-${method}-lm`);
+        assert.equal((await exportForTransformersJs(peft, out)).adapter, "in-graph");
+        const gen = await Generator.create(peft); // unmerged, as `peftjs generate` runs these methods
+        const tok = await AutoTokenizer.from_pretrained(out, local);
+        const lm = await AutoModelForCausalLM.from_pretrained(out, { ...local, dtype: "fp32" });
+        const prompt = "the cat sat on";
+        const enc = tok(prompt);
+        const ids = (await lm.generate({ ...enc, max_new_tokens: 10, min_new_tokens: 10, do_sample: false })) as unknown as { data: BigInt64Array };
+        const theirs = Array.from(ids.data.subarray((enc.input_ids as { dims: number[] }).dims[1]!), Number);
+        assert.deepEqual(theirs, (await gen.generate([prompt], { maxNewTokens: 10, stopTokens: [] })).tokens[0], `${name} ${method}`);
+        await Promise.all([lm.dispose(), gen.release()]);
+      }
+    });
+  }
+});
+
+describe("export: weights in onnx/model.onnx_data (the layout past protobuf's 2 GB)", () => {
+  it("loads with relative locations from a moved folder", async () => {
+    const model = await loadModel(modelDir("roberta-tiny"), { task: "sequence-classification" });
+    const out = join(dir, "external");
+    const res = await exportForTransformersJs(model, out, { externalDataAbove: 0 });
+    assert.deepEqual(res.files.filter((f) => f.startsWith("onnx/")), ["onnx/model.onnx", "onnx/model.onnx_data"]);
+    const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+    assert.deepEqual(config["transformers.js_config"], { dtype: "fp32", use_external_data_format: true });
+    const moved = join(dir, "external-moved");
+    renameSync(out, moved);
+    const logits = (await model.forward(model.tokenizer!.encodeBatch(["the cat sat"]))).logits!.data as Float32Array;
+    const clf = await pipeline("text-classification", moved, { ...local, dtype: "fp32" });
+    const got = (await clf("the cat sat", { top_k: null })) as unknown as { label: string; score: number }[];
+    const want = softmax(logits);
+    for (const { label, score } of got) assert.ok(Math.abs(score - want[["neg", "neu", "pos"].indexOf(label)]!) < 1e-5);
+    await Promise.all([clf.dispose(), model.releaseSessions()]);
+  });
+});
+
 describe("export: refusals (one line, nothing written)", () => {
   it("an output that is or lies inside the model or adapter folder, an unknown task, a method that cannot be exported", async () => {
     const model = join(FIXTURES, "bert-tiny");
@@ -251,7 +299,7 @@ describe("export: refusals (one line, nothing written)", () => {
     await prompt.save(join(dir, "prompt-adapter"));
     const refused = await run(["export", "--model", join(FIXTURES, "gpt2-tiny"), "--adapter", join(dir, "prompt-adapter"), "--output", join(dir, "prompt-web")]);
     assert.equal(refused.code, 1);
-    assert.match(refused.err, /peftjs: export: .*PROMPT_TUNING|peftjs: export: a decoder's adapter must merge/);
+    assert.match(refused.err, /peftjs: export: adapter "default" is PROMPT_TUNING, which prepends virtual tokens/);
     assert.equal(refused.err.trim().split("\n").length, 2, "one line and a hint");
     assert.ok(!existsSync(join(dir, "prompt-web")));
   });

@@ -31,7 +31,7 @@ export interface ExportResult {
 
 /** A model or adapter that cannot be exported; `hint` says what can be. */
 export class ExportError extends Error {
-  constructor(message: string, readonly hint = "merging methods (LoRA, DoRA, AdaLoRA, IA3, ...) export on every model; bottleneck and prefix adapters on encoders") {
+  constructor(message: string, readonly hint = "merging methods (LoRA, DoRA, AdaLoRA, IA3, ...), bottleneck and prefix adapters export; prompt tuning and P-tuning do not") {
     super(message);
   }
 }
@@ -48,8 +48,9 @@ const DEFAULT_EXTERNAL_ABOVE = 1.8 * 2 ** 30;
 /**
  * Write `model` (a PretrainedModel, or a PeftModel with its active adapters) to `out` in the
  * transformers.js layout, as one set (an earlier export there is replaced whole). Merging methods
- * (LoRA, DoRA, AdaLoRA, IA3, ...) are folded into the weights; bottleneck and prefix adapters on
- * encoders stay in the graph; prompt tuning / P-tuning and unmerged adapters on decoders are refused.
+ * (LoRA, DoRA, AdaLoRA, IA3, ...) are folded into the weights; bottleneck and prefix adapters
+ * stay in the graph (a prefix's keys/values join each step's cache inside it); prompt tuning and
+ * P-tuning, which prepend tokens to the inputs, are refused.
  *
  * @example
  *   const peft = await PeftModel.load(await loadModel("./roberta-base", { task: "sequence-classification" }), "./my-adapter");
@@ -63,11 +64,9 @@ export async function exportForTransformersJs(model: PretrainedModel | PeftModel
   if (decoder ? base.task !== "causal-lm" : !ENCODER_TASKS.includes(base.task)) {
     throw new ExportError(`export: ${cfg.modelType} with a ${base.task} head is not exported for transformers.js (${decoder ? "decoders export causal-lm" : `encoders export ${ENCODER_TASKS.join(", ")}`})`);
   }
-  if (decoder && adapter === "in-graph") throw new ExportError("export: a decoder's adapter must merge into the weights for the cached graph (LoRA, DoRA, AdaLoRA, IA3, ...); prefix, prompt and bottleneck adapters on decoders are not exported yet");
-
   // A prefix adapter's virtual tokens come before the positions of the real ones (as peftjs feeds them).
   const offset = "prefixTokens" in source ? source.prefixTokens : 0;
-  const built = decoder ? source.build({ decoder: { cacheAware: true } }) : source.build({ positionsInGraph: { offset } });
+  const built = decoder ? source.build({ decoder: { cacheAware: true, positionOffset: offset } }) : source.build({ positionsInGraph: { offset } });
   const outputs = graphOutputs(built, decoder);
   const lowered = lowerToOnnx(outputs, {}, `peftjs-${cfg.modelType}`);
   const onnx = embedWeights(lowered, { externalAbove: opts.externalDataAbove ?? DEFAULT_EXTERNAL_ABOVE, dataFile: "model.onnx_data", rename: decoder ? DECODER_DIMS : ENCODER_DIMS });

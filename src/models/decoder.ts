@@ -5,7 +5,7 @@ import { scaledDotProductAttention } from "../ir/composites/attention.js";
 import { crossEntropy } from "../ir/composites/losses.js";
 import { type Graph, type Value } from "../ir/graph.js";
 import { dimAdd } from "../ir/shape.js";
-import { concat, constantOfShape, gatherElements, expand, reduceSum, reshape, shapeOf, slice, squeeze, sub, unsqueeze } from "../ir/ops/index.js";
+import { add, concat, constantOfShape, gatherElements, expand, reduceSum, reshape, shapeOf, slice, squeeze, sub, unsqueeze } from "../ir/ops/index.js";
 import { type ModelBuilder } from "./builder.js";
 import { sequenceLoss } from "./heads.js";
 import { additiveMask, flattenTokens } from "./layers.js";
@@ -26,6 +26,11 @@ export interface DecoderOptions {
    * over past + new tokens, present keys/values out; the causal mask's offset is the past length.
    */
   cacheAware?: boolean;
+  /**
+   * Added to the position_ids fed in: positions a prefix adapter occupies before the tokens, for
+   * runtimes that count positions from the mask alone (transformers.js).
+   */
+  positionOffset?: number;
 }
 
 /** Standard decoder inputs; with `withPast` the sequence axis of new tokens is 1. */
@@ -35,7 +40,7 @@ export function decoderInputs(g: Graph, opts: DecoderOptions): ModelInputs {
     input_ids: g.input("input_ids", "int64", ["batch", seq]),
     // With a cache the mask covers past and new tokens (past + seq, the concatenated key length).
     attention_mask: g.input("attention_mask", "int64", ["batch", opts.withPast || opts.cacheAware ? dimAdd("past", seq) : "seq"]),
-    position_ids: g.input("position_ids", "int64", ["batch", seq]),
+    position_ids: opts.positionOffset ? add(g.input("position_ids", "int64", ["batch", seq]), opts.positionOffset) : g.input("position_ids", "int64", ["batch", seq]),
   };
 }
 
