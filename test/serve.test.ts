@@ -229,3 +229,43 @@ describe("peftjs serve: limits", () => {
     await assert.rejects(createServer({ model: BERT, ...({ maxBatchh: 2 } as object) }), /unknown|maxBatchh/);
   });
 });
+
+describe("peftjs serve: tagging and extractive QA", () => {
+  it("tags words and answers questions as peftjs predict does", async () => {
+    const tags = ["O", "B-X", "I-X"];
+    const tagRoot = await makeAdapters(BERT, "token-classification", [{ name: "t", labels: tags, seed: 5, config: { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] } }]);
+    const tagServer = await createServer({ model: BERT, adapters: tagRoot, port: 0, logLevel: "silent" });
+    const qaRoot = await makeAdapters(BERT, "question-answering", [{ name: "q", seed: 6 }]);
+    const qaServer = await createServer({ model: BERT, adapters: qaRoot, port: 0, logLevel: "silent" });
+    try {
+      const words = "the cat sat on the mat".split(" ");
+      const r = await tagServer.app.inject({ method: "POST", url: "/v1/token_classify", payload: { model: "t", input: words.join(" ") } });
+      assert.equal(r.statusCode, 200, r.body);
+      const tagged = r.json() as { data: { tokens: string[]; tags: string[] }[]; adapter: { name: string } };
+      assert.equal(tagged.adapter.name, "t");
+      const model = await loadModel(BERT, { task: "token-classification" });
+      (model.config as { numLabels: number }).numLabels = 3;
+      const peft = await PeftModel.load(model, join(tagRoot, "t"));
+      const { tokenClassificationExamples, questionAnsweringExamples } = await import("../src/train/data.js");
+      const { examples } = tokenClassificationExamples([{ tokens: words }], model.tokenizer!, { maxLength: 64, labelled: false });
+      const [p] = (await predict(peft, examples)) as { tokenLabels: number[] }[];
+      const firsts = examples[0]!.tokenLabels!.flatMap((y, t) => (y === -100 ? [] : [t]));
+      assert.deepEqual(tagged.data[0]!.tags, words.map((_, w) => tags[p!.tokenLabels[firsts[w]!]!]));
+      assert.equal((await tagServer.app.inject({ method: "POST", url: "/v1/classify", payload: { model: "t", input: "x" } })).statusCode, 400);
+
+      const record = { question: "where is the cat", context: "the cat sat on the mat in the house" };
+      const a = await qaServer.app.inject({ method: "POST", url: "/v1/question_answering", payload: { model: "q", input: record } });
+      assert.equal(a.statusCode, 200, a.body);
+      const qaModel = await loadModel(BERT, { task: "question-answering" });
+      const qaPeft = await PeftModel.load(qaModel, join(qaRoot, "q"));
+      const qaExamples = questionAnsweringExamples([record], qaModel.tokenizer!, { maxLength: 64, labelled: false });
+      const [[, best]] = (await import("../src/train/predict.js")).bestWindows(qaExamples, await predict(qaPeft, qaExamples));
+      const answer = (a.json() as { data: { answer: string; score: number }[] }).data[0]!;
+      assert.equal(answer.answer, best.answer);
+      assert.ok(Math.abs(answer.score - best.score) < 1e-5);
+    } finally {
+      await tagServer.close();
+      await qaServer.close();
+    }
+  });
+});
