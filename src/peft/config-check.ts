@@ -1,8 +1,7 @@
-// Field names of an adapter config, checked against its method's registry row before the config
-// is parsed: an unknown field is an error that suggests the nearest known one (`rank` -> `r`), a
+// Field names of an adapter config, checked against its method's declared fields (the registry
+// row's `fields`, config-schema.ts) before the config is parsed: an unknown field is an error that suggests the nearest known one (`rank` -> `r`), a
 // PEFT field peftjs does not implement is accepted only at a value that changes nothing.
 import { nearestName } from "../io/did-you-mean.js";
-import { type PretrainedModel } from "../models/pretrained.js";
 import { COMMON_FIELDS } from "../tuners/config-schema.js";
 import { AdapterConfigError, type TunerDef } from "../tuners/tuner.js";
 
@@ -21,36 +20,16 @@ export function didYouMean(name: string, known: Iterable<string>): string | unde
 }
 
 /** Every field name a method's config accepts: its declared fields (config-schema.ts), PeftConfig's, and the PEFT fields it accepts inertly. */
-export function knownFields(def: TunerDef, config: Readonly<Record<string, unknown>>, model: PretrainedModel | undefined): Set<string> | undefined {
-  const inert = Object.keys(def.inertFields ?? {});
-  if (def.fields) return new Set([...INFORMATIONAL, ...Object.keys(COMMON_FIELDS), ...Object.keys(def.fields), ...(def.knownAliases ?? []), ...inert]);
-  let json: Record<string, unknown>;
-  let parsed: object;
-  try {
-    parsed = def.parseConfig(config, "config", model);
-    json = def.toJSON(parsed as never);
-  } catch {
-    // The config is invalid (parsing will say why); its field names are still checked against the method's defaults.
-    try {
-      parsed = def.parseConfig({ peft_type: def.peftType, ...def.requiredExample }, "config", model);
-      json = def.toJSON(parsed as never);
-    } catch {
-      return undefined;
-    }
-  }
-  // AdapterHub-style configs nest the method's fields under "config" and accept them flat too.
-  const nested = typeof json.config === "object" && json.config !== null ? Object.keys(json.config) : [];
-  // Written fields, and the in-memory config's (peftjs extensions PEFT files omit, e.g. use_gating).
-  return new Set([...INFORMATIONAL, ...Object.keys(json), ...Object.keys(parsed), ...nested, ...inert, ...(def.promptLearning ? [] : ["modules_to_save"])]);
+export function knownFields(def: TunerDef): Set<string> {
+  return new Set([...INFORMATIONAL, ...Object.keys(COMMON_FIELDS), ...Object.keys(def.fields), ...(def.knownAliases ?? []), ...Object.keys(def.inertFields ?? {})]);
 }
 
 /**
  * Reject unknown fields (with a suggestion) and PEFT fields set to something peftjs does not
  * compute. `source` names the file or the call in the error.
  */
-export function checkConfigFields(def: TunerDef, config: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): void {
-  const known = knownFields(def, config, model);
-  if (!known) return;
+export function checkConfigFields(def: TunerDef, config: Readonly<Record<string, unknown>>, source: string): void {
+  const known = knownFields(def);
   for (const [k, v] of Object.entries(config)) {
     if (v === undefined) continue;
     if (def.promptLearning && k === "modules_to_save") {
@@ -66,7 +45,7 @@ export function checkConfigFields(def: TunerDef, config: Readonly<Record<string,
       throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (${def.peftType} fields: ${own.join(", ")})`);
     }
     const part = def.parts?.[k];
-    if (part && typeof v === "object" && v !== null && !Array.isArray(v)) checkConfigFields(part, { peft_type: part.peftType, ...(v as Record<string, unknown>) }, `${source} (${k})`, model);
+    if (part && typeof v === "object" && v !== null && !Array.isArray(v)) checkConfigFields(part, { peft_type: part.peftType, ...(v as Record<string, unknown>) }, `${source} (${k})`);
     const inert = def.inertFields?.[k];
     if (inert && !inert.test(v)) throw new AdapterConfigError(`${source}: ${def.peftType} config field "${k}" = ${JSON.stringify(v)} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
   }

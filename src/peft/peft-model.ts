@@ -86,7 +86,7 @@ export class PeftModel {
     validateAdapterName(name);
     if (this.adapters.has(name)) throw new Error(`adapter "${name}" already exists`);
     const def = tunerFor(config.peft_type, source);
-    checkConfigFields(def, config, source, this.base);
+    checkConfigFields(def, config, source);
     const own = config.modules_to_save;
     if (own !== undefined && own !== null && !(Array.isArray(own) && own.every((m) => typeof m === "string"))) throw new AdapterConfigError(`${source}: field "modules_to_save" must be a list of module names, got ${JSON.stringify(own)}`);
     // Like PEFT's task-specific PeftModel classes: the task type is recorded and a new head is

@@ -85,19 +85,18 @@ export interface TunerDef<C extends BaseConfig = BaseConfig> {
    * default, range, help); parseConfig and toJSON are derived from them (declareConfig), and so
    * are the known fields behind "did you mean" and the CLI's `peftjs methods` listing.
    */
-  readonly fields?: ConfigFields;
+  readonly fields: ConfigFields;
   /** Names a config may also use for its fields, besides `fields` (AdapterHub's nesting under "config", its "architecture"). */
   readonly knownAliases?: readonly string[];
   /** Rows whose configs nest under a field of this one (the hybrid's "lora" and "adapter"), checked field by field like top-level configs. */
   readonly parts?: Readonly<Record<string, TunerDef>>;
-  /** Values for the fields a config cannot omit (e.g. num_virtual_tokens), to list the method's fields. */
-  readonly requiredExample?: Readonly<Record<string, unknown>>;
   /**
    * Config from adapter_config.json (or user input): defaults filled (some depend on the model,
-   * e.g. default target modules or the hidden size), fields validated.
+   * e.g. default target modules or the hidden size), fields validated. Derived from `fields`
+   * (declareConfig).
    */
   parseConfig(json: Readonly<Record<string, unknown>>, source: string, model?: PretrainedModel): C;
-  /** adapter_config.json content. */
+  /** adapter_config.json content (derived from `fields`: exactly the fields PEFT's config class writes). */
   toJSON(config: C): Record<string, unknown>;
   create(model: PretrainedModel, config: C, name: string): Adapter<C>;
   /**
@@ -118,20 +117,6 @@ export const inertWhenUnset = (means = "only null is supported"): InertField => 
 export const alwaysInert = (means: string): InertField => ({ test: () => true, means });
 
 export class AdapterConfigError extends Error {}
-
-/** Validation helpers for configs (errors name the file and the field). */
-export function field<T>(json: Readonly<Record<string, unknown>>, key: string, fallback: T, check: (v: unknown) => boolean, expected: string, source: string): T {
-  const v = json[key];
-  if (v === undefined || v === null) return fallback;
-  if (!check(v)) throw new AdapterConfigError(`${source}: field "${key}" must be ${expected}, got ${JSON.stringify(v)}`);
-  return v as T;
-}
-export const isInt = (min = 0) => (v: unknown) => Number.isInteger(v) && (v as number) >= min;
-export const isNum = (min = -Infinity, max = Infinity) => (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= min && v <= max;
-export const isBool = (v: unknown) => typeof v === "boolean";
-export const isStr = (v: unknown) => typeof v === "string";
-export const isStrList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
-export const isStrOrList = (v: unknown) => typeof v === "string" || isStrList(v);
 
 /** PEFT's key prefix for the wrapped model's parameters. */
 export const MODEL_PREFIX = "base_model.model.";
