@@ -259,7 +259,8 @@ describe("peftjs serve: tagging and extractive QA", () => {
       const qaModel = await loadModel(BERT, { task: "question-answering" });
       const qaPeft = await PeftModel.load(qaModel, join(qaRoot, "q"));
       const qaExamples = questionAnsweringExamples([record], qaModel.tokenizer!, { maxLength: 64, labelled: false });
-      const [[, best]] = (await import("../src/train/predict.js")).bestWindows(qaExamples, await predict(qaPeft, qaExamples));
+      const [first] = (await import("../src/train/predict.js")).bestWindows(qaExamples, await predict(qaPeft, qaExamples));
+      const best = first![1];
       const answer = (a.json() as { data: { answer: string; score: number }[] }).data[0]!;
       assert.equal(answer.answer, best.answer);
       assert.ok(Math.abs(answer.score - best.score) < 1e-5);
