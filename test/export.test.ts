@@ -273,6 +273,32 @@ describe("export for transformers.js: adapters that stay in a decoder's graph", 
   }
 });
 
+describe("export for transformers.js: the other families (no adapter)", () => {
+  it("DistilBERT classifies with peftjs's probabilities; Llama-3 (rope scaling) and Qwen2 (q/k/v biases) generate its greedy tokens", async () => {
+    const distil = await loadModel(modelDir("distilbert-tiny"), { task: "sequence-classification" });
+    const out = join(dir, "distilbert");
+    await exportForTransformersJs(distil, out);
+    const logits = (await distil.forward(distil.tokenizer!.encodeBatch(["the cat sat"]))).logits!.data as Float32Array;
+    const clf = await pipeline("text-classification", out, { ...local, dtype: "fp32" });
+    const names = Object.values(distil.config.raw.id2label as Record<string, string>);
+    for (const { label, score } of (await clf("the cat sat", { top_k: null })) as unknown as { label: string; score: number }[]) assert.ok(Math.abs(score - softmax(logits)[names.indexOf(label)]!) < 1e-5, label);
+    await Promise.all([clf.dispose(), distil.releaseSessions()]);
+    for (const name of ["llama3-tiny", "qwen2-tiny"]) {
+      const model = await loadModel(modelDir(name), { task: "causal-lm" });
+      const folder = join(dir, name);
+      await exportForTransformersJs(model, folder);
+      const gen = await Generator.create(model);
+      const tok = await AutoTokenizer.from_pretrained(folder, local);
+      const lm = await AutoModelForCausalLM.from_pretrained(folder, { ...local, dtype: "fp32" });
+      const enc = tok("the cat sat on");
+      const ids = (await lm.generate({ ...enc, max_new_tokens: 10, min_new_tokens: 10, do_sample: false })) as unknown as { data: BigInt64Array };
+      const theirs = Array.from(ids.data.subarray((enc.input_ids as { dims: number[] }).dims[1]!), Number);
+      assert.deepEqual(theirs, (await gen.generate(["the cat sat on"], { maxNewTokens: 10, stopTokens: [] })).tokens[0], name);
+      await Promise.all([lm.dispose(), gen.release()]);
+    }
+  });
+});
+
 describe("export: weights in onnx/model.onnx_data (the layout past protobuf's 2 GB)", () => {
   it("loads with relative locations from a moved folder", async () => {
     const model = await loadModel(modelDir("roberta-tiny"), { task: "sequence-classification" });
