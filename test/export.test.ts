@@ -13,6 +13,7 @@ import { exportForTransformersJs } from "../src/export/transformers-js.js";
 import { Generator } from "../src/models/generate.js";
 import { loadModel, type PretrainedModel } from "../src/models/pretrained.js";
 import { type Task } from "../src/models/task.js";
+import { ModelProto } from "../src/runtime/onnx-schema.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { maxAbsDiff, randomF32 } from "./helpers.js";
 
@@ -113,6 +114,12 @@ describe("export for transformers.js: encoders", () => {
         const q8 = await check(out, "q8");
         assert.ok(q8.agree >= 0.95, `int8: ${q8.agree * 100}% of labels agree`);
         assert.ok(q8.worst < 0.05, `int8: probabilities within 0.05 (max difference ${q8.worst})`);
+        // Every linear layer (a Gemm with a weight) became dynamic quantization + an integer GEMM.
+        const ops = (file: string) => (ModelProto.decode(readFileSync(join(out, "onnx", file))) as unknown as { graph: { node: { opType: string }[] } }).graph.node.map((n) => n.opType);
+        const [fp, q] = [ops("model.onnx"), ops("model_quantized.onnx")];
+        const count = (list: string[], op: string) => list.filter((o) => o === op).length;
+        assert.equal(count(fp, "Gemm"), base.modules().linear.length);
+        assert.deepEqual([count(q, "Gemm"), count(q, "MatMulInteger"), count(q, "DynamicQuantizeLinear")], [0, count(fp, "Gemm"), count(fp, "Gemm")]);
       }
 
       // Self-contained: the folder works from anywhere.
