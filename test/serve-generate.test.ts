@@ -163,4 +163,23 @@ describe("peftjs serve: shutdown", () => {
     }
     await assert.rejects(fetch(`${url}/health`));
   });
+
+  it("answers 429 with Retry-After when the queue is full, and serves again once it drains", async () => {
+    const server = await createServer({ model: GPT2, port: 0, logLevel: "silent", maxQueue: 1 });
+    const url = await server.listen();
+    try {
+      const long = { model: "gpt2-tiny", prompt: "the", max_tokens: 60, temperature: 1, n: 8 };
+      const running = postJson(`${url}/v1/completions`, long);
+      const queued = postJson(`${url}/v1/completions`, long);
+      for (let i = 0; i < 400 && !/peftjs_queue_depth\{queue="generate"\} 1/.test(await server.metrics.registry.metrics()); i++) await new Promise((r) => setTimeout(r, 5));
+      const refused = await postJson(`${url}/v1/completions`, { ...long, max_tokens: 1 });
+      assert.equal(refused.status, 429, JSON.stringify(refused.body));
+      assert.equal(refused.headers.get("retry-after"), "1");
+      assert.equal(refused.body.error.type, "RateLimitError");
+      assert.deepEqual([(await running).status, (await queued).status], [200, 200]);
+      assert.equal((await postJson(`${url}/v1/completions`, { ...long, max_tokens: 1, n: 1 })).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
 });
