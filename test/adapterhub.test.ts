@@ -299,6 +299,26 @@ describe("torch.save state dicts (restricted unpickler)", () => {
     assert.throws(() => readTorchStateDict(readFileSync(join(dir, "malicious.bin")), "malicious.bin"), (e: Error) => e instanceof PickleError && /malicious\.bin.*global "posix\.system" is not allowed/.test(e.message));
   });
 
+  it("a corrupted file reads or fails with PickleError, never another exception (300 seeded byte corruptions)", () => {
+    const good = readFileSync(join(HUB, "bert-tiny-seq_bn", "pytorch_adapter.bin"));
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    let refused = 0;
+    for (let i = 0; i < 300; i++) {
+      const bytes = Uint8Array.from(good);
+      // Corrupt the pickle stream mostly (it leads the archive), sometimes anywhere.
+      const span = i % 3 === 0 ? bytes.length : 1200;
+      for (let k = 0; k < 1 + (i % 4); k++) bytes[Math.floor(rand() * span)] = Math.floor(rand() * 256);
+      try {
+        readTorchStateDict(bytes, "corrupt.bin");
+      } catch (e) {
+        assert.ok(e instanceof PickleError, `corruption ${i}: ${(e as Error).constructor.name}: ${(e as Error).message}`);
+        refused++;
+      }
+    }
+    assert.ok(refused > 50, `only ${refused} corruptions were noticed`);
+  });
+
   it("refuses other globals, object-building opcodes, non-tensor values and legacy files by name", () => {
     const zip = (pkl: number[]) => writeZipWith(pkl);
     const text = (s: string) => Array.from(new TextEncoder().encode(s));

@@ -336,6 +336,16 @@ function describe(v: PValue | undefined): string {
  * order. Storages are read little-endian; views (offset, strides) are copied out contiguous.
  */
 export function readTorchStateDict(bytes: Uint8Array, source: string): Map<string, Tensor> {
+  try {
+    return readStateDict(bytes, source);
+  } catch (e) {
+    if (e instanceof PickleError) throw e;
+    // A damaged file can also fail inside the platform (invalid UTF-8 in a key, a view past a buffer): one error type for callers.
+    throw new PickleError(`${source}: not a readable torch.save state dict (${(e as Error).message})`);
+  }
+}
+
+function readStateDict(bytes: Uint8Array, source: string): Map<string, Tensor> {
   if (bytes[0] === 0x80) throw new PickleError(`${source}: a legacy (torch < 1.6) torch.save file; only the zip format is read. Re-save it with a current PyTorch or as safetensors`);
   let entries: Map<string, Uint8Array>;
   try {
@@ -367,6 +377,8 @@ function materialize(t: TensorRef, raw: Uint8Array | undefined, where: string): 
   if (raw.length < t.storage.numel * width) throw new PickleError(`${where}: storage data/${t.storage.key} holds ${raw.length} bytes, fewer than ${t.storage.numel} ${dtype} elements`);
   const n = numel(t.size);
   if (t.size.length !== t.stride.length || t.size.some((d) => d < 0) || t.stride.some((s) => s < 0) || t.offset < 0) throw new PickleError(`${where}: bad size/stride [${t.size}] / [${t.stride}]`);
+  // A view repeating elements (stride 0, torch's expand) never comes out of state_dict(); refusing it bounds the allocation by the storage.
+  if (n > t.storage.numel) throw new PickleError(`${where}: view [${t.size}] has more elements than its storage (${t.storage.numel})`);
   const last = n === 0 ? 0 : t.offset + t.size.reduce((m, d, i) => m + (d - 1) * t.stride[i]!, 0);
   if (n > 0 && last >= t.storage.numel) throw new PickleError(`${where}: view [${t.size}] at offset ${t.offset} with strides [${t.stride}] reads past its storage of ${t.storage.numel}`);
   // Copy the storage bytes out aligned, then gather the view in row-major order.
