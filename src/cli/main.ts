@@ -14,13 +14,14 @@ import { type QuantizeKind } from "../ir/quantize.js";
 import { TASK_TYPES, type Task } from "../models/task.js";
 import { adapterHubTask, isAdapterHubConfig } from "../peft/adapterhub-format.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, type PeftConfigInput } from "../peft/peft-model.js";
-import { PRESETS, presetConfig } from "../tuners/registry.js";
+import { PRESETS } from "../tuners/registry.js";
 import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { createServer } from "../serve/server.js";
 import { SERVE_OPTIONS } from "../serve/serve-options.js";
 import { demo } from "./demo.js";
+import { methodConfig, methodsListing } from "./methods.js";
 import { addOptions, commandOptions, commandValues, flagNames, OptionError, sourceOf } from "./options.js";
 import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../train/trainer.js";
 
@@ -30,12 +31,10 @@ class UsageError extends Error {
   }
 }
 
-/** The adapter config for --method and the method settings, through the registry's presets (tuners/registry.ts). */
+/** The adapter config for --method and the method settings, through the registry's presets and declarations (cli/methods.ts). */
 function peftConfig(o: Record<string, unknown>): PeftConfigInput {
-  const method = String(o.method ?? "lora");
-  if (!(method in PRESETS)) throw new UsageError(`unknown method "${method}"`, `methods: ${Object.keys(PRESETS).join(", ")}`);
   const settings = { r: o.r, lora_alpha: o.loraAlpha, lora_dropout: o.loraDropout, target_modules: o.targetModules, num_virtual_tokens: o.numVirtualTokens, reduction_factor: o.reductionFactor, modules_to_save: o.modulesToSave };
-  return presetConfig(method, { ...settings, ...((o.peft as Record<string, unknown> | undefined) ?? {}) });
+  return methodConfig(String(o.method ?? "lora"), settings, (o.peft as Record<string, unknown> | undefined) ?? {}, sourceOf(o, "peft") ?? "--peft");
 }
 
 async function examplesFor(model: PretrainedModel, records: DataRecord[], opts: DataOptions): Promise<{ examples: Example[]; labels?: string[] }> {
@@ -195,6 +194,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
 
   addOptions(prog.command("train").description("fine-tune a model with a PEFT method on a JSONL/CSV file"), OPTIONS.train).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.train);
+    // The method settings are checked against the method's declared fields before anything is loaded.
+    const adapterConfig = peftConfig(o);
     // Options that would be silently ignored (or contradict each other) are errors.
     if (o.resume && o.overwrite) throw new OptionError(`${sourceOf(o, "overwrite")}: cannot be combined with --resume (${sourceOf(o, "resume")}): resume continues the run in ${o.output}, overwrite replaces it`, "pass one of them");
     for (const key of ["earlyStopping", "evalEvery"] as const) {
@@ -208,7 +209,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     // The head is sized by the labels the data uses (before the adapter copies it); a checkpoint's
     // head of another size is re-initialized (transformers' ignore_mismatched_sizes).
     if (all.labels) (model.config as { numLabels: number }).numLabels = all.labels.length;
-    const peft = PeftModel.create(model, peftConfig(o));
+    const peft = PeftModel.create(model, adapterConfig);
     const method = (peft.adapters.get("default")!.config as { peft_type?: string }).peft_type;
     if (o.format === "adapterhub" && method !== "BOTTLENECK") throw new UsageError(`--format adapterhub: --method ${o.method} is ${method}, and AdapterHub's layout is written for bottleneck adapters`, "use --method houlsby, pfeiffer or parallel, or --format peft");
     if (all.labels) peft.labels.set("default", all.labels);
@@ -360,6 +361,14 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     const r = await pretrain({ kind: o.kind, texts, outputDir: o.output, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmupRatio: o.warmupRatio, seed: o.seed, threads: o.threads, resume: o.resume, overwrite: o.overwrite, print: out, corpus: description, command: `peftjs ${argv.join(" ")}` });
     out(`pretrained ${r.parameters.toLocaleString("en-US")} parameters for ${r.steps} steps in ${r.seconds.toFixed(0)} s: train loss ${r.finalTrainLoss.toFixed(3)}, held-out loss ${r.finalEvalLoss.toFixed(3)} -> ${r.dir}`);
   });
+
+  prog
+    .command("methods")
+    .description("list the PEFT methods (--method names) and each one's fields: what they take, defaults, help")
+    .argument("[name]", "a --method name or a PEFT type (e.g. lora, LORA, prefix)")
+    .action((name: string | undefined) => {
+      for (const line of methodsListing(name)) out(line);
+    });
 
   addOptions(prog.command("info").description("describe a checkpoint (architecture, parameters) and optionally an adapter").argument("<model>", "checkpoint directory or hub repo id"), OPTIONS.info).action(async (dir: string, _: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.info);

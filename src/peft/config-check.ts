@@ -2,7 +2,7 @@
 // row's `fields`, config-schema.ts) before the config is parsed: an unknown field is an error that suggests the nearest known one (`rank` -> `r`), a
 // PEFT field peftjs does not implement is accepted only at a value that changes nothing.
 import { nearestName } from "../io/did-you-mean.js";
-import { COMMON_FIELDS } from "../tuners/config-schema.js";
+import { checkFieldValues, COMMON_FIELDS } from "../tuners/config-schema.js";
 import { AdapterConfigError, type TunerDef } from "../tuners/tuner.js";
 
 /** Fields of PEFT's PeftConfig that describe the file, not the computation (config.py PeftConfigMixin / PeftConfig). */
@@ -41,12 +41,26 @@ export function checkConfigFields(def: TunerDef, config: Readonly<Record<string,
     if (!known.has(k)) {
       const hint = didYouMean(k, known);
       // The list names the method's own fields, not PEFT's informational or unimplemented ones.
-      const own = [...known].filter((f) => !INFORMATIONAL.includes(f) && !(f in (def.inertFields ?? {}))).sort();
+      const own = [...known].filter((f) => !INFORMATIONAL.includes(f) && !(f in (def.inertFields ?? {})) && !(def.promptLearning && f === "modules_to_save")).sort();
       throw new AdapterConfigError(`${source}: unknown ${def.peftType} config field "${k}"${hint ? `; did you mean "${hint}"?` : ""} (${def.peftType} fields: ${own.join(", ")})`);
     }
     const part = def.parts?.[k];
     if (part && typeof v === "object" && v !== null && !Array.isArray(v)) checkConfigFields(part, { peft_type: part.peftType, ...(v as Record<string, unknown>) }, `${source} (${k})`);
     const inert = def.inertFields?.[k];
     if (inert && !inert.test(v)) throw new AdapterConfigError(`${source}: ${def.peftType} config field "${k}" = ${JSON.stringify(v)} changes what the adapter computes, and peftjs does not implement it (${inert.means})`);
+  }
+}
+
+/**
+ * Field names (with suggestions) and the given values' types and ranges, without a model: what
+ * can be checked before one is loaded (the CLI's --peft settings). Nested parts are checked the
+ * same way.
+ */
+export function checkConfigInput(def: TunerDef, config: Readonly<Record<string, unknown>>, source: string): void {
+  checkConfigFields(def, config, source);
+  checkFieldValues(def.fields, config, source);
+  for (const [k, part] of Object.entries(def.parts ?? {})) {
+    const v = config[k];
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) checkFieldValues(part.fields, v as Record<string, unknown>, `${source} (${k})`);
   }
 }

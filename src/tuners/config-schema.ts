@@ -195,8 +195,20 @@ export function declareConfig<const P extends string, F extends ConfigFields, C 
   return { fields, parseConfig, toJSON };
 }
 
+/**
+ * Check the values a config gives against their fields' types and ranges, without a model (the
+ * CLI checks `--peft` settings before loading one; parsing with the model checks the rest).
+ */
+export function checkFieldValues(fields: ConfigFields, json: Readonly<Record<string, unknown>>, source: string): void {
+  for (const [key, v] of Object.entries(json)) {
+    const spec = fields[key];
+    if (!spec || v === undefined || v === null) continue;
+    if (!spec.schema.safeParse(v).success) throw new AdapterConfigError(`${source}: field "${key}" must be ${spec.expected}, got ${JSON.stringify(v)}`);
+  }
+}
+
 /** A field's default as a listing shows it. */
-export function defaultText(spec: FieldSpec): string {
+export function defaultText(spec: Pick<FieldSpec, "default" | "defaultText">): string {
   if (spec.defaultText) return spec.defaultText;
   if (isDerived(spec.default)) return "computed";
   return spec.default === undefined ? "required" : JSON.stringify(spec.default);

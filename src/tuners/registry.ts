@@ -1,7 +1,8 @@
 // The one table of PEFT methods, and the presets users pick them by. Each row is the single
-// source of its method's config (defaults, types, ranges and PEFT field names live in its
-// parseConfig / toJSON; PEFT fields it does not implement in inertFields); PeftModel.create,
-// adapter loading, config files and the CLI all validate through it. Adding a method: its folder
+// source of its method's config: its `fields` declaration (config-schema.ts: PEFT field names,
+// types, defaults, ranges, help) from which parseConfig / toJSON are derived, and inertFields for
+// PEFT fields it does not implement; PeftModel.create, adapter loading, config files, the CLI's
+// --peft settings and its `peftjs methods` listing all go through it. Adding a method: its folder
 // under src/tuners/, one row here, and its row in the shared conformance suite (a meta-test
 // checks that the suite covers every row and preset).
 import { LORA } from "./lora/index.js";
@@ -12,6 +13,7 @@ import { IA3 } from "./ia3/index.js";
 import { PREFIX_TUNING } from "./prefix/index.js";
 import { P_TUNING, PROMPT_TUNING } from "./prompt/index.js";
 import { BITFIT, FULL, LN_TUNING, TOP_K_LAYERS } from "./selective/index.js";
+import { COMMON_FIELDS, defaultText, type FieldSpec } from "./config-schema.js";
 import { type TunerDef } from "./tuner.js";
 
 export const TUNERS = {
@@ -111,4 +113,26 @@ export function tunerFor(peftType: unknown, source: string): TunerDef {
   const def = (TUNERS as Record<string, TunerDef>)[String(peftType)];
   if (!def) throw new Error(`${source}: unknown peft_type ${JSON.stringify(peftType)}; supported: ${Object.keys(TUNERS).join(", ")}`);
   return def;
+}
+
+/** One field of a method, as `peftjs methods` lists it. */
+export interface FieldDoc {
+  name: string;
+  /** What it takes: "an integer >= 1". */
+  expected: string;
+  default: string;
+  help: string;
+}
+
+/** A method's own fields, then PeftConfig's that users set (modules_to_save), from its declaration. */
+export function fieldDocs(peftType: TunerName): FieldDoc[] {
+  const def: TunerDef = TUNERS[peftType];
+  const doc = ([name, f]: readonly [string, Pick<FieldSpec, "expected" | "help" | "default" | "defaultText">]): FieldDoc => ({ name, expected: f.expected, default: defaultText(f), help: f.help });
+  const common = def.promptLearning ? [] : [["modules_to_save", COMMON_FIELDS.modules_to_save] as const];
+  return [...Object.entries(def.fields), ...common].map(doc);
+}
+
+/** The presets (CLI --method names) of each method. */
+export function presetsOf(peftType: TunerName): PresetName[] {
+  return (Object.keys(PRESETS) as PresetName[]).filter((p) => PRESETS[p].peft_type === peftType);
 }
