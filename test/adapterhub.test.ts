@@ -191,10 +191,29 @@ describe("AdapterHub folders: layout, round trip, refusals", () => {
     await assert.rejects(PeftModel.load(await model("bert-tiny"), dir), /does not use: (bert\.)?invertible_adapters\.mine\.F\.0\.weight/);
   });
 
+  it("invertible adapters: refused with their weights; a config naming one without weights loads as AdapterHub's legacy fix does; old weight names are renamed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-ah-inv-"));
+    cpSync(join(HUB, "bert-tiny-seq_bn"), dir, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as { config: Record<string, unknown> };
+    Object.assign(cfg.config, { inv_adapter: "nice", inv_adapter_reduction_factor: 2 });
+    writeFileSync(join(dir, "adapter_config.json"), JSON.stringify(cfg));
+    // loading.py AdapterLoader._fix_legacy_config: no invertible weights, so the invertible adapter is dropped.
+    const e = fixture("bert-tiny-seq_bn");
+    const loaded = await PeftModel.load(await model("bert-tiny"), dir);
+    assert.ok((await maxError(loaded, e)).hidden < TOL);
+    // adapter-transformers' weight names (legacy_weights_mapping) and the invertible adapter's weights.
+    const sd = readTorchStateDict(readFileSync(join(dir, "pytorch_adapter.bin")), "bin");
+    const old = new Map([...sd].map(([k, t]) => [k.replace(".output.adapters.", ".output.layer_text_task_adapters."), t]));
+    writeFileSync(join(dir, "pytorch_adapter.bin"), writeTorchStateDict(old));
+    assert.ok((await maxError(await PeftModel.load(await model("bert-tiny"), dir), e)).hidden < TOL, "legacy names load");
+    old.set("bert.invertible_lang_adapters.mine.F.0.weight", float32([2, 2], [1, 2, 3, 4]));
+    writeFileSync(join(dir, "pytorch_adapter.bin"), writeTorchStateDict(old));
+    await assert.rejects(PeftModel.load(await model("bert-tiny"), dir), /"inv_adapter" = "nice".*invertible adapters .* are not implemented/);
+  });
+
   it("unsupported AdapterHub settings are refused by name when the config is read", async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ phm_layer: true }, /"phm_layer" = true.*Compacter/],
-      [{ inv_adapter: "nice", inv_adapter_reduction_factor: 2 }, /"inv_adapter" = "nice".*invertible/],
       [{ non_linearity: "mish" }, /"non_linearity".*one of relu/],
       [{ scaling: "learned" }, /"scaling" = "learned"/],
       [{ dropout: 0.1 }, /"dropout" = 0\.1/],

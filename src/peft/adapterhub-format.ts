@@ -106,6 +106,15 @@ export interface AdapterHubAdapter {
   labels?: string[];
 }
 
+/** Weight names of adapter-transformers' files, as AdapterHub renames them on load (loading.py AdapterLoader.legacy_weights_mapping). */
+const LEGACY_NAMES: readonly [string, string][] = [
+  ["attention_text_task_adapters", "adapters"], ["attention_text_lang_adapters", "adapters"], ["layer_text_task_adapters", "adapters"], ["layer_text_lang_adapters", "adapters"], ["invertible_lang_adapters", "invertible_adapters"],
+];
+function renameLegacy(key: string): string {
+  for (const [from, to] of LEGACY_NAMES) key = key.replace(from, to);
+  return key;
+}
+
 /** Key prefix rule: AdapterHub's files carry the base model prefix or not; this model's module paths decide which. */
 function keysForModel(model: PretrainedModel, tensors: Map<string, Tensor>): Map<string, Tensor> {
   const prefix = BASE_PREFIX[model.config.modelType];
@@ -141,10 +150,14 @@ export async function readAdapterHub(dir: string, model: PretrainedModel): Promi
   if (typeof json.hidden_size === "number" && json.hidden_size !== model.config.hidden) {
     throw new AdapterConfigError(`${configPath}: hidden_size ${json.hidden_size}, this model's is ${model.config.hidden} (adapter saved for a different base?)`);
   }
-  const { use_gating: _gating, ...fields } = inner;
+  const { use_gating: _gating, invertible_adapter: invertible, ...fields } = inner;
   const weights = await readWeights(dir, AH_SAFE_WEIGHTS, AH_WEIGHTS);
   if (!weights) throw new AdapterConfigError(`${dir}: an AdapterHub adapter folder without weights (${AH_WEIGHTS} or ${AH_SAFE_WEIGHTS})`);
-  const tensors = keysForModel(model, weights.tensors);
+  const tensors = keysForModel(model, new Map([...weights.tensors].map(([k, t]) => [renameLegacy(k), t])));
+  // adapter-transformers v1 nested the invertible adapter's settings (adapter_config.py BnConfig.__setattr__).
+  if (invertible !== undefined && invertible !== null) Object.assign(fields, { inv_adapter: (invertible as { block_type?: unknown }).block_type ?? invertible, inv_adapter_reduction_factor: (invertible as { reduction_factor?: unknown }).reduction_factor ?? null });
+  // loading.py AdapterLoader._fix_legacy_config: older task adapters name an invertible adapter they have no weights for; AdapterHub drops it.
+  if (fields.inv_adapter !== undefined && fields.inv_adapter !== null && ![...tensors.keys()].some((k) => k.includes("invertible_adapters."))) Object.assign(fields, { inv_adapter: null, inv_adapter_reduction_factor: null });
   const config: AdapterHubAdapter["config"] = { ...fields, peft_type: "BOTTLENECK", base_model_name_or_path: typeof json.model_name === "string" ? json.model_name : null };
   const out: AdapterHubAdapter = { config, tensors, file: weights.file };
   const spec = HEADS[model.config.modelType]?.[model.task];
