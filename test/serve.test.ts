@@ -47,10 +47,12 @@ describe("peftjs serve: encoder adapters", () => {
       { name: "b", labels: LABELS, seed: 2 },
       { name: "c", labels: LABELS, seed: 3 },
       { name: "p", labels: LABELS, seed: 4, config: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 3 } },
+      // IA3 shares the gated mixed graph; plain LoRA the stacked one; prompt tuning runs alone.
+      { name: "i", labels: LABELS, seed: 7, config: { peft_type: "IA3", target_modules: ["key", "value"], feedforward_modules: [] } },
     ]);
     await corruptAdapter(root, "broken", { "adapter_config.json": JSON.stringify({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"], task_type: "SEQ_CLS" }), "adapter_model.safetensors": "not a safetensors file" });
     await corruptAdapter(root, "badjson", { "adapter_config.json": "{ nope" });
-    for (const n of ["a", "b", "c", "p"]) want.set(n, await expected(join(root, n), TEXTS));
+    for (const n of ["a", "b", "c", "p", "i"]) want.set(n, await expected(join(root, n), TEXTS));
     want.set("base", await expected(undefined, TEXTS));
     server = await createServer({ model: BERT, adapters: root, port: 0, logLevel: "silent", maxLoaded: 8 });
     url = await server.listen();
@@ -58,7 +60,7 @@ describe("peftjs serve: encoder adapters", () => {
   after(() => server.close());
 
   it("classifies with each adapter exactly as peftjs predict does, naming the adapter and version used", async () => {
-    for (const n of ["a", "b", "p"]) {
+    for (const n of ["a", "b", "p", "i"]) {
       const r = await postJson(`${url}/v1/classify`, { model: n, input: TEXTS });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.adapter.name, n);
@@ -71,7 +73,7 @@ describe("peftjs serve: encoder adapters", () => {
   });
 
   it("answers concurrent requests for different adapters (and the base) each with its own adapter", async () => {
-    const names = ["a", "b", "c", "bert-tiny", "p", "a", "c", "b", "bert-tiny", "a"];
+    const names = ["a", "b", "c", "bert-tiny", "p", "i", "a", "c", "i", "b", "bert-tiny", "a"];
     const rs = await Promise.all(names.map((n) => postJson(`${url}/v1/classify`, { model: n, input: TEXTS })));
     rs.forEach((r, i) => {
       assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -84,7 +86,7 @@ describe("peftjs serve: encoder adapters", () => {
   it("lists the base and every adapter with its parent", async () => {
     const res = await fetch(`${url}/v1/models`);
     const body = (await res.json()) as { data: { id: string; parent: string | null }[] };
-    assert.deepEqual(body.data.map((m) => m.id), ["bert-tiny", "a", "b", "badjson", "broken", "c", "p"]);
+    assert.deepEqual(body.data.map((m) => m.id), ["bert-tiny", "a", "b", "badjson", "broken", "c", "i", "p"]);
     assert.equal(body.data[0]!.parent, null);
     assert.ok(body.data.slice(1).every((m) => m.parent === "bert-tiny"));
   });
@@ -103,7 +105,7 @@ describe("peftjs serve: encoder adapters", () => {
   it("answers an unknown adapter with 404 naming the available ones", async () => {
     const r = await postJson(`${url}/v1/classify`, { model: "nope", input: "x" });
     assert.equal(r.status, 404);
-    assert.match(r.body.error.message, /"nope" does not exist; available: a, b, badjson, broken, c, p/);
+    assert.match(r.body.error.message, /"nope" does not exist; available: a, b, badjson, broken, c, i, p/);
   });
 
   it("answers a corrupt adapter with a 4xx naming its file, and keeps serving", async () => {
@@ -268,5 +270,36 @@ describe("peftjs serve: tagging and extractive QA", () => {
       await tagServer.close();
       await qaServer.close();
     }
+  });
+});
+
+describe("stacked LoRA graph", () => {
+  it("gives each row its own adapter's output: ranks and scalings differ, the last slot is the base", async () => {
+    const { buildStacked, isStackable } = await import("../src/serve/stacked-lora.js");
+    const { compile } = await import("../src/runtime/session.js");
+    const { int64 } = await import("../src/ir/tensor.js");
+    const { seededRandom } = await import("../src/ir/random.js");
+    const model = await loadModel(BERT, { task: "sequence-classification" });
+    const peft = new PeftModel(model);
+    peft.addAdapter("x", { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query", "value"] });
+    peft.addAdapter("y", { peft_type: "LORA", r: 2, lora_alpha: 3, use_rslora: true, target_modules: ["value"] });
+    const rand = seededRandom(3);
+    for (const n of ["x", "y"]) for (const t of peft.adapters.get(n)!.tensors.values()) (t.data as Float32Array).forEach((v, i, d) => (d[i] = v + (rand() - 0.5) * 0.5));
+    const adapters = ["x", "y"].map((n) => peft.adapters.get(n)!);
+    assert.ok(adapters.every(isStackable));
+    const batch = model.tokenizer!.encodeBatch(TEXTS, { paddingSide: "right" });
+    const step = await compile({ logits: buildStacked(model, adapters).outputs.logits! }, { threads: 1 });
+    const stacked = (await step.run({ ...model.prepareInputs(batch), adapter_index: int64([3], [1, 2, 0]) })).logits!.data as Float32Array;
+    await step.release();
+    const alone = async (n: string | undefined) => {
+      if (n) peft.setAdapter(n);
+      const out = n ? await peft.forward(batch) : await peft.withAdaptersDisabled(() => peft.forward(batch));
+      return out.logits!.data as Float32Array;
+    };
+    const expectRows = [await alone("y"), await alone(undefined), await alone("x")];
+    expectRows.forEach((full, r) => {
+      for (let c = 0; c < 3; c++) assert.ok(Math.abs(stacked[r * 3 + c]! - full[r * 3 + c]!) < 1e-5, `row ${r} class ${c}: ${stacked[r * 3 + c]} vs ${full[r * 3 + c]}`);
+    });
+    await peft.releaseSessions();
   });
 });

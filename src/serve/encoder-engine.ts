@@ -1,8 +1,10 @@
-// Encoder requests (classify, tag, answer, embed) on one shared PeftModel: every adapter that can
-// share a batch is in one mixed-adapter graph (rows pick their adapter through `adapter_index`, -1 =
-// the base model), so concurrent requests for different adapters run as ONE session run. Adapters
-// whose method cannot share a batch (prompt tuning, prefix tuning, selective methods) run in a
-// graph of their own. Outputs decode exactly as `peftjs predict` decodes them (train/predict.ts).
+// Encoder requests (classify, tag, answer, embed) on one shared PeftModel. Concurrent requests for
+// different adapters run as ONE session run: plain LoRA adapters (and the base model) share the
+// stacked graph, where each row gathers its own adapter's factors (stacked-lora.ts); other methods
+// that can gate their effect per row (IA3, bottleneck, DoRA, ...) share PeftModel's mixed-adapter
+// graph (every adapter computed, rows gated by `adapter_index`); the rest (prompt, prefix tuning,
+// selective methods) run in a graph of their own. Outputs decode exactly as `peftjs predict`
+// decodes them (train/predict.ts).
 import { int64, type Tensor } from "../ir/tensor.js";
 import { type PeftModel } from "../peft/peft-model.js";
 import { compile, type CompiledGraph } from "../runtime/session.js";
@@ -10,6 +12,8 @@ import { collate, type Example } from "../train/data.js";
 import { decodePredictions, type Prediction } from "../train/predict.js";
 import { type AdapterLoader, type Lease } from "./adapter-registry.js";
 import { type Job } from "./scheduler.js";
+import { buildStacked, isStackable } from "./stacked-lora.js";
+import { type ModelGraph } from "../models/task.js";
 
 export interface EncoderAdapter {
   readonly internalName: string;
@@ -17,6 +21,8 @@ export interface EncoderAdapter {
   readonly labels?: readonly string[];
   /** Can share a mixed-adapter batch. */
   readonly mixable: boolean;
+  /** Plain LoRA: shares the stacked graph, each row gathering its own factors (stacked-lora.ts). */
+  readonly stackable: boolean;
 }
 
 export type EncoderKind = "predict" | "embed";
@@ -34,13 +40,14 @@ export interface EncoderResult {
   embeddings?: number[][];
 }
 
-/** Sessions kept: the mixed graph plus a few of adapters that run alone. */
+/** Sessions kept: the stacked and mixed graphs plus a few of adapters that run alone. */
 const SESSION_LIMIT = 4;
 
 export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
   private readonly mixable = new Set<string>();
+  private readonly stackable = new Set<string>();
   private readonly sessions = new Map<string, Promise<CompiledGraph>>();
-  /** Graphs compiled so far (a changed set of loaded adapters recompiles the mixed graph). */
+  /** Graphs compiled so far (a changed set of loaded adapters recompiles the shared graphs). */
   compiled = 0;
 
   constructor(
@@ -63,23 +70,29 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
         mixable = false;
       }
     }
-    if (mixable) this.mixable.add(internalName);
-    return { value: { internalName, labels: this.peft.labels.get(internalName), mixable }, bytes };
+    const stackable = mixable && isStackable(adapter);
+    if (stackable) this.stackable.add(internalName);
+    else if (mixable) this.mixable.add(internalName);
+    return { value: { internalName, labels: this.peft.labels.get(internalName), mixable, stackable }, bytes };
   }
 
   async unload(value: EncoderAdapter): Promise<void> {
     // A running batch may use a graph holding this adapter even when none of its rows do.
     while (this.running) await this.running.catch(() => undefined);
     this.mixable.delete(value.internalName);
+    this.stackable.delete(value.internalName);
     const stale = [...this.sessions].filter(([key]) => key.slice(key.indexOf(":") + 1).split(",").includes(value.internalName));
     for (const [key] of stale) this.sessions.delete(key);
     this.peft.deleteAdapter(value.internalName);
     for (const [, s] of stale) await (await s.catch(() => undefined))?.release();
   }
 
-  /** Requests of one group may share a batch: all mixable adapters and the base share one. */
+  /**
+   * Requests of one group may share a batch: plain LoRA adapters and the base model (the stacked
+   * graph), other methods that gate per row (the mixed graph), and each remaining adapter alone.
+   */
   group(adapter: EncoderAdapter | undefined): string {
-    return adapter && !adapter.mixable ? `alone:${adapter.internalName}` : "mixed";
+    return !adapter || adapter.stackable ? "stacked" : adapter.mixable ? "mixed" : `alone:${adapter.internalName}`;
   }
 
   private running: Promise<unknown> | undefined;
@@ -97,22 +110,28 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
 
   private async runBatch(jobs: readonly EncoderJob[]): Promise<EncoderResult[]> {
     const first = jobs[0]!.lease?.adapter.value;
-    const mixed = this.group(first) === "mixed";
-    const names = mixed ? [...this.mixable].sort() : [first!.internalName];
+    const group = this.group(first);
+    const stacked = group === "stacked";
+    const names = stacked ? [...this.stackable].sort() : group === "mixed" ? [...this.mixable].sort() : [first!.internalName];
     const examples = jobs.flatMap((j) => j.examples);
     const tok = this.peft.base.tokenizer;
     const padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
     const { input_ids, attention_mask, token_type_ids } = collate(examples, padId);
     // The active set decides the graph and the feeds' virtual tokens; set it right before each use.
-    this.peft.setAdapter(names);
-    const session = this.session(names, mixed);
+    // (The stacked graph is built from the base model: its adapters are not active in the PeftModel.)
+    const active = stacked ? [] : names;
+    this.peft.setAdapter(active);
+    const session = this.session(`${stacked ? "stacked" : group === "mixed" ? "mixed" : "alone"}:${names.join(",")}`, () =>
+      stacked ? buildStacked(this.peft.base, names.map((n) => this.peft.adapters.get(n)!)) : this.peft.build({ mixedAdapters: group === "mixed" }),
+    );
     const feeds = this.peft.prepareInputs({ input_ids, attention_mask, token_type_ids });
-    const rows = jobs.flatMap((j) => j.examples.map(() => (j.lease ? names.indexOf(j.lease.adapter.value.internalName) : -1)));
+    // Each row's adapter: its place in `names`; the base model is -1 in the mixed graph, the zero slot after the adapters in the stacked one.
+    const rows = jobs.flatMap((j) => j.examples.map(() => (j.lease ? names.indexOf(j.lease.adapter.value.internalName) : stacked ? names.length : -1)));
     const compiled = await session;
     const wanted = new Set(compiled.inputNames);
     if (wanted.has("adapter_index")) feeds.adapter_index = int64([rows.length], rows);
     const out = await compiled.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => wanted.has(k))));
-    this.peft.setAdapter(names);
+    this.peft.setAdapter(active);
     const predictions = jobs.some((j) => j.kind === "predict") ? decodePredictions(this.peft, examples, out) : undefined;
     const hidden = out.last_hidden_state;
     let at = 0;
@@ -129,15 +148,14 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     this.sessions.clear();
   }
 
-  private session(names: readonly string[], mixed: boolean): Promise<CompiledGraph> {
-    const key = `${mixed ? "mixed" : "alone"}:${names.join(",")}`;
+  private session(key: string, build: () => ModelGraph): Promise<CompiledGraph> {
     let s = this.sessions.get(key);
     if (s) {
       this.sessions.delete(key);
       this.sessions.set(key, s);
       return s;
     }
-    const built = this.peft.build({ mixedAdapters: mixed });
+    const built = build();
     const { logits, start_logits, end_logits, last_hidden_state } = built.outputs;
     const outputs = Object.fromEntries(Object.entries({ logits, start_logits, end_logits, last_hidden_state }).filter(([, v]) => v !== undefined)) as Record<string, NonNullable<typeof logits>>;
     s = compile(outputs, this.threads ? { threads: this.threads } : {});
