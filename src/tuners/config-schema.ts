@@ -31,7 +31,7 @@ export interface FieldSpec<T = unknown> {
   readonly schema: z.ZodType;
   /** What a valid value looks like, in errors and listings: "an integer >= 1". */
   readonly expected: string;
-  /** The value when absent or null: a constant, or computed (undefined: the field is required). No default: required. */
+  /** The value when absent or null: a constant, or computed from the context. None (or a computed undefined): the field is required. */
   readonly default?: T | ((ctx: DefaultContext) => T | undefined);
   /** How a computed default reads in listings ("the model's hidden size"). */
   readonly defaultText?: string;
@@ -42,7 +42,7 @@ export interface FieldSpec<T = unknown> {
    * every config that does not use it), or a function of the parsed config.
    */
   readonly write?: "always" | "unless-default" | ((value: T, config: Readonly<Record<string, unknown>>) => unknown);
-  /** Parses a given value itself instead of `schema` (a nested config). */
+  /** Parses a given value itself instead of `schema` (a nested config, an alias to resolve, a value to normalize). */
   readonly parse?: (value: unknown, source: string, ctx: DefaultContext) => T;
   /** Phantom: carries T. */
   readonly __type?: T;
