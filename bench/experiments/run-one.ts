@@ -6,6 +6,7 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { type QuantizeKind } from "../../src/ir/quantize.js";
 import { loadModel, PretrainedModel } from "../../src/models/pretrained.js";
 import { PeftModel, ADAPTER_WEIGHTS } from "../../src/peft/peft-model.js";
 import { classificationExamples } from "../../src/train/data.js";
@@ -23,6 +24,8 @@ export interface RunSpec {
   threads?: number;
   /** Override the method's learning rate (for learning-rate sweeps). */
   lr?: number;
+  /** Load the base with its frozen linears quantized (bench/quant-accuracy.ts). */
+  quantize?: QuantizeKind;
 }
 
 export interface RunResult {
@@ -54,7 +57,7 @@ export async function trainRun(spec: RunSpec): Promise<{ result: RunResult; peft
   const { budget } = spec;
   const lr = spec.lr ?? method.lr;
   const data = taskData(spec.task, budget.trainPerClass, budget.validationPerClass);
-  const pretrained = await loadModel(spec.model ?? SHIPPED_DECODER, { task: "sequence-classification" });
+  const pretrained = await loadModel(spec.model ?? SHIPPED_DECODER, { task: "sequence-classification", quantize: spec.quantize });
   const model = method.fromScratch ? PretrainedModel.fromConfig(pretrained.config.raw, pretrained.tokenizer, "sequence-classification", spec.workDir) : pretrained;
   (model.config as { numLabels: number }).numLabels = data.labels.length;
   const encode = (records: typeof data.train) => classificationExamples(records, model.tokenizer!, { maxLength: budget.maxLength, labelNames: data.labels }).examples;

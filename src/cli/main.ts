@@ -13,6 +13,7 @@ import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { type QuantizeKind } from "../ir/quantize.js";
 import { TASK_TYPES, type Task } from "../models/task.js";
 import { adapterHubTask, isAdapterHubConfig } from "../peft/adapterhub-format.js";
+import { quantizeAdapterDir } from "../peft/int8-adapter.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, type PeftConfigInput } from "../peft/peft-model.js";
 import { PRESETS } from "../tuners/registry.js";
 import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
@@ -347,6 +348,13 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
     await refuseOverlap("--output", o.output, { "--model": model.dir });
     const result = await exportForTransformersJs(o.adapter ? peft : model, o.output, { quantize: o.quantize });
     out(`exported ${result.architecture}${result.adapter === "none" ? "" : ` (adapter ${result.adapter})`} to ${o.output}: ${result.files.join(", ")}`);
+  });
+
+  addOptions(prog.command("quantize-adapter").description("write an INT8 copy of an adapter (~4x smaller weights; peftjs dequantizes it on load, Python PEFT cannot read it)"), OPTIONS["quantize-adapter"]).action(async (_: unknown, cmd: Command) => {
+    const o = await commandValues(cmd, OPTIONS["quantize-adapter"]);
+    await refuseOverlap("--output", o.output, { "--adapter": o.adapter });
+    const r = await quantizeAdapterDir(o.adapter, o.output);
+    out(`wrote ${o.output}: ${r.quantized} of ${r.tensors} tensors in int8, ${r.bytesAfter} bytes of weights (float32: ${r.bytesBefore}); peftjs loads it, Python PEFT cannot`);
   });
 
   addOptions(prog.command("demo").description("fine-tune the shipped pretrained encoder with LoRA on spam detection and State of the Union party classification"), OPTIONS.demo).action(async (_: unknown, cmd: Command) => {

@@ -19,6 +19,7 @@ import { tunerFor, type KnownFields, type PeftConfigInput } from "../tuners/regi
 import { layerIndex } from "../tuners/targets.js";
 import { AdapterConfigError, type Adapter, type HookContext } from "../tuners/tuner.js";
 import { adapterStateDict, headKeyPrefix, loadAdapterState, paramName } from "./adapter-state.js";
+import { INT8_ADAPTER_WEIGHTS, isInt8AdapterConfig, readInt8Adapter } from "./int8-adapter.js";
 import { adapterHubLabels, isAdapterHubConfig, readAdapterHub, writeAdapterHub } from "./adapterhub-format.js";
 import { checkConfigFields } from "./config-check.js";
 
@@ -427,15 +428,19 @@ export class PeftModel {
     }
     if (typeof json !== "object" || json === null || Array.isArray(json)) throw new AdapterConfigError(`${configPath}: expected an object of config fields, got ${JSON.stringify(json)}`);
     if (isAdapterHubConfig(json)) return this.loadAdapterHub(dir, name);
+    // An INT8 adapter folder (peftjs quantize-adapter): PEFT's config plus a flag; weights dequantized here.
+    const int8 = isInt8AdapterConfig(json) ? await readInt8Adapter(dir, json) : undefined;
+    if (int8) json = int8.config;
     // An adapter for another head (task_type SEQ_CLS on a masked-LM model, ...) says so here,
     // rather than as missing head weights later (models/task.ts).
     assertAdapterFitsModel(json.task_type, this.base, configPath);
     tunerFor(json.peft_type, configPath);
     const adapter = this.addAdapterFrom(name, json as PeftConfigInput, configPath);
     try {
-      const file = await readSafetensors(join(dir, ADAPTER_WEIGHTS));
+      const file = int8 ? undefined : await readSafetensors(join(dir, ADAPTER_WEIGHTS));
       const def = tunerFor(json.peft_type, configPath);
-      loadAdapterState(this.base, adapter, this.heads.get(name), headKeyPrefix(def), new Map(file.names().map((n) => [n, file.get(n)])), join(dir, ADAPTER_WEIGHTS));
+      const tensors = int8?.tensors ?? new Map(file!.names().map((n) => [n, file!.get(n)]));
+      loadAdapterState(this.base, adapter, this.heads.get(name), headKeyPrefix(def), tensors, join(dir, int8 ? INT8_ADAPTER_WEIGHTS : ADAPTER_WEIGHTS));
       const names = await readAdapterLabels(dir);
       if (names) this.labels.set(name, names);
     } catch (e) {
