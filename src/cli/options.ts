@@ -175,7 +175,7 @@ export function commandOptions(methods: readonly string[]) {
       eval: text({}, "evaluation data (default: --val-split of the training data)", "<file>"),
       valSplit: number({ min: 0, lt: 1, default: 0.1 }, "held-out fraction when --eval is not given (0: none)", "<fraction>"),
       task: task(`the task (default: guessed from the data's fields)`, DATA_TASKS),
-      method: choice(methods, { default: "lora" }, "PEFT method", "<name>"),
+      method: choice(methods, { default: "lora" }, "PEFT method (`peftjs methods` lists each one's fields)", "<name>"),
       output: text({ default: "peftjs-output" }, "output directory", "<dir>"),
       overwrite: flag("replace the output directory's earlier run (otherwise an existing output is refused unless --resume)"),
       resume: flag("continue from <output>/checkpoint-last"),
@@ -205,7 +205,7 @@ export function commandOptions(methods: readonly string[]) {
       numVirtualTokens: integer({ min: 1 }, "prompt / prefix length"),
       reductionFactor: number({ gt: 0 }, "bottleneck adapter reduction factor", "<n>"),
       format: choice(["peft", "adapterhub"], { default: "peft" }, "the final adapter's layout: Hugging Face PEFT's, or AdapterHub's (bottleneck adapters; its model.load_adapter reads it)", "<layout>"),
-      peft: keyValues("any other method option, JSON values (repeatable)"),
+      peft: keyValues("any field of the method, JSON values (repeatable; `peftjs methods <name>` lists them)"),
       config,
     },
     eval: {
