@@ -12,9 +12,10 @@ import { loadModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { createServer } from "../src/serve/server.js";
 import { seededRandom } from "../src/ir/random.js";
-import { bertShapes, writeCheckpoint } from "./checkpoints.js";
+import { bertShapes, gpt2Shapes, writeCheckpoint } from "./checkpoints.js";
 
 const FIXTURE = join(import.meta.dirname, "..", "test", "fixtures", "models", "bert-tiny");
+const GPT2_FIXTURE = join(import.meta.dirname, "..", "test", "fixtures", "models", "gpt2-tiny");
 
 /** N LoRA adapters (random B so they differ) with 2-class heads, under `root`. */
 async function writeAdapters(modelDir: string, root: string, n: number): Promise<void> {
@@ -63,6 +64,11 @@ export async function main(argv: string[]): Promise<void> {
       requests: { type: "string", default: "128" },
       seq: { type: "string", default: "128" },
       threads: { type: "string", default: "2" },
+      "generate-adapters": { type: "string", default: "1,4" },
+      "generate-layers": { type: "string", default: "2" },
+      "generate-concurrency": { type: "string", default: "4" },
+      "generate-requests": { type: "string", default: "8" },
+      "new-tokens": { type: "string", default: "32" },
     },
   });
   const layers = Number(values.layers);
@@ -104,7 +110,66 @@ export async function main(argv: string[]): Promise<void> {
     const batched = await measure(n, 32);
     const single = await measure(n, 1);
     console.log(JSON.stringify({ case: "serve_batching_gain", endpoint: "/v1/classify", adapters: n, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2) }));
+    await generateCases(root, values);
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+}
+
+/**
+ * serve_generate: a GPT-2-shaped decoder (hidden 768, --generate-layers layers, random weights, the
+ * tiny fixture's tokenizer) with N LoRA adapters on c_attn; C clients, greedy, --new-tokens each.
+ * Requests generate one at a time (no continuous batching yet), so there is no batching gain here.
+ */
+async function generateCases(root: string, values: Record<string, string | boolean | undefined>): Promise<void> {
+  const layers = Number(values["generate-layers"]);
+  const [C, R, tokens] = [values["generate-concurrency"], values["generate-requests"], values["new-tokens"]].map(Number) as [number, number, number];
+  const counts = String(values["generate-adapters"]).split(",").map(Number);
+  const dir = join(root, "gpt2");
+  await writeCheckpoint(dir, { model_type: "gpt2", architectures: ["GPT2LMHeadModel"], n_embd: 768, n_layer: layers, n_head: 12, vocab_size: 50257, n_positions: 1024, layer_norm_epsilon: 1e-5, activation_function: "gelu_new", eos_token_id: 50256, bos_token_id: 50256 }, gpt2Shapes(layers, 768, 50257, 1024));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) await copyFile(join(GPT2_FIXTURE, f), join(dir, f));
+  const adapterRoot = join(root, "gpt2-adapters");
+  const model = await loadModel(dir, { task: "causal-lm" });
+  const peft = new PeftModel(model);
+  for (let i = 0; i < Math.max(...counts); i++) {
+    peft.addAdapter(`lm${i}`, { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["c_attn"] });
+    await peft.save(adapterRoot, { adapters: [`lm${i}`] });
+    peft.deleteAdapter(`lm${i}`);
+  }
+  let one: number | undefined;
+  for (const n of counts) {
+    const names = Array.from({ length: n }, (_, i) => `lm${i}`);
+    const server = await createServer({ model: dir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: n, maxQueue: 4 * C });
+    const url = await server.listen();
+    try {
+      const ask = async (model: string, max: number) => {
+        const r = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model, prompt: "the cat sat on the mat", max_tokens: max, temperature: 0 }) });
+        const body = (await r.json()) as { usage: { completion_tokens: number }; adapter: { name: string } };
+        if (r.status !== 200 || body.adapter.name !== model) throw new Error(`${model}: ${r.status} ${JSON.stringify(body)}`);
+        return body.usage.completion_tokens;
+      };
+      for (const m of names) await ask(m, 1); // load every adapter first
+      const latencies: number[] = [];
+      let next = 0;
+      let generated = 0;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: C }, async () => {
+          while (next < R) {
+            const i = next++;
+            const start = performance.now();
+            const got = await ask(names[i % n]!, tokens);
+            generated += got;
+            latencies.push(performance.now() - start);
+          }
+        }),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      const reqPerS = R / seconds;
+      one ??= reqPerS;
+      console.log(JSON.stringify({ case: "serve_generate", adapters: n, concurrency: C, req_per_s: +reqPerS.toFixed(2), tokens_per_s: +(generated / seconds).toFixed(1), p50_ms: +percentile(latencies, 50).toFixed(0), p99_ms: +percentile(latencies, 99).toFixed(0), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), vs_1_adapter: +(reqPerS / one).toFixed(3), layers, new_tokens: tokens, requests: R }));
+    } finally {
+      await server.close();
+    }
   }
 }
