@@ -14,7 +14,7 @@ const BENCHMARKS: Jobs = {
   dropout: { run: dropout, about: "hashed dropout masks (reproducible) vs ONNX Dropout vs none: per site and in a LoRA training step" },
   quant: { run: quant, about: "int8 frozen base vs float32: LoRA training step, forward, generation; weights and peak RSS" },
   "quant-accuracy": { run: quantAccuracy, about: "int8 frozen base vs float32: decoder-mini held-out perplexity, LoRA accuracy on the demo tasks" },
-  serve: { run: serve, about: "the multi-adapter server: classify throughput and latency with N adapters, batching gain over one request at a time" },
+  serve: { run: serve, about: "the multi-adapter server: classify and generate throughput and latency with N adapters, batching gain over one request at a time" },
   tuners: { run: tuners, about: "step time / peak memory of PEFT methods vs full fine-tuning; inference latency of adapters vs base" },
 };
 
