@@ -45,8 +45,10 @@ export async function main(argv: string[]): Promise<void> {
   if (!skip.has("perplexity")) {
     const fp32 = await heldOutLoss(undefined, threads);
     const int8 = await heldOutLoss("int8", threads);
-    const [p32, p8] = [Math.exp(fp32.loss), Math.exp(int8.loss)];
+    const int4 = await heldOutLoss("int4", threads);
+    const [p32, p8, p4] = [Math.exp(fp32.loss), Math.exp(int8.loss), Math.exp(int4.loss)];
     console.log(JSON.stringify({ case: "decoder_mini_perplexity_int8", held_out_blocks: fp32.blocks, perplexity_fp32: +p32.toFixed(3), perplexity_int8: +p8.toFixed(3), ratio: +(p8 / p32).toFixed(4) }));
+    console.log(JSON.stringify({ case: "decoder_mini_perplexity_int4", held_out_blocks: fp32.blocks, perplexity_fp32: +p32.toFixed(3), perplexity_int4: +p4.toFixed(3), ratio: +(p4 / p32).toFixed(4) }));
   }
   if (!skip.has("lora")) {
     const work = mkdtempSync(join(tmpdir(), "peftjs-quant-lora-"));

@@ -133,6 +133,7 @@ const batchSize = integer({ min: 1, default: 16 }, "examples per batch");
 const docStride = integer({ min: 0 }, "QA: tokens shared by the overlapping windows a long context is cut into (default min(128, half a window))");
 const seed = (value: number, help = "random seed") => integer({ min: 0, max: 2 ** 32 - 1, default: value }, help);
 const quantize = choice(["int8"], {}, "store the frozen base's linear weights in int8 (per output channel; activations quantized at run time): ~4x less weight memory, faster GEMMs; heads, norms, embeddings and adapters stay float32", "<kind>");
+const quantizeInference = choice(["int8", "int4"], {}, "store the frozen base's linear weights in int8 (per output channel; activations quantized at run time) or int4 (blocks of 32, ONNX Runtime's MatMulNBits); heads, norms, embeddings and adapters stay float32", "<kind>");
 const config = text({}, "options from a JSON or YAML file (keys as the flags, e.g. `batch-size: 8`); flags given here win", "<file>");
 
 /** `metric:patience`, e.g. `f1:3` (patience 3 when left out); loss is minimized, other metrics maximized. */
@@ -216,7 +217,7 @@ export function commandOptions(methods: readonly string[]) {
       maxLength: integer({ min: 1 }, "truncate inputs to this many tokens; default 128, or the model's positions when fewer"),
       docStride,
       batchSize,
-      quantize,
+      quantize: quantizeInference,
       config,
     },
     predict: {
@@ -231,7 +232,7 @@ export function commandOptions(methods: readonly string[]) {
       docStride,
       batchSize,
       threads,
-      quantize,
+      quantize: quantizeInference,
       config,
     },
     generate: {
@@ -243,7 +244,7 @@ export function commandOptions(methods: readonly string[]) {
       topK: integer({ min: 1 }, "sample from the k most likely tokens", "<k>"),
       topP: number({ gt: 0, max: 1 }, "nucleus sampling threshold", "<p>"),
       seed: seed(0, "sampling seed"),
-      quantize,
+      quantize: quantizeInference,
       config,
     },
     merge: {

@@ -1,9 +1,9 @@
 // The model builder: binds parameters by their Hugging Face names from a weight source, applies
 // hooks at every named point, and collects missing/mismatched weights to report them together.
-import { conv1d, dequantizeLinear, int8Linear, linear, type Int8Weight } from "../ir/composites/linear.js";
+import { conv1d, dequantizeLinear, int4Linear, int8Linear, linear, type Int4Weight, type Int8Weight } from "../ir/composites/linear.js";
 import { Graph, type Value } from "../ir/graph.js";
 import { transpose } from "../ir/ops/index.js";
-import { int8Storage, quantizeInt8, transposeInt8, zeroPoints, type QuantizeKind } from "../ir/quantize.js";
+import { int8Storage, quantizeInt4Blockwise, quantizeInt8, transposeInt8, zeroPoints, type Int4Blockwise, type QuantizeKind } from "../ir/quantize.js";
 import { formatShape, sameShape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { fillNormal } from "../ir/random.js";
@@ -61,6 +61,17 @@ export interface QuantizedStorage {
   layout: "linear" | "conv1d";
 }
 
+/** A frozen Linear weight in 4-bit blockwise storage (MatMulNBits' layout, W as [out, in]). */
+export type Int4Storage = Int4Blockwise & { layout: "linear" | "conv1d" };
+/** Values per 4-bit block (one scale each): ORT's default for MatMulNBits. */
+const INT4_BLOCK = 32;
+
+function transposeFloat(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = data[i * cols + j]!;
+  return out;
+}
+
 /** LM-head transforms are heads too: they stay float32 under quantization. */
 const HEAD_PATH = /(^|\.)(lm_head|cls|vocab_transform|vocab_projector)(\.|$)/;
 
@@ -88,6 +99,7 @@ export class ModelBuilder {
     private readonly fresh: Map<string, Tensor> = new Map(),
     /** Quantized frozen weights by parameter name, shared by the graphs built from one model. */
     private readonly quantized: Map<string, QuantizedStorage> = new Map(),
+    private readonly quantized4: Map<string, Int4Storage> = new Map(),
   ) {
     this.training = opts.training ?? false;
     this.checkpointing = opts.gradientCheckpointing ?? false;
@@ -95,7 +107,6 @@ export class ModelBuilder {
     this.maskedPositionsOnly = opts.maskedPositionsOnly ?? false;
     this.hooks = opts.hooks ?? {};
     this.quantize = opts.quantize;
-    if (this.quantize === "int4") throw new CheckpointError(`${source}: quantize "int4" is not implemented for model graphs yet; use "int8"`);
   }
 
   /**
@@ -189,8 +200,8 @@ export class ModelBuilder {
     const b = (opts.bias ?? true) ? this.param(`${path}.bias`, [outFeatures], init("zeros")) : undefined;
     const q = opts.head ? undefined : this.quantizedWeight(path, floatWeight, "linear");
     // Hooks that read the weight itself (DoRA's norm) get it dequantized, one layer at a time.
-    const weight = q ? transpose(dequantizeLinear(q.q, q.scale, 1, q.zeroPoint), [1, 0]) : floatWeight;
-    const base = (t: Value) => (q ? int8Linear(t, q, b) : linear(t, weight, b));
+    const weight = q?.int8 ? transpose(dequantizeLinear(q.int8.q, q.int8.scale, 1, q.int8.zeroPoint), [1, 0]) : floatWeight;
+    const base = (t: Value) => (q?.int8 ? int8Linear(t, q.int8, b) : q?.int4 ? int4Linear(t, q.int4, b) : linear(t, weight, b));
     return this.hooks.linear?.({ path, x, weight, bias: b, layout: "linear", base }) ?? base(x);
   }
 
@@ -199,8 +210,8 @@ export class ModelBuilder {
     const floatWeight = this.param(`${path}.weight`, [inFeatures, outFeatures]);
     const b = this.param(`${path}.bias`, [outFeatures]);
     const q = this.quantizedWeight(path, floatWeight, "conv1d");
-    const weight = q ? dequantizeLinear(q.q, q.scale, 1, q.zeroPoint) : floatWeight;
-    const base = (t: Value) => (q ? int8Linear(t, q, b) : conv1d(t, weight, b));
+    const weight = q?.int8 ? dequantizeLinear(q.int8.q, q.int8.scale, 1, q.int8.zeroPoint) : floatWeight;
+    const base = (t: Value) => (q?.int8 ? int8Linear(t, q.int8, b) : q?.int4 ? int4Linear(t, q.int4, b) : conv1d(t, weight, b));
     return this.hooks.linear?.({ path, x, weight, bias: b, layout: "conv1d", base }) ?? base(x);
   }
 
@@ -208,11 +219,31 @@ export class ModelBuilder {
    * The int8 form of a frozen checkpoint weight when quantizing (quantized once per model and
    * cached); undefined for trainable or hook-supplied weights, heads, and without `quantize`.
    */
-  private quantizedWeight(path: string, weight: Value, layout: "linear" | "conv1d"): Int8Weight | undefined {
+  private quantizedWeight(path: string, weight: Value, layout: "linear" | "conv1d"): { int8?: Int8Weight; int4?: Int4Weight } | undefined {
     const s = weight.source;
     if (!this.quantize || s.kind !== "param" || s.param.trainable || s.param.dtype !== "float32" || HEAD_PATH.test(path)) return undefined;
     const name = s.param.name;
     if (this.fresh.has(name) || this.missing.includes(name)) return undefined;
+    const g = this.graph;
+    if (this.quantize === "int4") {
+      let stored = this.quantized4.get(name);
+      if (!stored) {
+        // MatMulNBits takes W as [out, in] in blocks along in.
+        const t = s.param.tensor;
+        const outIn = layout === "linear" ? t : { dtype: "float32" as const, shape: [t.shape[1]!, t.shape[0]!], data: transposeFloat(t.data as Float32Array, t.shape[0]!, t.shape[1]!) };
+        this.quantized4.set(name, (stored = { ...quantizeInt4Blockwise(outIn, INT4_BLOCK), layout }));
+      }
+      const [n, k] = stored.shape;
+      const blocks = Math.ceil(k / stored.blockSize);
+      return {
+        int4: {
+          packed: g.param(`${name}.int4`, { dtype: "uint8", shape: [n, blocks, stored.blockSize / 2], data: stored.packed }),
+          scales: g.param(`${name}.int4_scales`, { dtype: "float32", shape: [n * blocks], data: stored.scales }),
+          inFeatures: k,
+          blockSize: stored.blockSize,
+        },
+      };
+    }
     let stored = this.quantized.get(name);
     if (!stored) {
       // MatMulInteger's B is [in, out]: channel axis 0 of an nn.Linear weight, 1 of a Conv1D's.
@@ -222,11 +253,12 @@ export class ModelBuilder {
       this.quantized.set(name, stored);
     }
     const [inF, outF] = stored.shape;
-    const g = this.graph;
     return {
-      q: g.param(`${name}.int8`, { dtype: "uint8", shape: [inF, outF], data: stored.q }),
-      scale: g.param(`${name}.scale`, { dtype: "float32", shape: [outF], data: stored.scale }),
-      zeroPoint: g.param(`${name}.zero_point`, { dtype: "uint8", shape: [outF], data: zeroPoints(outF) }),
+      int8: {
+        q: g.param(`${name}.int8`, { dtype: "uint8", shape: [inF, outF], data: stored.q }),
+        scale: g.param(`${name}.scale`, { dtype: "float32", shape: [outF], data: stored.scale }),
+        zeroPoint: g.param(`${name}.zero_point`, { dtype: "uint8", shape: [outF], data: zeroPoints(outF) }),
+      },
     };
   }
 

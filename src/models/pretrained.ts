@@ -9,8 +9,8 @@ import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
-import { CheckpointError, ModelBuilder, type BuildOptions, type QuantizedStorage, type WeightSource } from "./builder.js";
-import { type QuantizeKind } from "../ir/quantize.js";
+import { CheckpointError, ModelBuilder, type BuildOptions, type Int4Storage, type QuantizedStorage, type WeightSource } from "./builder.js";
+import { dequantizeInt4Blockwise, type QuantizeKind } from "../ir/quantize.js";
 import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
 import { type DecoderOptions } from "./decoder.js";
 import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
@@ -85,6 +85,7 @@ export class PretrainedModel {
   quantize: QuantizeKind | undefined;
   /** Their quantized storage, made on first build and shared by later builds. */
   readonly quantizedWeights = new Map<string, QuantizedStorage>();
+  readonly quantized4Weights = new Map<string, Int4Storage>();
 
   /** The model as the user named it (hub id or the path given to loadModel); adapters record it as base_model_name_or_path. */
   nameOrPath: string | undefined;
@@ -136,6 +137,15 @@ export class PretrainedModel {
    * quantized (a merge into a quantized base starts from these values), else `weight(name)`.
    */
   computedWeight(name: string): Tensor {
+    const q4 = this.quantized4Weights.get(name);
+    if (q4) {
+      const outIn = dequantizeInt4Blockwise(q4);
+      if (q4.layout === "linear") return outIn;
+      const [n, k] = q4.shape;
+      const t = new Float32Array(n * k);
+      for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) t[j * n + i] = outIn.data[i * k + j]!;
+      return { dtype: "float32", shape: [k, n], data: t };
+    }
     const q = this.quantizedWeights.get(name);
     if (!q) return this.weight(name);
     const [inF, outF] = q.shape;
@@ -189,7 +199,7 @@ export class PretrainedModel {
    * weights without copying; build as often as needed (train / eval / decode graphs).
    */
   build(opts: GraphOptions = {}): ModelGraph {
-    const b = new ModelBuilder(this.weights, this.dir, { initializeMissing: this.fromScratch, quantize: this.quantize, ...opts }, this.freshWeights, this.quantizedWeights);
+    const b = new ModelBuilder(this.weights, this.dir, { initializeMissing: this.fromScratch, quantize: this.quantize, ...opts }, this.freshWeights, this.quantizedWeights, this.quantized4Weights);
     const initRange = this.config.raw.initializer_range;
     if (typeof initRange === "number") b.initStd = initRange;
     const withLoss = opts.withLoss ?? false;

@@ -1,7 +1,7 @@
 // Linear layers on Hugging Face weights, in float32 or with an int8 frozen weight.
 import { type OpDef, type Value } from "../graph.js";
 import { input } from "../ops/define.js";
-import { concat, gemm, reduceSum, reshape, shapeOf, slice } from "../ops/index.js";
+import { add, concat, gemm, reduceSum, reshape, shapeOf, slice } from "../ops/index.js";
 import { formatShape, sameDim } from "../shape.js";
 
 /**
@@ -155,4 +155,46 @@ export function int8Linear(x: Value, w: Int8Weight, bias?: Value): Value {
     throw new RangeError(`int8Linear: input ${x} has last dim ${x.shape[x.rank - 1]}, weight ${w.q} expects ${inFeatures}`);
   }
   return matmulFlat(x, (x2) => int8MatMul(x2, w, 0, bias), out!);
+}
+
+/** A frozen Linear's 4-bit weight in ONNX Runtime's MatMulNBits layout (see quantizeInt4Blockwise). */
+export interface Int4Weight {
+  /** uint8 [out, blocks, blockSize / 2]: two 4-bit values per byte, zero point 8. */
+  packed: Value;
+  /** float32 [out * blocks]. */
+  scales: Value;
+  inFeatures: number;
+  blockSize: number;
+}
+
+type MatMulNBitsAttrs = { K: number; N: number; bits: number; block_size: number };
+
+/**
+ * y = x W^T with W 4-bit blockwise: ONNX Runtime's MatMulNBits (com.microsoft; not a standard
+ * ONNX op, so a graph using it runs on ORT only). Inference only: it has no input-gradient rule
+ * here (train over an int8 base instead).
+ */
+export const MatMulNBits: OpDef<MatMulNBitsAttrs> = {
+  type: "MatMulNBits",
+  attrs: { K: "int", N: "int", bits: "int", block_size: "int" },
+  infer: (inputs, { K, N }) => {
+    const x = input(inputs, 0);
+    if (x.dtype !== "float32" || x.rank !== 2 || !sameDim(x.shape[1]!, K)) throw new TypeError(`x must be float32 [rows, ${K}], got ${x}`);
+    return [{ dtype: "float32", shape: [x.shape[0]!, N] }];
+  },
+  lower: (node, ctx) => ({ opType: "MatMulNBits", domain: "com.microsoft", inputs: node.inputs.map((v) => ctx.name(v)), attrs: Object.fromEntries(Object.entries(node.attrs).map(([k, v]) => [k, { kind: "int" as const, value: v }])) }),
+};
+
+/** y = x W^T + b for x [..., in] with W stored 4-bit blockwise (inference graphs). */
+export function int4Linear(x: Value, w: Int4Weight, bias?: Value): Value {
+  const out = w.packed.shape[0] as number;
+  if (x.shape[x.rank - 1] !== w.inFeatures) throw new RangeError(`int4Linear: input ${x} has last dim ${x.shape[x.rank - 1]}, weight ${w.packed} expects ${w.inFeatures}`);
+  return matmulFlat(
+    x,
+    (x2) => {
+      const y = x2.graph.apply(MatMulNBits, [x2, w.packed, w.scales], { K: w.inFeatures, N: out, bits: 4, block_size: w.blockSize })[0]!;
+      return bias ? add(y, bias) : y;
+    },
+    out,
+  );
 }

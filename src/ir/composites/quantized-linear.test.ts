@@ -10,7 +10,7 @@ import { Graph } from "../graph.js";
 import { mul, sumAll } from "../ops/index.js";
 import { dequantizeInt4Blockwise, dequantizeInt8, int8Storage, quantizeInt4Blockwise, quantizeInt8, transposeInt8, zeroPoints } from "../quantize.js";
 import { tensor } from "../tensor.js";
-import { int8Linear, linear, type Int8Kernel } from "./linear.js";
+import { int4Linear, int8Linear, linear, type Int8Kernel } from "./linear.js";
 
 describe("int8 quantization on the host", () => {
   it("is symmetric per output channel, within half a step of the float value", () => {
@@ -102,6 +102,20 @@ describe("int8 Linear in the graph", () => {
       assert.equal(q.ops.Gemm ?? 0, gradKernel === "dequantize" ? 1 : 0, "no float32 Gemm on a dequantized weight unless asked");
     });
   }
+
+  it("4-bit: MatMulNBits computes exactly the product with the dequantized blockwise weight", async () => {
+    const K = 40; // a partial second block
+    const w4 = randomF32([outF, K], 8, -0.5, 0.5);
+    const q = quantizeInt4Blockwise(w4, 32);
+    const g = new Graph();
+    const xv = g.input("x", "float32", [rows, K]);
+    const y = int4Linear(xv, { packed: g.param("p", { dtype: "uint8", shape: [outF, 2, 16], data: q.packed }), scales: g.param("s", tensor("float32", [outF * 2], q.scales)), inFeatures: K, blockSize: 32 });
+    const ref = linear(xv, g.param("w", dequantizeInt4Blockwise(q)));
+    const step = await compile({ y, ref });
+    const out = await step.run({ x: randomF32([rows, K], 9, -2, 2) });
+    await step.release();
+    assert.ok(maxAbsDiff(out.y!.data as Float32Array, out.ref!.data as Float32Array) < 1e-5);
+  });
 
   it("refuses a weight of the wrong shape, naming it", () => {
     const g = new Graph();
