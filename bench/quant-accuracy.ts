@@ -5,7 +5,7 @@
 //    budget as the methods experiment (bench/experiments), one child process per run.
 // One JSON line per result.
 import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,7 +15,8 @@ import { PeftModel } from "../src/peft/peft-model.js";
 import { splitExamples } from "../src/train/data.js";
 import { Trainer } from "../src/train/trainer.js";
 import { DEFAULT_BUDGET, SHIPPED_DECODER } from "./experiments/grid.js";
-import { runInChild } from "./experiments/run-one.js";
+import { runInChild, trainRun } from "./experiments/run-one.js";
+import { quantizeAdapterDir } from "../src/peft/int8-adapter.js";
 
 /** The pretraining corpus of models/decoder-mini (pretraining.json: Moby-Dick + SOTU before 1900). */
 function corpus(): string[] {
@@ -49,6 +50,23 @@ export async function main(argv: string[]): Promise<void> {
     const [p32, p8, p4] = [Math.exp(fp32.loss), Math.exp(int8.loss), Math.exp(int4.loss)];
     console.log(JSON.stringify({ case: "decoder_mini_perplexity_int8", held_out_blocks: fp32.blocks, perplexity_fp32: +p32.toFixed(3), perplexity_int8: +p8.toFixed(3), ratio: +(p8 / p32).toFixed(4) }));
     console.log(JSON.stringify({ case: "decoder_mini_perplexity_int4", held_out_blocks: fp32.blocks, perplexity_fp32: +p32.toFixed(3), perplexity_int4: +p4.toFixed(3), ratio: +(p4 / p32).toFixed(4) }));
+  }
+  if (!skip.has("adapter")) {
+    // An INT8 copy of a trained float32 LoRA adapter: file size and accuracy against the original.
+    const work = mkdtempSync(join(tmpdir(), "peftjs-quant-adapter-"));
+    try {
+      const task = values.tasks.split(",")[0]!;
+      const { peft, trainer } = await trainRun({ method: "lora r=8", task, seed: 1, budget: DEFAULT_BUDGET, workDir: work, threads });
+      await peft.save(join(work, "fp32"));
+      const q = await quantizeAdapterDir(join(work, "fp32"), join(work, "int8"));
+      const before = (await trainer.evaluate()).accuracy!;
+      const reloaded = await PeftModel.load(peft.base, join(work, "int8"));
+      const after = (await new Trainer(reloaded, trainer.evaluation!, trainer.evaluation!, { outputDir: join(work, "eval"), batchSize: 16, threads, progress: false, print: () => undefined }).evaluate()).accuracy!;
+      const fileBytes = (f: string) => statSync(join(work, f)).size;
+      console.log(JSON.stringify({ case: "adapter_int8", task, size_ratio: +(fileBytes("int8/adapter_model.int8.safetensors") / fileBytes("fp32/adapter_model.safetensors")).toFixed(3), weights_ratio: +(q.bytesAfter / q.bytesBefore).toFixed(3), accuracy_fp32: +before.toFixed(4), accuracy_int8: +after.toFixed(4), accuracy_delta: +(after - before).toFixed(4) }));
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   }
   if (!skip.has("lora")) {
     const work = mkdtempSync(join(tmpdir(), "peftjs-quant-lora-"));
