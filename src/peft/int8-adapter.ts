@@ -1,13 +1,15 @@
 // INT8 adapter files, a peftjs extension for deployment (~4x smaller downloads): every 2-D float
-// tensor of the adapter stored as symmetric int8 with one float32 scale per row (output channel),
-// loaded back by dequantizing. Python PEFT cannot read these folders; float32 stays the default.
+// tensor of the adapter stored as symmetric int8 with one float32 scale per channel along its
+// shorter side (per rank channel of lora_A [r, in] and lora_B [out, r]: r scales each, where one
+// per row of lora_B would cost half as much as its values), loaded back by dequantizing. Python PEFT cannot read these folders; float32 stays the default.
 //
 // Layout, next to an ordinary adapter folder's other files:
 // - adapter_config.json: PEFT's config plus `"peftjs_weights": "int8"` (INT8_CONFIG_FLAG);
 // - adapter_model.int8.safetensors (INT8_ADAPTER_WEIGHTS), not adapter_model.safetensors, so that
 //   PEFT's from_pretrained stops with "can't find weights" instead of loading int8 values as floats:
-//   `<key>` int8 [rows, cols] and `<key>.scale` float32 [rows] for each 2-D tensor (value =
-//   int8 * scale[row]); other tensors (vectors, tiny matrices) unchanged in float32.
+//   `<key>` int8 [rows, cols] and `<key>.scale` float32 [rows] (value = int8 * scale[row]) or,
+//   when cols < rows, [cols] (value = int8 * scale[col]); other tensors (vectors, tiny matrices)
+//   unchanged in float32.
 import { copyFile, readdir, readFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
@@ -35,9 +37,10 @@ export function quantizeAdapterTensors(tensors: ReadonlyMap<string, Tensor>): Ma
       out.set(key, t);
       continue;
     }
-    const q = quantizeInt8(t, 0);
+    const axis = t.shape[1]! < t.shape[0]! ? 1 : 0;
+    const q = quantizeInt8(t, axis);
     out.set(key, { dtype: "int8", shape: t.shape, data: q.q });
-    out.set(key + SCALE_SUFFIX, { dtype: "float32", shape: [t.shape[0]!], data: q.scale });
+    out.set(key + SCALE_SUFFIX, { dtype: "float32", shape: [q.scale.length], data: q.scale });
   }
   return out;
 }
@@ -53,10 +56,11 @@ export function dequantizeAdapterTensors(tensors: ReadonlyMap<string, Tensor>, s
     }
     const scale = tensors.get(key + SCALE_SUFFIX);
     const [rows, cols] = t.shape as [number, number];
-    if (t.shape.length !== 2 || !scale || scale.dtype !== "float32" || scale.data.length !== rows) {
-      throw new AdapterConfigError(`${source}: int8 tensor "${key}" [${t.shape.join(", ")}] needs a float32 "${key}${SCALE_SUFFIX}" of ${rows} scales, found ${scale ? `${scale.dtype}[${scale.shape.join(", ")}]` : "none"}`);
+    const expected = cols < rows ? cols : rows;
+    if (t.shape.length !== 2 || !scale || scale.dtype !== "float32" || scale.data.length !== expected) {
+      throw new AdapterConfigError(`${source}: int8 tensor "${key}" [${t.shape.join(", ")}] needs a float32 "${key}${SCALE_SUFFIX}" of ${expected} scales, found ${scale ? `${scale.dtype}[${scale.shape.join(", ")}]` : "none"}`);
     }
-    out.set(key, dequantizeInt8({ q: t.data as Int8Array, scale: scale.data as Float32Array, shape: [rows, cols], channelAxis: 0 }));
+    out.set(key, dequantizeInt8({ q: t.data as Int8Array, scale: scale.data as Float32Array, shape: [rows, cols], channelAxis: cols < rows ? 1 : 0 }));
   }
   return out;
 }
