@@ -1,8 +1,8 @@
 // `npm run bench -- quant`: the int8 frozen base against float32 on BERT-base-sized models
 // (random weights): a 12-layer LoRA r=8 training step (batch 8 x 128, AdamW included), the
-// forward pass, and GPT-2-small cached generation. Variants run interleaved in one process, so
-// machine noise hits them alike (min and median printed); peak RSS comes from one child process
-// per variant. One JSON line per case.
+// forward pass, and GPT-2-small cached generation (int8 and 4-bit). Variants run interleaved in
+// one process, so machine noise hits them alike (min and median printed); peak RSS comes from one
+// child process per variant. One JSON line per case.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -152,13 +152,21 @@ export async function main(argv: string[]): Promise<void> {
       await writeCheckpoint(gptDir, { model_type: "gpt2", n_embd: 768, n_layer: L, n_head: 12, vocab_size: 50257, n_positions: 1024, layer_norm_epsilon: 1e-5, activation_function: "gelu_new" }, gpt2Shapes(L, 768, 50257, 1024));
       const prompt = Array.from({ length: 8 }, (_, i) => (i * 37) % 50257);
       const gens: Record<string, Generator> = {};
-      for (const v of ["fp32", "int8"] as const) {
-        gens[v] = await Generator.create(await loadModel(gptDir, { task: "causal-lm", quantize: v === "int8" ? "int8" : undefined }), { session: { threads } });
+      const weightsMb: Record<string, number> = {};
+      for (const v of ["fp32", "int8", "int4"] as const) {
+        const model = await loadModel(gptDir, { task: "causal-lm", quantize: v === "fp32" ? undefined : v });
+        const out = model.build({ decoder: { lastTokenLogits: true } }).outputs.logits!;
+        weightsMb[v] = frozenMb({ out });
+        gens[v] = await Generator.create(model, { session: { threads } });
         await gens[v]!.generate([prompt], { maxNewTokens: 4, stopTokens: [] });
       }
       const times = await interleave(Object.fromEntries(Object.entries(gens).map(([v, g]) => [v, () => g.generate([prompt], { maxNewTokens: N, stopTokens: [] })])), 2);
-      const [f, q] = [stats(times.fp32!), stats(times.int8!)];
-      console.log(JSON.stringify({ case: "gpt2_generate_int8", layers: L, new_tokens: N, tokens_per_s_int8: +((N * 1000) / q.median).toFixed(2), tokens_per_s_fp32: +((N * 1000) / f.median).toFixed(2), tokens_per_s_ratio: +(f.median / q.median).toFixed(3), tokens_per_s_ratio_best: +(f.min / q.min).toFixed(3) }));
+      const f = stats(times.fp32!);
+      for (const v of ["int8", "int4"] as const) {
+        const q = stats(times[v]!);
+        // tokens_per_s_ratio: quantized tokens/s over float32 tokens/s (above 1: faster).
+        console.log(JSON.stringify({ case: `gpt2_generate_${v}`, layers: L, new_tokens: N, tokens_per_s: +((N * 1000) / q.median).toFixed(2), tokens_per_s_fp32: +((N * 1000) / f.median).toFixed(2), tokens_per_s_ratio: +(f.median / q.median).toFixed(3), tokens_per_s_ratio_best: +(f.min / q.min).toFixed(3), weights_mb: weightsMb[v], weights_mb_fp32: weightsMb.fp32 }));
+      }
       for (const g of Object.values(gens)) await g.release();
     }
   } finally {
