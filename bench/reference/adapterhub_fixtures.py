@@ -276,10 +276,7 @@ def llama(cfg, W, ids, mask, ad):
     rms = lambda x, w: x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
     def rope(x):
-        ang = pos[..., None].to(DT) * inv
-        emb = torch.cat([ang, ang], -1)[:, None]
-        x1, x2 = x[..., : D // 2], x[..., D // 2:]
-        return x * torch.cos(emb) + torch.cat([-x2, x1], -1) * torch.sin(emb)
+        return tc.rotate(x, pos, inv)
 
     x = W[pre + "embed_tokens.weight"][ids]
     am = tc.pad_mask(mask) + tc.causal(S)

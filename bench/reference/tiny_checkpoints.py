@@ -458,6 +458,15 @@ def llama3_inv_freq(dim, theta, rs):
     return torch.tensor(out, dtype=DT)
 
 
+def rotate(x, pos, inv):
+    """Rotary position embedding (transformers' rotate_half form) of x [B, heads, S, D] at positions pos [B or 1, S]."""
+    D = x.shape[-1]
+    ang = pos[..., None].to(DT) * inv  # [B, S, D/2]
+    emb = torch.cat([ang, ang], -1)[:, None]
+    x1, x2 = x[..., : D // 2], x[..., D // 2:]
+    return x * torch.cos(emb) + torch.cat([-x2, x1], -1) * torch.sin(emb)
+
+
 def llama(cfg):
     H, V, L, nh, kvh, I = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"]
     D = H // nh
@@ -480,10 +489,7 @@ def llama(cfg):
     rms = lambda x, w: x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
     def rope(x, pos):
-        ang = pos[..., None].to(DT) * inv  # [B, S, D/2]
-        emb = torch.cat([ang, ang], -1)[:, None]
-        x1, x2 = x[..., : D // 2], x[..., D // 2:]
-        return x * torch.cos(emb) + torch.cat([-x2, x1], -1) * torch.sin(emb)
+        return rotate(x, pos, inv)
 
     def forward(ids, mask, pos):
         x = W[pre + "embed_tokens.weight"][ids]
