@@ -1,16 +1,26 @@
 // Compiled graphs: one ONNX Runtime session per lowered graph, created once and reused.
 // A run takes the caller's inputs by name, feeds trainable parameters from their current data,
 // and returns the requested outputs as host tensors.
-import ort from "onnxruntime-node";
+import type { InferenceSession, Tensor as OrtTensor } from "onnxruntime-common";
+import { writeFile } from "../platform/host.js";
 import { type DType } from "../ir/dtype.js";
 import { type Param, type Value } from "../ir/graph.js";
 import { formatShape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { lowerToOnnx, type LoweredModel } from "./lower.js";
+import { onnxRuntime, onnxRuntimeKind, type OnnxRuntime } from "./onnxruntime.js";
 
 export interface SessionOptions {
-  /** Intra-op threads (default: ORT's choice, all cores). */
+  /**
+   * Intra-op threads (default: ORT's choice, all cores). onnxruntime-web has one thread pool for
+   * the page: its size is set by the first session created (wasm threads need a cross-origin
+   * isolated page; without it wasm runs on one thread).
+   */
   threads?: number;
+  /** Execution providers in order of preference (default: the CPU / wasm provider). */
+  executionProviders?: string[];
+  /** Fail at session creation when a node has no kernel on the chosen providers, instead of running it on the CPU. */
+  disableCpuFallback?: boolean;
   /** Graph optimization level (default "all"). */
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
   /** Prepack weights for faster GEMMs (default true); off saves start-up time and memory. */
@@ -25,7 +35,7 @@ export interface SessionOptions {
   frozenWeightsAsInputs?: boolean;
 }
 
-const ORT_DTYPES: Partial<Record<DType, ort.Tensor.Type>> = {
+const ORT_DTYPES: Partial<Record<DType, OrtTensor.Type>> = {
   float32: "float32",
   float64: "float64",
   float16: "float16",
@@ -36,13 +46,13 @@ const ORT_DTYPES: Partial<Record<DType, ort.Tensor.Type>> = {
   bool: "bool",
 };
 
-function toOrt(t: Tensor, what: string): ort.Tensor {
+function toOrt(rt: OnnxRuntime, t: Tensor, what: string): OrtTensor {
   const type = ORT_DTYPES[t.dtype];
   if (!type) throw new TypeError(`${what}: dtype ${t.dtype} cannot be fed to ONNX Runtime; convert it to float32 first`);
-  return new ort.Tensor(type, t.data as ort.Tensor.DataType, t.shape as number[]);
+  return new rt.Tensor(type, t.data as OrtTensor.DataType, t.shape as number[]);
 }
 
-function fromOrt(t: ort.Tensor): Tensor {
+function fromOrt(t: OrtTensor): Tensor {
   const dtype = (Object.keys(ORT_DTYPES) as DType[]).find((d) => ORT_DTYPES[d] === t.type);
   if (!dtype) throw new TypeError(`ONNX Runtime returned unsupported dtype ${t.type}`);
   let data = t.data as Tensor["data"];
@@ -53,8 +63,10 @@ function fromOrt(t: ort.Tensor): Tensor {
 /** A graph compiled to an ONNX Runtime session. */
 export class CompiledGraph {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: InferenceSession,
     private readonly model: LoweredModel,
+    /** The runtime the session was created with (its Tensor class makes the feeds). */
+    private readonly runtime: OnnxRuntime,
     /** Seconds spent creating the session (lowering excluded). */
     readonly createSeconds: number,
   ) {}
@@ -70,16 +82,17 @@ export class CompiledGraph {
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
     const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs });
-    if (opts.saveModelTo) {
-      const { writeFile } = await import("node:fs/promises");
-      await writeFile(opts.saveModelTo, model.bytes);
-    }
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
+    if (opts.saveModelTo) await writeFile(opts.saveModelTo, model.bytes);
+    const rt = onnxRuntime();
+    const web = onnxRuntimeKind(rt) === "web";
+    const sessionOptions: InferenceSession.SessionOptions = {
       graphOptimizationLevel: opts.optimizationLevel ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
       externalData: model.externalData,
-      extra: { session: { disable_prepacking: opts.prepacking === false ? "1" : "0" } },
+      extra: { session: { disable_prepacking: opts.prepacking === false ? "1" : "0", ...(opts.disableCpuFallback ? { disable_cpu_ep_fallback: "1" } : {}) } },
     };
+    if (opts.executionProviders) sessionOptions.executionProviders = opts.executionProviders;
+    else if (web) sessionOptions.executionProviders = ["wasm"];
     if (opts.profilePrefix) {
       sessionOptions.enableProfiling = true;
       sessionOptions.profileFilePrefix = opts.profilePrefix;
@@ -87,15 +100,16 @@ export class CompiledGraph {
     if (opts.threads !== undefined) {
       sessionOptions.intraOpNumThreads = opts.threads;
       sessionOptions.interOpNumThreads = 1;
+      if (web && opts.threads > 0) rt.env.wasm.numThreads = opts.threads; // read once, when wasm starts
     }
     const t0 = performance.now();
-    let session: ort.InferenceSession;
+    let session: InferenceSession;
     try {
-      session = await ort.InferenceSession.create(model.bytes, sessionOptions);
+      session = await rt.InferenceSession.create(model.bytes, sessionOptions);
     } catch (e) {
       throw new Error(`ONNX Runtime rejected the lowered graph (${model.nodeCount} nodes; outputs ${model.outputs.join(", ")}): ${(e as Error).message}`, { cause: e });
     }
-    return new CompiledGraph(session, model, (performance.now() - t0) / 1000);
+    return new CompiledGraph(session, model, rt, (performance.now() - t0) / 1000);
   }
 
   /** Names of the inputs the caller must feed. */
@@ -119,7 +133,7 @@ export class CompiledGraph {
 
   /** Run once. Inputs are checked against their declared dtypes and shapes. */
   async run(feeds: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
+    const ortFeeds: Record<string, OrtTensor> = {};
     const symbols = new Map<string, [number, string]>();
     for (const v of this.model.inputs) {
       const name = (v.source as { name: string }).name;
@@ -137,9 +151,9 @@ export class CompiledGraph {
           symbols.set(d, [actual, name]);
         }
       });
-      ortFeeds[name] = toOrt(t, `input "${name}"`);
+      ortFeeds[name] = toOrt(this.runtime, t, `input "${name}"`);
     }
-    for (const p of this.model.trainable) ortFeeds[p.name] = toOrt(p.tensor, `parameter "${p.name}"`);
+    for (const p of this.model.trainable) ortFeeds[p.name] = toOrt(this.runtime, p.tensor, `parameter "${p.name}"`);
     const out = await this.session.run(ortFeeds);
     const result: Record<string, Tensor> = {};
     for (const name of this.model.outputs) result[name] = fromOrt(out[name]!);
