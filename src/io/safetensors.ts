@@ -6,10 +6,7 @@
 // data section, which the tensors must cover exactly: no gaps, overlaps or trailing bytes (as the
 // reference Rust library enforces). Every malformed input raises a SafetensorsError that names
 // the file, the tensor and the expected vs actual value.
-import { constants as bufferConstants } from "node:buffer";
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, host, join, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "../platform/host.js";
 import { BYTES_PER_ELEMENT, TYPED_ARRAY, typedArrayView, type DType, type TensorArray } from "../ir/dtype.js";
 import { numel, type Tensor } from "../ir/tensor.js";
 
@@ -98,7 +95,7 @@ const CODE_OF: Readonly<Record<DType, string>> = {
 /** Same limit as the reference implementation (MAX_HEADER_SIZE). */
 const MAX_HEADER_BYTES = 100_000_000;
 /** The largest single buffer Node allows (4 GiB on Node 20); bigger files are read in pieces. */
-const MAX_BUFFER_BYTES = bufferConstants.MAX_LENGTH;
+const MAX_BUFFER_BYTES = host.maxBufferBytes;
 /** One read()/write() call moves at most this much (Node caps a call at 2 GiB - 1). */
 const IO_CHUNK = 1 << 30;
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
@@ -415,8 +412,14 @@ async function readHead(fh: FileHandle, size: number, path: string): Promise<{ h
 
 /** An uninitialized, unpooled buffer as a plain Uint8Array at byte offset 0. */
 function plainBytes(size: number): Uint8Array {
-  const b = Buffer.allocUnsafeSlow(size);
-  return new Uint8Array(b.buffer, b.byteOffset, size);
+  return host.allocBytes(size);
+}
+
+/** Byte-wise order of two keys (what Buffer.compare does). */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return a.length - b.length;
 }
 
 async function readFully(fh: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
@@ -473,7 +476,7 @@ function plan(tensors: NamedTensors, metadata: Readonly<Record<string, string>> 
     list.push({ name, key: utf8.encode(name), rank: DTYPES.get(code)!.rank, code, shape: [...(shape as number[])], bytes: new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength) });
   }
   // Rust `prepare`: descending dtype (enum order = alignment), then name (byte-wise, i.e. UTF-8).
-  list.sort((a, b) => b.rank - a.rank || Buffer.compare(a.key, b.key));
+  list.sort((a, b) => b.rank - a.rank || compareBytes(a.key, b.key));
 
   // Built by hand, not with JSON.stringify(object): JS objects would move integer-like keys first.
   const parts: string[] = [];
@@ -542,7 +545,7 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 export async function writeFileAtomic(path: string, content: Uint8Array | string | ((fh: FileHandle) => Promise<void>)): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  const tmp = `${path}.tmp-${host.pid}-${host.randomHex(6)}`;
   let fh: FileHandle | undefined;
   try {
     fh = await open(tmp, "wx");

@@ -32,6 +32,10 @@ export const nodePlatform: Platform = {
     get stdoutIsTTY() {
       return Boolean(process.stdout.isTTY);
     },
+    allocBytes: (size) => {
+      const b = Buffer.allocUnsafeSlow(size); // unpooled and not zeroed: the caller overwrites it
+      return new Uint8Array(b.buffer, b.byteOffset, size);
+    },
     maxBufferBytes: bufferConstants.MAX_LENGTH,
   },
 };

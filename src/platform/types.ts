@@ -21,7 +21,7 @@ export interface FileStats {
 export interface FileHandle {
   stat(): Promise<{ size: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
+  write(buffer: Uint8Array, offset?: number, length?: number): Promise<{ bytesWritten: number }>;
   /** Flush to durable storage (a no-op where writes are durable on close). */
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -69,6 +69,8 @@ export interface HostApi {
   readonly pid: number;
   /** Whether standard output is an interactive terminal (false in a browser). */
   readonly stdoutIsTTY: boolean;
+  /** `size` bytes, possibly uninitialized, as a plain Uint8Array at byte offset 0 of its own buffer. */
+  allocBytes(size: number): Uint8Array;
   /** The largest single byte buffer the host allocates. */
   readonly maxBufferBytes: number;
 }
