@@ -1,9 +1,7 @@
 // Write a folder of files as one set: stage everything in a sibling temp folder, then swap it in
 // with renames, so a reader (or a run killed at any moment) sees the old set or the new one,
 // never a mix. Leftovers of killed writers are found by their names and cleaned or restored.
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, host, join, mkdir, open, readdir, rename, rm, stat } from "../platform/host.js";
 
 const STAGING = ".tmp-";
 const RETIRED = ".old-";
@@ -19,7 +17,7 @@ const RETIRED = ".old-";
 export async function writeDirAtomic(dir: string, fill: (staging: string) => Promise<void>): Promise<void> {
   await mkdir(dirname(dir), { recursive: true });
   await recoverDir(dir);
-  const tag = `${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tag = `${host.pid}-${host.randomHex(4)}`;
   const staging = `${dir}${STAGING}${tag}`;
   const retired = `${dir}${RETIRED}${tag}`;
   await mkdir(staging);

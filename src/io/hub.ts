@@ -6,8 +6,7 @@
 // indexes, blob ids, commits) is validated before it becomes a path, and every file is confined
 // to the cache. Local directories are used as they are.
 import { downloadFileToCacheDir, getHFHubCachePath, getRepoFolderName, HubApiError, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
-import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { dirname, host, isAbsolute, join, mkdir, readFile, realpath, rename, resolve, rm, sep, stat, writeFile } from "../platform/host.js";
 
 export interface HubOptions {
   /** Base URL of the hub (default $HF_ENDPOINT or https://huggingface.co). */
@@ -279,7 +278,7 @@ async function downloadSnapshot(hub: Hub, commit: string, dir: string): Promise<
 async function writeRef(storage: string, revision: string, commit: string): Promise<void> {
   const path = join(storage, "refs", revision);
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${host.pid}`;
   await writeFile(tmp, commit);
   await rename(tmp, path);
 }
@@ -311,10 +310,10 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
   const hub: Hub = {
     repo: repoOrDir,
     revision,
-    hubUrl: (opts.endpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, ""),
+    hubUrl: (opts.endpoint ?? host.env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
     cacheDir,
     storage: repoCacheDir(repoOrDir, opts),
-    accessToken: opts.token ?? (process.env.HF_TOKEN || undefined),
+    accessToken: opts.token ?? (host.env("HF_TOKEN") || undefined),
     fetch: guardedFetch(globalThis.fetch, guard),
     guard,
     log: opts.log ?? (() => {}),
@@ -322,7 +321,7 @@ export async function resolveCheckpoint(repoOrDir: string, opts: HubOptions = {}
 
   let commit: string | undefined;
   let why = "offline mode is on";
-  if (!(opts.offline ?? truthy(process.env.HF_HUB_OFFLINE))) {
+  if (!(opts.offline ?? truthy(host.env("HF_HUB_OFFLINE")))) {
     try {
       commit = await resolveCommit(hub);
     } catch (e) {

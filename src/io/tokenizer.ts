@@ -1,8 +1,7 @@
 // Tokenizers from a checkpoint's tokenizer.json / tokenizer_config.json, via Hugging Face's
 // own JS implementation (@huggingface/tokenizers: WordPiece, byte-level BPE, Unigram, ...),
 // plus the batching transformers' tokenizers do: truncation, padding (either side), masks.
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, readFile } from "../platform/host.js";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { int64, type Tensor } from "../ir/tensor.js";
 
