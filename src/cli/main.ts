@@ -1,4 +1,4 @@
-// The `peftjs` command line: train, eval, predict, generate, merge, export, serve, demo, pretrain, info. Each
+// The `peftjs` command line: train, eval, predict, generate, merge, export, serve, studio, demo, pretrain, info. Each
 // command's options are declared once in options.ts; flags and a --config file (JSON or YAML)
 // validate through the same schema, flags given on the command line winning.
 import { readFile, realpath } from "node:fs/promises";
@@ -22,6 +22,7 @@ import { pretrain } from "../train/pretrain.js";
 import { createServer } from "../serve/server.js";
 import { SERVE_OPTIONS } from "../serve/serve-options.js";
 import { demo } from "./demo.js";
+import { addStudioCommand } from "./studio.js";
 import { methodConfig, methodsListing } from "./methods.js";
 import { addOptions, commandOptions, commandValues, flagNames, OptionError, sourceOf } from "./options.js";
 import { OutputExistsError, Trainer, TrainingDivergedError, TrainingStepError } from "../train/trainer.js";
@@ -325,6 +326,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(`
       process.on("SIGINT", stop);
     });
   });
+
+  addStudioCommand(prog, out, note);
 
   addOptions(prog.command("merge").description("fold an adapter into the base weights and write a full checkpoint"), OPTIONS.merge).action(async (_: unknown, cmd: Command) => {
     const o = await commandValues(cmd, OPTIONS.merge);
