@@ -16,7 +16,8 @@ import { adapterHubTask, isAdapterHubConfig } from "../peft/adapterhub-format.js
 import { quantizeAdapterDir } from "../peft/int8-adapter.js";
 import { ADAPTER_CONFIG, PeftModel, readAdapterLabels, type PeftConfigInput } from "../peft/peft-model.js";
 import { PRESETS } from "../tuners/registry.js";
-import { classificationExamples, DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingExamples, languageModelingTexts, questionAnsweringExamples, readRecords, TASK_FIELDS, tokenClassificationExamples, splitExamples, unusedFields, type DataOptions, type DataRecord, type DataTask, type Example } from "../train/data.js";
+import { DATA_EXTENSIONS, DataError, decodeDataFile, languageModelingTexts, readRecords, splitExamples, type DataOptions, type DataRecord, type Example } from "../train/data.js";
+import { detectTask, taskExamples } from "../train/data-task.js";
 import { bestWindows, predict, PREDICTION_TASKS } from "../train/predict.js";
 import { pretrain } from "../train/pretrain.js";
 import { createServer } from "../serve/server.js";
@@ -42,18 +43,7 @@ function peftConfig(o: Record<string, unknown>): PeftConfigInput {
 async function examplesFor(model: PretrainedModel, records: DataRecord[], opts: DataOptions): Promise<{ examples: Example[]; labels?: string[] }> {
   const tok = model.tokenizer;
   if (!tok) throw new UsageError(`${model.dir} has no tokenizer.json`, "peftjs needs the checkpoint's tokenizer to read text data");
-  switch (model.task) {
-    case "sequence-classification":
-      return classificationExamples(records, tok, opts);
-    case "token-classification":
-      return tokenClassificationExamples(records, tok, opts);
-    case "question-answering":
-      return { examples: questionAnsweringExamples(records, tok, opts) };
-    case "causal-lm":
-      return { examples: languageModelingExamples(records, tok, opts) };
-    default:
-      throw new UsageError(`training task "${model.task}" from text files is not supported by the CLI`, "use sequence-classification, token-classification, question-answering or causal-lm, or the library API");
-  }
+  return taskExamples(model.task, records, tok, opts);
 }
 
 /** Moby-Dick and the State of the Union addresses before 1900 (later ones are evaluation data). */
@@ -77,39 +67,12 @@ async function corpusFiles(files: readonly string[]): Promise<{ texts: string[];
   return { texts, description: files.join(", ") };
 }
 
-/** Every field some task reads, for "did you mean" on a field no task reads. */
-const KNOWN_FIELDS = [...new Set(Object.values(TASK_FIELDS).flatMap((f) => [...f.inputs, ...f.targets]))];
-
 /**
  * The task: as given, else the one the adapter was trained for (PEFT's task_type), else guessed
- * from the data: tokens means tagging, question + context QA, a label classification, else
- * `unlabelled` (language modeling for training data). Fields the task does not read are never
- * dropped silently: when the guess fell through to language modeling they are an error (a
- * misspelled "lable" must not turn a classifier into a language model), otherwise a note.
+ * from the data (train/data-task.ts: the rules the studio shares).
  */
 async function taskOf(explicit: Task | undefined, records: DataRecord[], opts: { adapter?: string; unlabelled?: Task; source?: string; labelled?: boolean; note?: (s: string) => void } = {}): Promise<{ task: Task; guessed: boolean }> {
-  let task = explicit ?? (opts.adapter ? await adapterTask(opts.adapter) : undefined);
-  const guessed = task === undefined;
-  const has = (k: string) => records.some((r) => r[k] !== undefined);
-  if (task === undefined) {
-    if (has("tokens") || has("words")) task = "token-classification";
-    else if (has("question") && has("context")) task = "question-answering";
-    else task = TASK_FIELDS["sequence-classification"].targets.some(has) ? "sequence-classification" : (opts.unlabelled ?? "causal-lm");
-  }
-  if (records.length === 0 || !(task in TASK_FIELDS)) return { task, guessed };
-  const source = opts.source ?? "data";
-  const unused = unusedFields(records, task as DataTask, { source, labelled: opts.labelled });
-  if (unused.length === 0) return { task, guessed };
-  if (guessed && task === "causal-lm") {
-    const fields = unused.map((u) => `"${u.field}"`).join(", ");
-    const typo = unused.map((u) => (KNOWN_FIELDS.includes(u.field) ? "" : didYouMean(u.field, KNOWN_FIELDS))).find(Boolean) ?? "";
-    throw new UsageError(
-      `${unused[0]!.where}: no "label" field, so the task would be causal-lm, which does not read ${fields}${typo}`,
-      `name the fields for the task (text + label: classification; tokens + tags: tagging; question + context + answers: QA), or pass --task causal-lm to train a language model on "text" alone`,
-    );
-  }
-  opts.note?.(`note: ${source}: ${unused.map((u) => `"${u.field}" (${u.where.slice(source.length + 1)})`).join(", ")} ${unused.length === 1 ? "is" : "are"} not read by ${task}${didYouMean(unused[0]!.field, KNOWN_FIELDS)}`);
-  return { task, guessed };
+  return detectTask(records, { ...opts, task: explicit ?? (opts.adapter ? await adapterTask(opts.adapter) : undefined) });
 }
 
 /** The task in an adapter's adapter_config.json (task_type), if it records one peftjs knows. */
