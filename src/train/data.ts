@@ -69,6 +69,11 @@ export async function readRecords(path: string): Promise<DataRecord[]> {
   } catch (e) {
     throw new DataError(`${path}: ${(e as Error).message}`);
   }
+  return parseRecords(bytes, path);
+}
+
+/** Records from the bytes of a data file (a dropped File in the studio): `path` names it in errors, and its extension picks the format. */
+export function parseRecords(bytes: Uint8Array, path: string): DataRecord[] {
   const text = decodeDataFile(bytes, path);
   const ext = extname(path).toLowerCase();
   let records: DataRecord[];
