@@ -1,7 +1,6 @@
 // Loading a Hugging Face checkpoint directory (or hub repo id, through the download cache) and
 // building its graphs for a task.
-import { copyFile, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, join, readFile, stat } from "../platform/host.js";
 import { float32ToFloat16Bits, toFloat32 } from "../io/half.js";
 import { loadSafetensorsWeights, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { resolveCheckpoint, type HubOptions } from "../io/hub.js";

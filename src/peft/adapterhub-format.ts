@@ -6,8 +6,7 @@
 // head_config.json + pytorch_model_head.bin / model_head.safetensors with flex-head keys
 // `heads.<name>.<i>.*` (loading.py PredictionHeadLoader). Heads map to transformers' task heads
 // by AdapterHub's own table (head_utils.py STATIC_TO_FLEX_HEAD_MAP). Only bottleneck adapters.
-import { access, mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { access, join, mkdir, readFile } from "../platform/host.js";
 import { readSafetensors, writeFileAtomic, serializeSafetensors } from "../io/safetensors.js";
 import { readTorchStateDict, writeTorchStateDict } from "../io/torch-pickle.js";
 import { type Tensor } from "../ir/tensor.js";

@@ -10,8 +10,7 @@
 //   `<key>` int8 [rows, cols] and `<key>.scale` float32 [rows] (value = int8 * scale[row]) or,
 //   when cols < rows, [cols] (value = int8 * scale[col]); other tensors (vectors, tiny matrices)
 //   unchanged in float32.
-import { copyFile, readdir, readFile, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, join, mkdir, readdir, readFile } from "../platform/host.js";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { dequantizeInt8, quantizeInt8 } from "../ir/quantize.js";
 import { type Tensor } from "../ir/tensor.js";

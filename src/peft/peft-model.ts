@@ -2,8 +2,7 @@
 // them, build training and inference graphs, count parameters, save and load in Hugging Face
 // PEFT's format, merge LoRA into the base weights, and run batches whose rows use different
 // adapters.
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, readFile } from "../platform/host.js";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { type Graph, type Value } from "../ir/graph.js";
 import { add, cast, equal, reshape } from "../ir/ops/index.js";
@@ -222,6 +221,7 @@ export class PeftModel {
         parameter: (name, graph) => hooksFor(graph).parameter?.(name, graph),
         linear: (h) => (skip(h.path) ? undefined : hooksFor(h.x.graph).linear?.(h)),
         sublayerOutput: (h) => (skip(h.path) ? undefined : hooksFor(h.y.graph).sublayerOutput?.(h)),
+        blockOutput: (h) => (skip(h.path) ? undefined : hooksFor(h.output.graph).blockOutput?.(h)),
         keyValue: (h) => (skip(h.path) ? undefined : hooksFor(h.k.graph).keyValue?.(h)),
         inputEmbeddings: (h) => hooksFor(h.embeds.graph).inputEmbeddings?.(h),
       };

@@ -1,7 +1,6 @@
 // Training data: JSONL / CSV records -> tokenized examples for a task -> padded batches
 // (dynamic padding, length-grouped, seeded shuffling that a resumed run can replay).
-import { readFile } from "node:fs/promises";
-import { extname } from "node:path";
+import { extname, readFile } from "../platform/host.js";
 import { parse as parseCsv } from "csv-parse/sync";
 import { type Tokenizer } from "../io/tokenizer.js";
 import { seededRandom } from "../ir/random.js";

@@ -1,8 +1,7 @@
 // Pretraining small models from scratch on a text corpus: a byte-level BPE tokenizer trained on
 // the corpus, then a RoBERTa-style encoder (masked LM) or a GPT-2-style decoder (causal LM)
 // trained on 128-token blocks. Output is a Hugging Face checkpoint directory.
-import { rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, rm, writeFile } from "../platform/host.js";
 import { trainByteLevelBpe } from "../io/bpe-trainer.js";
 import { Tokenizer } from "../io/tokenizer.js";
 import { seededRandom } from "../ir/random.js";

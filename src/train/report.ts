@@ -1,10 +1,8 @@
 // An HTML report of a training run: its settings, loss, learning rate and evaluation curves,
 // confusion matrix, ROC and precision-recall curves. Chart.js is inlined, so the file is viewable
 // offline.
-import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../io/safetensors.js";
+import { chartJsUmd } from "../platform/assets.js";
 
 export interface ReportData {
   /** The model's name (hub id or folder name) and the adapters trained. */
@@ -22,9 +20,17 @@ export interface ReportData {
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 
+/** Write {@link renderReport}'s page to `path` (atomically). */
 export async function writeReport(path: string, data: ReportData): Promise<void> {
-  // The UMD bundle sits beside the package's main entry (it is not an exported subpath).
-  const chartJs = await readFile(join(dirname(createRequire(import.meta.url).resolve("chart.js")), "chart.umd.min.js"), "utf8");
+  await writeFileAtomic(path, await renderReport(data));
+}
+
+/**
+ * The report as one self-contained HTML page (Chart.js inlined: viewable offline), e.g. for a
+ * download in the browser.
+ */
+export async function renderReport(data: ReportData): Promise<string> {
+  const chartJs = await chartJsUmd();
   const series = (key: string) => data.log.filter((e) => typeof e[key] === "number").map((e) => ({ x: e.step as number, y: e[key] as number }));
   const evalKeys = [...new Set(data.log.flatMap((e) => Object.keys(e).filter((k) => k.startsWith("eval_") && typeof e[k] === "number")))];
   const charts: { id: string; title: string; datasets: { label: string; data: { x: number; y: number }[] }[]; x: string; y: string }[] = [
@@ -57,5 +63,5 @@ ${settings ? `<h2>Settings</h2><table class="settings">${settings}</table>` : ""
 ${charts.map((c) => `<h2>${escape(c.title)}</h2><canvas id="${c.id}"></canvas>`).join("\n")}
 <script>const charts=${JSON.stringify(charts)};for(const c of charts){new Chart(document.getElementById(c.id),{type:"line",data:{datasets:c.datasets.map(d=>({...d,pointRadius:c.id==="roc"||c.id==="pr"?0:2,borderWidth:2}))},options:{animation:false,parsing:false,scales:{x:{type:"linear",title:{display:true,text:c.x}},y:{title:{display:true,text:c.y}}}}});}</script>
 </body></html>`;
-  await writeFileAtomic(path, html);
+  return html;
 }

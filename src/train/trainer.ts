@@ -2,8 +2,7 @@
 // accumulation, periodic evaluation, early stopping, a divergence guard, checkpoints written as
 // whole folders that a killed run resumes from bit for bit, a JSONL log of every metric and a
 // live progress bar.
-import { appendFile, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
-import { basename, isAbsolute, join } from "node:path";
+import { appendFile, basename, host, isAbsolute, join, mkdir, readdir, readFile, rm, stat } from "../platform/host.js";
 import cliProgress from "cli-progress";
 import { recoverDir, writeDirAtomic } from "../io/atomic-dir.js";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
@@ -141,7 +140,7 @@ export class Trainer {
     validateTrainerOptions(opts as unknown as Record<string, unknown>);
     this.opts = {
       epochs: 3, batchSize: 16, gradientAccumulation: 1, lr: 2e-4, weightDecay: 0.01, headLrScale: 1, schedule: "linear", warmupRatio: 0.06, maxGradNorm: 1,
-      seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: Boolean(process.stdout.isTTY), resume: false, overwrite: false, ...opts,
+      seed: 42, dropout: true, gradientCheckpointing: false, maskedPositionsOnly: false, threads: 0, logEvery: 10, progress: host.stdoutIsTTY, resume: false, overwrite: false, ...opts,
     };
     const tok = model.base.tokenizer;
     this.padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
