@@ -12,12 +12,25 @@ import { main } from "../src/cli/main.js";
 import { Generator } from "../src/models/generate.js";
 import { loadModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
+import { DecoderEngine, type Completion } from "../src/serve/decoder-engine.js";
+import { Cancelled } from "../src/serve/errors.js";
 import { createServer, type PeftServer } from "../src/serve/server.js";
 import { FIXTURES, makeAdapters, postJson } from "./serve-support.js";
 
 const GPT2 = join(FIXTURES, "gpt2-tiny");
 const GPT2_LORA = { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["c_attn"] };
 const TEMPLATE = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+
+/** The greedy continuation of one prompt, alone, built as `peftjs generate` builds it (cliGenerate checks the CLI agrees). */
+async function generateAlone(model: string, adapter: string | undefined, prompt: string, tokens: number): Promise<string> {
+  const base = await loadModel(model, { task: "causal-lm" });
+  const peft = adapter ? await PeftModel.load(base, adapter) : undefined;
+  const lm = peft && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : (peft ?? base);
+  const gen = await Generator.create(lm);
+  const [text] = (await gen.generate([prompt], { maxNewTokens: tokens })).texts;
+  await gen.release();
+  return text!;
+}
 
 /**
  * The continuation `peftjs generate` makes for the adapter at `dir`: the same construction (LoRA
@@ -75,6 +88,67 @@ describe("peftjs serve: completions with the openai client", () => {
     const g1 = await cliGenerate(model, join(root, "g1"), "the cat", 8);
     const g2 = await cliGenerate(model, join(root, "g2"), "the cat", 8);
     assert.notEqual(g1, g2, "the adapters differ (the test can tell them apart)");
+  });
+
+  it("concurrent requests on different adapters (one running batch) give the tokens each gives alone", async () => {
+    const asks = [
+      { model: "g1", prompt: "the cat", max_tokens: 12 },
+      { model: "g2", prompt: "a dog ran over the hill", max_tokens: 7 },
+      { model: "gpt2-chat", prompt: "the", max_tokens: 10 },
+      { model: "g2", prompt: "the cat", max_tokens: 9 },
+      { model: "pre", prompt: "the cat", max_tokens: 5 },
+    ];
+    const before = await server.metrics.registry.getSingleMetric("peftjs_batch_rows")!.get();
+    const answers = await Promise.all(asks.map((a) => client.completions.create({ ...a, temperature: 0 })));
+    for (const [i, a] of asks.entries()) {
+      const want = await generateAlone(model, a.model === "gpt2-chat" ? undefined : join(root, a.model), a.prompt, a.max_tokens);
+      assert.equal(answers[i]!.choices[0]!.text, want, `${a.model} "${a.prompt}"`);
+      assert.equal((answers[i] as unknown as { adapter: { name: string } }).adapter.name, a.model);
+    }
+    const after = await server.metrics.registry.getSingleMetric("peftjs_batch_rows")!.get();
+    const decodeSum = (m: typeof after) => m.values.find((v) => (v as { metricName?: string }).metricName === "peftjs_batch_rows_sum" && v.labels.queue === "generate")?.value ?? 0;
+    assert.ok(decodeSum(after) > decodeSum(before), "the plain LoRA adapters and the base decoded in the running batch");
+  });
+
+  it("rows join and leave the running batch between decode steps; each keeps its adapter, and a cancelled row leaves alone", async () => {
+    const base = await loadModel(model, { task: "causal-lm" });
+    const decodeRows: number[] = [];
+    const engine = await DecoderEngine.create(base, { maxBatch: 8, onRun: (kind, rows) => kind === "decode" && decodeRows.push(rows) });
+    const g1 = (await engine.load(join(root, "g1"), "g1@1")).value;
+    const g2 = (await engine.load(join(root, "g2"), "g2@1")).value;
+    assert.ok(g1.batched && g2.batched);
+    const s = (maxTokens: number, n = 1) => ({ maxTokens, temperature: 0, stop: [], seed: 0, n });
+    let steps = 0;
+    let late: Promise<unknown>[] = [];
+    let cancelledSteps = 0;
+    // The first request's third step lets three more join: two run to their end, one is cancelled after two steps.
+    const first = engine.start(g1, ["the cat"], s(16), {
+      shouldStop: () => {
+        if (++steps === 3) {
+          late = [
+            engine.start(g2, ["a dog ran over the hill"], s(6)).done,
+            engine.start(undefined, ["the"], s(9, 2)).done,
+            engine.start(g2, ["the cat"], s(12), { shouldStop: () => (++cancelledSteps > 2 ? new Cancelled() : undefined) }).done.then(
+              () => assert.fail("the cancelled request finished"),
+              (e: Error) => assert.ok(e instanceof Cancelled, String(e)),
+            ),
+          ];
+        }
+        return undefined;
+      },
+    }).done;
+    const [a] = await first;
+    const [b, c] = (await Promise.all(late.slice(0, 2))) as Completion[][];
+    await late[2];
+    assert.equal(a!.texts[0], await generateAlone(model, join(root, "g1"), "the cat", 16));
+    assert.equal(b![0]!.texts[0], await generateAlone(model, join(root, "g2"), "a dog ran over the hill", 6));
+    const baseAlone = await generateAlone(model, undefined, "the", 9);
+    assert.deepEqual(c![0]!.texts, [baseAlone, baseAlone]);
+    assert.equal(decodeRows[0], 1, "the first request decodes alone at first");
+    assert.ok(decodeRows.includes(5), `four requests (five rows) in one decode run: ${decodeRows.join(" ")}`);
+    assert.equal(decodeRows.at(-1), 1, "the longest request decodes alone at the end");
+    assert.equal(engine.batcher.rows, 0);
+    await engine.release();
   });
 
   it("streams the same text by SSE, with finish reasons and usage", async () => {
@@ -165,18 +239,21 @@ describe("peftjs serve: shutdown", () => {
   });
 
   it("answers 429 with Retry-After when the queue is full, and serves again once it drains", async () => {
-    const server = await createServer({ model: GPT2, port: 0, logLevel: "silent", maxQueue: 1 });
+    // A batch of 8 rows: the first request fills it, the second waits for room (taken from the
+    // queue), the third waits in the queue, the fourth finds the queue full.
+    const server = await createServer({ model: GPT2, port: 0, logLevel: "silent", maxQueue: 1, maxBatch: 8 });
     const url = await server.listen();
     try {
       const long = { model: "gpt2-tiny", prompt: "the", max_tokens: 60, temperature: 1, n: 8 };
       const running = postJson(`${url}/v1/completions`, long);
+      const waiting = postJson(`${url}/v1/completions`, long);
       const queued = postJson(`${url}/v1/completions`, long);
       for (let i = 0; i < 400 && !/peftjs_queue_depth\{queue="generate"\} 1/.test(await server.metrics.registry.metrics()); i++) await new Promise((r) => setTimeout(r, 5));
       const refused = await postJson(`${url}/v1/completions`, { ...long, max_tokens: 1 });
       assert.equal(refused.status, 429, JSON.stringify(refused.body));
       assert.equal(refused.headers.get("retry-after"), "1");
       assert.equal(refused.body.error.type, "RateLimitError");
-      assert.deepEqual([(await running).status, (await queued).status], [200, 200]);
+      assert.deepEqual([(await running).status, (await waiting).status, (await queued).status], [200, 200, 200]);
       assert.equal((await postJson(`${url}/v1/completions`, { ...long, max_tokens: 1, n: 1 })).status, 200);
     } finally {
       await server.close();

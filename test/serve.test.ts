@@ -274,8 +274,8 @@ describe("peftjs serve: tagging and extractive QA", () => {
 });
 
 describe("stacked LoRA graph", () => {
-  it("gives each row its own adapter's output: ranks and scalings differ, the last slot is the base", async () => {
-    const { buildStacked, isStackable } = await import("../src/serve/stacked-lora.js");
+  it("gives each row its own adapter's output: ranks and scalings differ, slot 0 is the base, freed slots are reused", async () => {
+    const { LoraStack, isStackable } = await import("../src/serve/stacked-lora.js");
     const { compile } = await import("../src/runtime/session.js");
     const { int64 } = await import("../src/ir/tensor.js");
     const { seededRandom } = await import("../src/ir/random.js");
@@ -288,8 +288,16 @@ describe("stacked LoRA graph", () => {
     const adapters = ["x", "y"].map((n) => peft.adapters.get(n)!);
     assert.ok(adapters.every(isStackable));
     const batch = model.tokenizer!.encodeBatch(TEXTS, { paddingSide: "right" });
-    const step = await compile({ logits: buildStacked(model, adapters).outputs.logits! }, { threads: 1 });
-    const stacked = (await step.run({ ...model.prepareInputs(batch), adapter_index: int64([3], [1, 2, 0]) })).logits!.data as Float32Array;
+    const stack = new LoraStack(model);
+    // A third adapter first takes slot 2 and leaves it (zeroed), so "y" reuses the slot.
+    peft.addAdapter("z", { peft_type: "LORA", r: 8, lora_alpha: 8, target_modules: ["query"] });
+    for (const t of peft.adapters.get("z")!.tensors.values()) (t.data as Float32Array).fill(0.3);
+    assert.deepEqual([stack.add("x", adapters[0]!), stack.add("z", peft.adapters.get("z")!)], [1, 2]);
+    stack.remove("z");
+    assert.equal(stack.add("y", adapters[1]!), 2);
+    assert.throws(() => stack.slotOf("z"), /no adapter "z"/);
+    const step = await compile({ logits: stack.build().outputs.logits! }, { threads: 1 });
+    const stacked = (await step.run({ ...model.prepareInputs(batch), ...stack.feeds(), adapter_index: int64([3], [2, 0, 1]) })).logits!.data as Float32Array;
     await step.release();
     const alone = async (n: string | undefined) => {
       if (n) peft.setAdapter(n);

@@ -1,6 +1,7 @@
 // Encoder requests (classify, tag, answer, embed) on one shared PeftModel. Concurrent requests for
 // different adapters run as ONE session run: plain LoRA adapters (and the base model) share the
-// stacked graph, where each row gathers its own adapter's factors (stacked-lora.ts); other methods
+// stacked graph, where each row gathers its own adapter's factors from slot tables fed at run time
+// (stacked-lora.ts: loading one more adapter does not recompile); other methods
 // that can gate their effect per row (IA3, bottleneck, DoRA, ...) share PeftModel's mixed-adapter
 // graph (every adapter computed, rows gated by `adapter_index`); the rest (prompt, prefix tuning,
 // selective methods) run in a graph of their own. Outputs decode exactly as `peftjs predict`
@@ -12,7 +13,7 @@ import { collate, type Example } from "../train/data.js";
 import { decodePredictions, type Prediction } from "../train/predict.js";
 import { type AdapterLoader, type Lease } from "./adapter-registry.js";
 import { type Job } from "./scheduler.js";
-import { buildStacked, isStackable } from "./stacked-lora.js";
+import { isStackable, LoraStack } from "./stacked-lora.js";
 import { type ModelGraph } from "../models/task.js";
 
 export interface EncoderAdapter {
@@ -45,7 +46,8 @@ const SESSION_LIMIT = 4;
 
 export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
   private readonly mixable = new Set<string>();
-  private readonly stackable = new Set<string>();
+  /** Plain LoRA adapters' factors and heads (their tensors leave the PeftModel once copied here). */
+  private readonly stack: LoraStack;
   private readonly sessions = new Map<string, Promise<CompiledGraph>>();
   /** Graphs compiled so far (a changed set of loaded adapters recompiles the shared graphs). */
   compiled = 0;
@@ -53,7 +55,9 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
   constructor(
     readonly peft: PeftModel,
     private readonly threads?: number,
-  ) {}
+  ) {
+    this.stack = new LoraStack(peft.base);
+  }
 
   async load(path: string, internalName: string): Promise<{ value: EncoderAdapter; bytes: number }> {
     const adapter = await this.peft.loadAdapter(path, internalName);
@@ -71,16 +75,23 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
       }
     }
     const stackable = mixable && isStackable(adapter);
-    if (stackable) this.stackable.add(internalName);
-    else if (mixable) this.mixable.add(internalName);
-    return { value: { internalName, labels: this.peft.labels.get(internalName), mixable, stackable }, bytes };
+    const labels = this.peft.labels.get(internalName);
+    if (stackable) {
+      try {
+        this.stack.add(internalName, adapter);
+      } finally {
+        // One copy of the factors: the stack's.
+        this.peft.deleteAdapter(internalName);
+      }
+    } else if (mixable) this.mixable.add(internalName);
+    return { value: { internalName, labels, mixable, stackable }, bytes };
   }
 
   async unload(value: EncoderAdapter): Promise<void> {
     // A running batch may use a graph holding this adapter even when none of its rows do.
     while (this.running) await this.running.catch(() => undefined);
+    if (value.stackable) return this.stack.remove(value.internalName);
     this.mixable.delete(value.internalName);
-    this.stackable.delete(value.internalName);
     const stale = [...this.sessions].filter(([key]) => key.slice(key.indexOf(":") + 1).split(",").includes(value.internalName));
     for (const [key] of stale) this.sessions.delete(key);
     this.peft.deleteAdapter(value.internalName);
@@ -112,7 +123,7 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     const first = jobs[0]!.lease?.adapter.value;
     const group = this.group(first);
     const stacked = group === "stacked";
-    const names = stacked ? [...this.stackable].sort() : group === "mixed" ? [...this.mixable].sort() : [first!.internalName];
+    const names = stacked ? [] : group === "mixed" ? [...this.mixable].sort() : [first!.internalName];
     const examples = jobs.flatMap((j) => j.examples);
     const tok = this.peft.base.tokenizer;
     const padId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
@@ -121,13 +132,16 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     // (The stacked graph is built from the base model: its adapters are not active in the PeftModel.)
     const active = stacked ? [] : names;
     this.peft.setAdapter(active);
-    const session = this.session(`${stacked ? "stacked" : group === "mixed" ? "mixed" : "alone"}:${names.join(",")}`, () =>
-      stacked ? buildStacked(this.peft.base, names.map((n) => this.peft.adapters.get(n)!)) : this.peft.build({ mixedAdapters: group === "mixed" }),
+    // The stacked graph depends only on which layers are adapted (the tables are fed per run).
+    const session = this.session(stacked ? `stacked:|${this.stack.signature}` : `${group === "mixed" ? "mixed" : "alone"}:${names.join(",")}`, () =>
+      stacked ? this.stack.build() : this.peft.build({ mixedAdapters: group === "mixed" }),
     );
     const feeds = this.peft.prepareInputs({ input_ids, attention_mask, token_type_ids });
-    // Each row's adapter: its place in `names`; the base model is -1 in the mixed graph, the zero slot after the adapters in the stacked one.
-    const rows = jobs.flatMap((j) => j.examples.map(() => (j.lease ? names.indexOf(j.lease.adapter.value.internalName) : stacked ? names.length : -1)));
     const compiled = await session;
+    // Each row's adapter: its slot in the stack (0: the base model), or its place in `names` in the mixed graph (-1: the base).
+    const rowOf = (j: EncoderJob) => (stacked ? this.stack.slotOf(j.lease?.adapter.value.internalName) : j.lease ? names.indexOf(j.lease.adapter.value.internalName) : -1);
+    const rows = jobs.flatMap((j) => j.examples.map(() => rowOf(j)));
+    if (stacked) Object.assign(feeds, this.stack.feeds());
     const wanted = new Set(compiled.inputNames);
     if (wanted.has("adapter_index")) feeds.adapter_index = int64([rows.length], rows);
     const out = await compiled.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => wanted.has(k))));

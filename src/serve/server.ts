@@ -20,7 +20,7 @@ import { ADAPTER_CONFIG, PeftModel, readAdapterLabels } from "../peft/peft-model
 import { classificationExamples, questionAnsweringExamples, tokenClassificationExamples, type Example } from "../train/data.js";
 import { bestWindows } from "../train/predict.js";
 import { AdapterRegistry, type AdapterLoader, type Lease } from "./adapter-registry.js";
-import { DecoderEngine, type DecoderAdapter, type Sampling } from "./decoder-engine.js";
+import { DecoderEngine, type Completion, type DecoderAdapter, type Sampling } from "./decoder-engine.js";
 import { EncoderEngine, type EncoderAdapter, type EncoderJob, type EncoderResult } from "./encoder-engine.js";
 import { Cancelled, ServeError } from "./errors.js";
 import { ServeMetrics } from "./metrics.js";
@@ -71,7 +71,14 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
   const baseName = basename(resolve(opts.model));
   const metrics = new ServeMetrics();
   const maxLength = Math.min(opts.maxLength ?? 512, model.maxInputLength);
-  const decoder = model.task === "causal-lm" ? await DecoderEngine.create(model) : undefined;
+  const decoder =
+    model.task === "causal-lm"
+      ? await DecoderEngine.create(model, {
+          maxBatch: opts.maxBatch,
+          threads: opts.threads,
+          onRun: (kind, rows) => metrics.batchRows.observe({ queue: kind === "decode" ? "generate" : "prefill" }, rows),
+        })
+      : undefined;
   const encoder = decoder ? undefined : new EncoderEngine(new PeftModel(model), opts.threads);
   const engine = (decoder ?? encoder!) as AdapterLoader<EncoderAdapter | DecoderAdapter>;
   const registry = new AdapterRegistry<EncoderAdapter | DecoderAdapter>(engine, {
@@ -102,20 +109,29 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
       metrics.batchRequests.observe({ queue: "encoder" }, jobs);
     },
   });
-  interface GenerateJob extends Job<unknown> {
-    work: () => Promise<unknown>;
+  interface GenerateJob extends Job<{ done: Promise<Completion[]> }> {
+    start: () => { admitted: Promise<void>; done: Promise<Completion[]> };
   }
-  // One generation at a time: each request is its own group (no continuous batching yet).
+  // Requests leave this queue when the running batch takes them in (continuous batching: it has
+  // room between decode steps); an adapter that cannot share the batch generates alone, and the
+  // queue waits for it. A batch of jobs here is taken in order; each starts once the previous joined.
   const generateQueue = new BatchScheduler<GenerateJob>({
     maxQueue: opts.maxQueue,
-    maxBatch: 1,
+    maxBatch: opts.maxBatch,
     deadlineMs: opts.deadlineMs,
-    run: async (jobs) => [await jobs[0]!.work()],
-    onQueueDepth: (d) => metrics.queueDepth.set({ queue: "generate" }, d),
-    onBatch: (rows, jobs) => {
-      metrics.batchRows.observe({ queue: "generate" }, rows);
-      metrics.batchRequests.observe({ queue: "generate" }, jobs);
+    run: async (jobs) => {
+      const out: { done: Promise<Completion[]> }[] = [];
+      for (const j of jobs) {
+        const { admitted, done } = j.start();
+        // The request may have left (deadline, disconnect) by the time it ends; its caller may not be listening.
+        done.catch(() => undefined);
+        out.push({ done });
+        await admitted;
+      }
+      return out;
     },
+    onQueueDepth: (d) => metrics.queueDepth.set({ queue: "generate" }, d),
+    onBatch: (_rows, jobs) => metrics.batchRequests.observe({ queue: "generate" }, jobs),
   });
 
   // The cast: Fastify types the instance by its pino logger's generics, which callers need not see.
@@ -325,7 +341,6 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     needTask(chat ? "/v1/chat/completions" : "/v1/completions", ["causal-lm"]);
     const s = sampling(body);
     const lease = (await acquire(req, reply, body.model)) as Lease<DecoderAdapter> | undefined;
-    const generator = lease?.adapter.value.generator ?? decoder!.baseGenerator;
     const state = stateOf(req);
     const deadline = state.started + opts.deadlineMs;
     const id = `${chat ? "chatcmpl" : "cmpl"}-${req.id}`;
@@ -334,27 +349,18 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     const adapter = adapterInfo(lease);
     const shouldStop = () => (state.abort.signal.aborted ? new Cancelled() : performance.now() > deadline ? new ServeError(504, `the request did not finish within its deadline of ${opts.deadlineMs} ms`, "TimeoutError") : undefined);
     const count = (n: number) => metrics.tokens.inc({ adapter: adapter.name }, n);
-    const run = (onText?: (choice: number, delta: string) => void) =>
-      generateQueue.submit<{ texts: string[]; finish: string[]; prompt: number; completion: number }>({
+    const run = async (onText?: (choice: number, delta: string) => void) => {
+      const { done } = await generateQueue.submit<{ done: Promise<Completion[]> }>({
         rows: prompts.length * s.n,
-        group: id,
+        group: decoder!.group(lease?.adapter.value),
         signal: state.abort.signal,
-        work: async () => {
-          const texts: string[] = [];
-          const finish: string[] = [];
-          let prompt = 0;
-          let completion = 0;
-          for (const [p, text] of prompts.entries()) {
-            const c = await decoder!.complete(generator, text, s, { shouldStop, onText: onText && ((row, delta) => onText(p * s.n + row, delta)) });
-            texts.push(...c.texts);
-            finish.push(...c.finishReasons);
-            prompt += c.promptTokens;
-            completion += c.completionTokens;
-          }
-          count(completion);
-          return { texts, finish, prompt, completion };
-        },
+        start: () => decoder!.start(lease?.adapter.value, prompts, s, { shouldStop, onText }),
       });
+      const c = await done;
+      const completion = c.reduce((n, x) => n + x.completionTokens, 0);
+      count(completion);
+      return { texts: c.flatMap((x) => x.texts), finish: c.flatMap((x) => x.finishReasons), prompt: c.reduce((n, x) => n + x.promptTokens, 0), completion };
+    };
     const usage = (r: { prompt: number; completion: number }) => ({ prompt_tokens: r.prompt, completion_tokens: r.completion, total_tokens: r.prompt + r.completion });
     if (!body.stream) {
       const r = await run();
