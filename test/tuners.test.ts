@@ -311,6 +311,18 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: false, mergeable: false, mixable: true,
     },
     {
+      // The adapter's output is the block's (modeling.py post_forward without original_ln_after): no
+      // residual after it, and on post-LN models no model LayerNorm either (the blockOutput hook).
+      variant: "seq_bn original_ln_after=false", presets: [],
+      keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
+      config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "gelu", original_ln_after: false }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: true,
+    },
+    {
       // Houlsby with the Pfeiffer-style input (original_ln_before) and per-layer reduction factors.
       variant: "double_seq_bn original_ln_before reduction_factor map", presets: [],
       keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 4), headKeys(inv, task)),

@@ -92,10 +92,10 @@ VARIANTS = {
 }
 # AdapterHub computes these only where the block has a layer norm / none (see bench notes in the test).
 POST_LN_ONLY = {"seq_bn-post_add"}  # pre-LN: pre_forward leaves `residual` unset (UnboundLocalError)
-PRE_LN_ONLY = {"seq_bn-no_original_ln_after", "par_bn-no_original_ln_after"}  # peftjs implements these for pre-LN only
-BIN = {"seq_bn", "double_seq_bn-ln_before"}
+PRE_LN_ONLY = set()
+BIN = {"seq_bn", "double_seq_bn-ln_before"}  # written as pytorch_adapter.bin, the rest adapter.safetensors
 # DistilBERT (post-LN like BERT, AdapterHub's attention_adapters / output_adapters names): a subset.
-DISTILBERT = {"seq_bn", "seq_bn-post_add", "double_seq_bn-ln_before", "par_bn-ln_after"}  # written as pytorch_adapter.bin, the rest adapter.safetensors
+DISTILBERT = {"seq_bn", "seq_bn-post_add", "double_seq_bn-ln_before", "par_bn-ln_after", "par_bn-no_original_ln_after"}
 
 
 def rnd(*shape, std, seed, mean=0.0):
@@ -346,9 +346,10 @@ def pickle_fixtures():
 
     data = pickle.dumps({"weight": Evil()}, protocol=2)
     assert b"posix" in data and b"system" in data
+    # Fixed entry times (writestr with a bare name stamps the current time): the file is the same on every run.
     with zipfile.ZipFile(os.path.join(d, "malicious.bin"), "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", data)
-        z.writestr("archive/version", "3\n")
+        for name, content in (("archive/data.pkl", data), ("archive/version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
     print(f"{d}: state_dict.bin ({len(sd)} tensors), malicious.bin")
 
 

@@ -61,11 +61,13 @@ export function buildBert(b: ModelBuilder, cfg: ModelConfig, task: Task, withLos
       const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
       let a = drop(lin(`${L}.attention.output.dense`, ctx, H, H));
       a = b.hooks.sublayerOutput?.({ path: `${L}.attention.output`, layer: i, kind: "attention", y: a, residual: x, norm: (t) => ln(`${L}.attention.output.LayerNorm`, t) }) ?? a;
-      const h1 = ln(`${L}.attention.output.LayerNorm`, add(a, x));
+      const n1 = ln(`${L}.attention.output.LayerNorm`, add(a, x));
+      const h1 = b.hooks.blockOutput?.({ path: `${L}.attention.output`, layer: i, kind: "attention", output: n1 }) ?? n1;
       const inter = activation(cfg.activation, lin(`${L}.intermediate.dense`, h1, cfg.intermediate, H));
       let f = drop(lin(`${L}.output.dense`, inter, H, cfg.intermediate));
       f = b.hooks.sublayerOutput?.({ path: `${L}.output`, layer: i, kind: "ffn", y: f, residual: h1, norm: (t) => ln(`${L}.output.LayerNorm`, t) }) ?? f;
-      return ln(`${L}.output.LayerNorm`, add(f, h1));
+      const n2 = ln(`${L}.output.LayerNorm`, add(f, h1));
+      return b.hooks.blockOutput?.({ path: `${L}.output`, layer: i, kind: "ffn", output: n2 }) ?? n2;
     };
     h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);
   }

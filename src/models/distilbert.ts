@@ -46,10 +46,12 @@ export function buildDistilBert(b: ModelBuilder, cfg: ModelConfig, task: Task, w
       const ctx = mergeHeads(scaledDotProductAttention(q, k, v, { mask: m, dropout: { ratio: cfg.attentionDropout, training: b.training } }), cfg.heads, cfg.headDim);
       let a = lin(`${L}.attention.out_lin`, ctx, H, H);
       a = b.hooks.sublayerOutput?.({ path: `${L}.attention.out_lin`, layer: i, kind: "attention", y: a, residual: x, norm: (t) => ln(`${L}.sa_layer_norm`, t) }) ?? a;
-      const h1 = ln(`${L}.sa_layer_norm`, add(a, x));
+      const n1 = ln(`${L}.sa_layer_norm`, add(a, x));
+      const h1 = b.hooks.blockOutput?.({ path: `${L}.attention.out_lin`, layer: i, kind: "attention", output: n1 }) ?? n1;
       let f = drop(lin(`${L}.ffn.lin2`, activation(cfg.activation, lin(`${L}.ffn.lin1`, h1, cfg.intermediate, H)), H, cfg.intermediate));
       f = b.hooks.sublayerOutput?.({ path: `${L}.ffn.lin2`, layer: i, kind: "ffn", y: f, residual: h1, norm: (t) => ln(`${L}.output_layer_norm`, t) }) ?? f;
-      return ln(`${L}.output_layer_norm`, add(f, h1));
+      const n2 = ln(`${L}.output_layer_norm`, add(f, h1));
+      return b.hooks.blockOutput?.({ path: `${L}.ffn.lin2`, layer: i, kind: "ffn", output: n2 }) ?? n2;
     };
     h = b.checkpointing ? g.checkpoint(L, () => layer(h)) : layer(h);
   }

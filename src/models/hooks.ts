@@ -28,6 +28,14 @@ export interface SublayerHook {
   norm?: (x: Value) => Value;
 }
 
+/** A post-LN block's output, LN(sublayer output + residual), under the same path as its SublayerHook. */
+export interface BlockOutputHook {
+  path: string;
+  layer: number;
+  kind: "attention" | "ffn";
+  output: Value;
+}
+
 export interface KeyValueHook {
   /** HF module path of the attention module. */
   path: string;
@@ -64,6 +72,8 @@ export interface ModelHooks {
   parameter?: (name: string, graph: Graph) => Value | undefined;
   linear?: (h: LinearHook) => Value | undefined;
   sublayerOutput?: (h: SublayerHook) => Value | undefined;
+  /** Replace a post-LN block's output (an adapter whose output skips the model's residual and LayerNorm). */
+  blockOutput?: (h: BlockOutputHook) => Value | undefined;
   /**
    * Replace keys/values (and their mask). `prefix` counts positions prepended to the keys that
    * every query may attend to (prefix tuning), so causal masks shift past them.
@@ -93,6 +103,7 @@ export function composeHooks(list: readonly ModelHooks[]): ModelHooks {
       return base(h.x);
     },
     sublayerOutput: (h) => list.reduce((y, hooks) => hooks.sublayerOutput?.({ ...h, y }) ?? y, h.y),
+    blockOutput: (h) => list.reduce((o, hooks) => hooks.blockOutput?.({ ...h, output: o }) ?? o, h.output),
     keyValue: (h) =>
       list.reduce<KeyValueResult>(
         (kv, hooks) => {

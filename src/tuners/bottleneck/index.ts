@@ -19,7 +19,7 @@ import { type Value } from "../../ir/graph.js";
 import { add, layerNorm, mul, neg, relu, sigmoid, sub, tanh } from "../../ir/ops/index.js";
 import { fillNormal, seededRandom } from "../../ir/random.js";
 import { type Tensor } from "../../ir/tensor.js";
-import { type LinearHook, type SublayerHook } from "../../models/hooks.js";
+import { type BlockOutputHook, type LinearHook, type SublayerHook } from "../../models/hooks.js";
 import { type PretrainedModel } from "../../models/pretrained.js";
 import { ModulesToSave, paramsOfModules } from "../modules-to-save.js";
 import { AdapterConfigError, type Adapter, type HookContext, type TunerDef } from "../tuner.js";
@@ -79,9 +79,6 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     const where = `bottleneck adapter "${name}" on ${model.config.modelType}`;
     if (!postNorm && config.residual_before_ln === "post_add" && !config.is_parallel) {
       throw new AdapterConfigError(`${where}: residual_before_ln "post_add" takes the residual before the model's post-LayerNorm, and this pre-LN model has none (AdapterHub fails on it too)`);
-    }
-    if (postNorm && !config.original_ln_after) {
-      throw new AdapterConfigError(`${where}: original_ln_after false (the adapter's output replacing the block's LayerNorm output) is not implemented for post-LN models; it is for GPT-2 and Llama`);
     }
     for (const s of model.modules().sublayers) {
       if (config.leave_out.includes(s.layer)) continue;
@@ -153,9 +150,10 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
     /**
      * What the sublayer's output becomes. The model then adds the residual (and applies its
      * post-LN), which is AdapterHub's post_forward with original_ln_after; without it the block's
-     * output is the adapter's, so the residual the model adds is taken off again (pre-LN only).
+     * output is the adapter's: on pre-LN models the residual the model adds is taken off again,
+     * on post-LN ones the adapter's output replaces the block's LayerNorm output (blockOutput).
      */
-    const replaced = (site: Site, h: SublayerHook): Value => {
+    const adapted = (site: Site, h: SublayerHook): Value => {
       let out: Value;
       if (config.is_parallel) {
         // ParallelAdapter: pre_forward feeds the sublayer's input; post_forward adds the sublayer's output.
@@ -177,17 +175,31 @@ export class BottleneckAdapter implements Adapter<BottleneckConfig> {
         if (config.ln_after) out = normAfter(site, out);
         if (!config.adapter_residual_before_ln) out = add(out, residual);
       }
-      return config.original_ln_after ? out : sub(out, h.residual);
+      return out;
     };
+    const replaced = (site: Site, h: SublayerHook): Value => (config.original_ln_after ? adapted(site, h) : sub(adapted(site, h), h.residual));
+    // Post-LN blocks with original_ln_after false: the adapter's output, by sublayer path, until the block ends.
+    const blockOutputs = new Map<string, Value>();
+    const gated = (base: Value, y: Value) => (ctx.rowGate ? add(base, mul(sub(y, base), ctx.rowGate(base))) : y);
     return {
       parameter: (n: string) => this.extra.parameter(n, ctx),
       linear: (h: LinearHook) => this.extra.linear(h, ctx),
       sublayerOutput: (h: SublayerHook) => {
         const site = this.sites.get(h.path);
         if (!site) return undefined;
-        const y = replaced(site, h);
+        if (!config.original_ln_after && h.norm) {
+          // modeling.py post_forward without original_ln_after: neither the residual nor the block's LayerNorm.
+          blockOutputs.set(h.path, adapted(site, h));
+          return undefined;
+        }
         // Mixed batches: rows of other adapters keep the sublayer's own output.
-        return ctx.rowGate ? add(h.y, mul(sub(y, h.y), ctx.rowGate(h.y))) : y;
+        return gated(h.y, replaced(site, h));
+      },
+      blockOutput: (h: BlockOutputHook) => {
+        const out = blockOutputs.get(h.path);
+        if (!out) return undefined;
+        blockOutputs.delete(h.path);
+        return gated(h.output, out);
       },
     };
   }
