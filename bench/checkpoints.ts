@@ -9,7 +9,7 @@ export async function writeCheckpoint(dir: string, config: Record<string, unknow
   let seed = 1;
   for (const [name, shape] of Object.entries(shapes)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (/LayerNorm\.weight|ln_.*\.weight/.test(name)) data.fill(1);
+    if (/LayerNorm\.weight|ln_.*\.weight|norm\.weight$/.test(name)) data.fill(1);
     else if (!/bias|LayerNorm/.test(name)) fillNormal(data, 0.02, seed++);
     tensors[name] = { dtype: "float32", shape, data };
   }

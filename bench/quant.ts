@@ -2,15 +2,19 @@
 // (random weights): a 12-layer LoRA r=8 training step (batch 8 x 128, AdamW included), the
 // forward pass, and GPT-2-small cached generation (int8 and 4-bit). Variants run interleaved in
 // one process, so machine noise hits them alike (min and median printed); peak RSS comes from one
-// child process per variant. One JSON line per case.
+// child process per variant. The SmolLM-135M-sized LoRA step (its real config, random weights)
+// runs float32 and int8 each in its own process against a PyTorch float32 reference
+// (bench/reference/llama_lora_torch.py) on the same checkpoint, rounds alternating. One JSON line
+// per case.
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import { AdamW, compile, Generator, int64, loadModel, TrainStep, type Tensor } from "../src/index.js";
+import { AdamW, compile, fillNormal, Generator, Graph, int64, int8MatMul, linear, loadModel, TrainStep, type Tensor } from "../src/index.js";
 import { type Int8Kernel } from "../src/ir/composites/linear.js";
+import { int8Storage, quantizeInt8, transposeInt8, zeroPoints } from "../src/ir/quantize.js";
 import { type PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { lowerToOnnx } from "../src/runtime/lower.js";
@@ -19,6 +23,26 @@ import { gpt2Shapes, writeBertBase, writeCheckpoint } from "./checkpoints.js";
 const exec = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
 const LORA = { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["query", "value"] } as const;
+const PYTHON = "/usr/bin/python3";
+
+/** HuggingFaceTB/SmolLM-135M's config.json (the fields that shape the computation). */
+const SMOLLM_135M = {
+  model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3,
+  intermediate_size: 1536, vocab_size: 49152, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000.0, hidden_act: "silu",
+  tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 0,
+} as const;
+
+/** Tensor shapes of a Llama checkpoint with tied embeddings (no lm_head.weight). */
+function llamaShapes(c: { hidden_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; intermediate_size: number; vocab_size: number }): Record<string, number[]> {
+  const [H, I, kv] = [c.hidden_size, c.intermediate_size, (c.num_key_value_heads * c.hidden_size) / c.num_attention_heads];
+  const s: Record<string, number[]> = { "model.embed_tokens.weight": [c.vocab_size, H], "model.norm.weight": [H] };
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const p = `model.layers.${i}.`;
+    for (const [n, out, inp] of [["self_attn.q_proj", H, H], ["self_attn.k_proj", kv, H], ["self_attn.v_proj", kv, H], ["self_attn.o_proj", H, H], ["mlp.gate_proj", I, H], ["mlp.up_proj", I, H], ["mlp.down_proj", H, I]] as const) s[`${p}${n}.weight`] = [out, inp];
+    for (const n of ["input_layernorm", "post_attention_layernorm"]) s[`${p}${n}.weight`] = [H];
+  }
+  return s;
+}
 
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -75,6 +99,88 @@ async function rssCase(dir: string, variant: string, threads: number, iters: num
   console.log(JSON.stringify({ peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), ms: stats(times).median, weights_mb: s.weightsMb }));
 }
 
+/** A SmolLM-sized variant: the frozen base's storage and the ORT session options it runs with. */
+const SMOLLM_VARIANTS: Record<string, { quantize?: "int8"; memoryArena?: boolean; prepacking?: boolean }> = {
+  fp32: {},
+  int8: { quantize: "int8" },
+  fp32_lean: { memoryArena: false, prepacking: false },
+  int8_lean: { quantize: "int8", memoryArena: false, prepacking: false },
+};
+
+/** Child process: one SmolLM-sized LoRA step variant alone (batch x seq causal LM, AdamW). */
+async function smollmCase(dir: string, variant: string, o: { threads: number; iters: number; batch: number; seq: number }): Promise<void> {
+  const v = SMOLLM_VARIANTS[variant];
+  if (!v) throw new Error(`--smollm-case: unknown variant "${variant}" (${Object.keys(SMOLLM_VARIANTS).join(", ")})`);
+  const peft = PeftModel.create(await loadModel(dir, { task: "causal-lm", quantize: v.quantize }), { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["q_proj", "v_proj"] });
+  const built = peft.build({ withLoss: true, training: true });
+  let t0 = performance.now();
+  const step = await TrainStep.create(built.outputs.loss!, { session: { threads: o.threads, memoryArena: v.memoryArena, prepacking: v.prepacking } });
+  const createMs = performance.now() - t0;
+  const opt = new AdamW(step.params, { lr: 1e-4 });
+  const vocab = SMOLLM_135M.vocab_size;
+  // The token ids the PyTorch reference uses: (i * 7919 + 13) % vocab.
+  const ids = int64([o.batch, o.seq], Array.from({ length: o.batch * o.seq }, (_, i) => (i * 7919 + 13) % vocab));
+  const feeds = peft.prepareInputs({ input_ids: ids }, { labels: ids });
+  const times: number[] = [];
+  let firstLoss: number | undefined;
+  for (let i = 0; i <= o.iters; i++) {
+    t0 = performance.now();
+    const r = await step.run(feeds);
+    opt.step(r.grads);
+    firstLoss ??= r.loss;
+    if (i) times.push(performance.now() - t0);
+  }
+  const peak = Math.round(process.resourceUsage().maxRSS / 1024);
+  await step.release();
+  const t = stats(times);
+  console.log(JSON.stringify({ ms: t.median, ms_min: t.min, peak_rss_mb: peak, first_loss: +firstLoss!.toFixed(5), session_create_ms: Math.round(createMs), weights_mb: frozenMb({ loss: built.outputs.loss! }) }));
+}
+
+/** The PyTorch float32 reference on the same checkpoint; undefined (with a note) without torch. */
+async function torchLlamaStep(dir: string, o: { threads: number; iters: number; batch: number; seq: number }): Promise<Record<string, number> | undefined> {
+  if (!existsSync(PYTHON)) return undefined;
+  try {
+    const args = [join(here, "reference", "llama_lora_torch.py"), "--dir", dir, "--batch", String(o.batch), "--seq", String(o.seq), "--iters", String(o.iters), "--threads", String(o.threads)];
+    const { stdout } = await exec(PYTHON, args, { env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE" }, maxBuffer: 1 << 20, timeout: 1_800_000 });
+    return JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, number>;
+  } catch (e) {
+    console.error(`note: PyTorch reference unavailable (${(e as Error).message.split("\n")[0]})`);
+    return undefined;
+  }
+}
+
+/**
+ * One frozen linear y = x W^T (x [m, k], W [n, k]) on one thread: float32 Gemm against the int8
+ * kernels as the graphs use them (forward: DynamicQuantizeLinear + MatMulInteger; input
+ * gradient: int8 GEMM against q^T, or DequantizeLinear + Gemm). Times in ms, interleaved.
+ */
+async function gemmCase(m: number, k: number, n: number, iters: number): Promise<Record<string, number>> {
+  const normal = (size: number, seed: number) => {
+    const d = new Float32Array(size);
+    fillNormal(d, 0.02, seed);
+    return d;
+  };
+  const w: Tensor = { dtype: "float32", shape: [n, k], data: normal(n * k, 1) };
+  const q = transposeInt8(quantizeInt8(w, 0));
+  const runs: Record<string, () => Promise<unknown>> = {};
+  const variants: [string, (g: Graph) => { y: ReturnType<Graph["input"]>; rows: number; cols: number }][] = [
+    ["fp32", (g) => ({ y: linear(g.input("x", "float32", [m, k]), g.param("w", w)), rows: m, cols: k })],
+    ...(["integer", "dequantize"] as const).flatMap((kernel) => [0, 1].map((transB) => [`int8_${kernel}${transB ? "_grad" : ""}`, (g: Graph) => {
+      const [rows, cols] = transB ? [m, n] : [m, k];
+      const wq = { q: g.param("q", { dtype: "uint8", shape: [k, n], data: int8Storage(q.q) }), scale: g.param("scale", { dtype: "float32", shape: [n], data: q.scale }), zeroPoint: g.param("zp", { dtype: "uint8", shape: [n], data: zeroPoints(n) }), kernel };
+      return { y: int8MatMul(g.input("x", "float32", [rows, cols]), wq, transB), rows, cols };
+    }] as [string, (g: Graph) => { y: ReturnType<Graph["input"]>; rows: number; cols: number }])),
+  ];
+  for (const [name, build] of variants) {
+    const { y, rows, cols } = build(new Graph());
+    const c = await compile({ y }, { threads: 1 });
+    const x: Tensor = { dtype: "float32", shape: [rows, cols], data: normal(rows * cols, 2) };
+    runs[name] = () => c.run({ x });
+  }
+  const times = await interleave(runs, iters);
+  return Object.fromEntries(Object.entries(times).map(([k2, t]) => [k2, stats(t).min]));
+}
+
 async function child(args: string[]): Promise<Record<string, number>> {
   const { stdout } = await exec(process.execPath, ["--import", "tsx", join(here, "quant.ts"), ...args], { maxBuffer: 1 << 20, timeout: 1_800_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, number>;
@@ -102,7 +208,11 @@ export async function main(argv: string[]): Promise<void> {
       "forward-iters": { type: "string", default: "8" },
       "new-tokens": { type: "string", default: "32" },
       threads: { type: "string", default: "2" },
-      cases: { type: "string", default: "lora,forward,generate" },
+      cases: { type: "string", default: "gemm,lora,forward,generate,smollm" },
+      "smollm-variants": { type: "string", default: "fp32,int8" },
+      "smollm-iters": { type: "string", default: "3" },
+      "smollm-layers": { type: "string", default: String(SMOLLM_135M.num_hidden_layers) },
+      rounds: { type: "string", default: "1" },
     },
   });
   const [L, iters, fIters, N, threads] = [values.layers, values.iters, values["forward-iters"], values["new-tokens"], values.threads].map(Number) as [number, number, number, number, number];
@@ -111,6 +221,14 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const bertDir = join(root, "bert");
     await writeBertBase(bertDir, L);
+
+    if (cases.has("gemm")) {
+      // The kernels alone, one thread, on BERT-base's linear shapes (batch 8 x 128 rows).
+      for (const [m, k, n] of [[1024, 768, 768], [1024, 768, 3072], [1024, 3072, 768]] as const) {
+        const t = await gemmCase(m, k, n, 10);
+        console.log(JSON.stringify({ case: "gemm_int8_vs_fp32", m, k, n, threads: 1, ms_min: t, int8_forward_ratio: +(t.int8_integer! / t.fp32!).toFixed(3), int8_grad_integer_ratio: +(t.int8_integer_grad! / t.fp32!).toFixed(3), int8_grad_dequantize_ratio: +(t.int8_dequantize_grad! / t.fp32!).toFixed(3) }));
+      }
+    }
 
     if (cases.has("lora")) {
       const variants = ["fp32", "int8", "int8_integer_grad"];
@@ -169,13 +287,49 @@ export async function main(argv: string[]): Promise<void> {
       }
       for (const g of Object.values(gens)) await g.release();
     }
+
+    if (cases.has("smollm")) {
+      const dir = join(root, "smollm");
+      const config = { ...SMOLLM_135M, num_hidden_layers: Number(values["smollm-layers"]) };
+      await writeCheckpoint(dir, config, llamaShapes(config));
+      const o = { threads, iters: Number(values["smollm-iters"]), batch: 4, seq: 256 };
+      const variants = values["smollm-variants"].split(",");
+      const runs: Record<string, Record<string, number>[]> = Object.fromEntries(["torch", ...variants].map((v) => [v, []]));
+      // Rounds alternate PyTorch and each variant, one process each (its own peak RSS).
+      for (let round = 0; round < Number(values.rounds); round++) {
+        const ref = await torchLlamaStep(dir, o);
+        if (ref) runs.torch!.push(ref);
+        for (const v of variants) {
+          runs[v]!.push(await child(["--smollm-case", v, "--dir", dir, "--threads", String(threads), "--iters", String(o.iters), "--batch", String(o.batch), "--seq", String(o.seq)]));
+        }
+      }
+      const best = (rs: Record<string, number>[], k: string) => Math.min(...rs.map((r) => r[k]!));
+      const torchMs = runs.torch!.length ? best(runs.torch!, "torch_ms") : undefined;
+      const torchMin = runs.torch!.length ? best(runs.torch!, "torch_ms_min") : undefined;
+      for (const v of variants) {
+        const rs = runs[v]!;
+        const [ms, msMin] = [best(rs, "ms"), best(rs, "ms_min")];
+        console.log(JSON.stringify({
+          case: "smollm135m_lora_step", quantize: SMOLLM_VARIANTS[v]!.quantize ?? "none", variant: v, layers: config.num_hidden_layers, batch: o.batch, seq: o.seq,
+          peftjs_ms: ms, torch_ms: torchMs ?? null, ratio: torchMs ? +(ms / torchMs).toFixed(3) : null,
+          peftjs_ms_min: msMin, torch_ms_min: torchMin ?? null, ratio_min: torchMin ? +(msMin / torchMin).toFixed(3) : null,
+          peak_rss_mb: best(rs, "peak_rss_mb"), torch_peak_rss_mb: runs.torch!.length ? best(runs.torch!, "torch_peak_rss_mb") : null,
+          weights_mb: rs[0]!.weights_mb, first_loss: rs[0]!.first_loss, torch_first_loss: runs.torch![0]?.torch_first_loss ?? null, session_create_ms: rs[0]!.session_create_ms,
+        }));
+      }
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 }
 
-// Child-process entry: `quant.ts --rss-case fp32|int8 --dir <checkpoint> ...`
+// Child-process entries: `quant.ts --rss-case fp32|int8 --dir <checkpoint> ...`,
+// `quant.ts --smollm-case <variant> --dir <checkpoint> ...`
 if (process.argv.includes("--rss-case")) {
   const { values } = parseArgs({ args: process.argv.slice(2), options: { "rss-case": { type: "string" }, dir: { type: "string" }, threads: { type: "string" }, iters: { type: "string" } } });
   await rssCase(values.dir!, values["rss-case"]!, Number(values.threads), Number(values.iters));
+}
+if (process.argv.includes("--smollm-case")) {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { "smollm-case": { type: "string" }, dir: { type: "string" }, threads: { type: "string" }, iters: { type: "string" }, batch: { type: "string" }, seq: { type: "string" } } });
+  await smollmCase(values.dir!, values["smollm-case"]!, { threads: Number(values.threads), iters: Number(values.iters), batch: Number(values.batch), seq: Number(values.seq) });
 }
