@@ -46,7 +46,7 @@ it("every platform module with a browser twin exports the same names, and the tw
   for (const twin of twins) {
     const base = twin.replace(/\.browser\.ts$/, ".ts");
     assert.ok(existsSync(join(dir, base)), `${twin} has no Node counterpart ${base}`);
-    const exported = (f: string) => [...readFileSync(join(dir, f), "utf8").matchAll(/^export\s+(?:async\s+)?(?:const|function|class|let)\s+(?:\{([^}]*)\}|(\w+))/gm)]
+    const exported = (f: string) => [...readFileSync(join(dir, f), "utf8").matchAll(/^export\s+(?!type\b|interface\b)(?:(?:async\s+)?(?:const|function|class|let)\s+)?(?:\{([^}]*)\}|(\w+))/gm)]
       .flatMap((m) => (m[1] ? m[1].split(",").map((s) => s.trim().split(/\s*:\s*/).pop()!) : [m[2]!]))
       .filter(Boolean)
       .sort();

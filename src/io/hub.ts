@@ -5,7 +5,8 @@
 // reached, `refs/<revision>` names the cached commit. Everything a hub names (files in shard
 // indexes, blob ids, commits) is validated before it becomes a path, and every file is confined
 // to the cache. Local directories are used as they are.
-import { downloadFileToCacheDir, getHFHubCachePath, getRepoFolderName, HubApiError, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
+import { HubApiError, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
+import { downloadFileToCacheDir, getHFHubCachePath, getRepoFolderName } from "../platform/hub-cache.js";
 import { dirname, host, isAbsolute, join, mkdir, readFile, realpath, rename, resolve, rm, sep, stat, writeFile } from "../platform/host.js";
 
 export interface HubOptions {

@@ -508,6 +508,7 @@ export const browserPlatform: Platform = {
   host: {
     randomHex,
     env: () => undefined,
+    tempDir: () => "/tmp",
     pid: 0,
     stdoutIsTTY: false,
     allocBytes: (size) => new Uint8Array(size),

@@ -2,6 +2,7 @@
 import { constants as bufferConstants } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import * as fsp from "node:fs/promises";
+import { tmpdir } from "node:os";
 import * as nodePath from "node:path";
 import { type FileSystem, type Platform } from "./types.js";
 
@@ -28,6 +29,7 @@ export const nodePlatform: Platform = {
   host: {
     randomHex: (n) => randomBytes(n).toString("hex"),
     env: (name) => process.env[name],
+    tempDir: tmpdir,
     pid: process.pid,
     get stdoutIsTTY() {
       return Boolean(process.stdout.isTTY);

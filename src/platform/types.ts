@@ -65,6 +65,8 @@ export interface HostApi {
   randomHex(n: number): string;
   /** An environment variable (undefined in a browser). */
   env(name: string): string | undefined;
+  /** A folder for scratch files (the OS temp folder; "/tmp" of the browser's store). */
+  tempDir(): string;
   /** A process id for temp-file names (0 in a browser). */
   readonly pid: number;
   /** Whether standard output is an interactive terminal (false in a browser). */

@@ -3,7 +3,7 @@
 // whole folders that a killed run resumes from bit for bit, a JSONL log of every metric and a
 // live progress bar.
 import { appendFile, basename, host, isAbsolute, join, mkdir, readdir, readFile, rm, stat } from "../platform/host.js";
-import cliProgress from "cli-progress";
+import { createProgressBar } from "../platform/progress-bar.js";
 import { recoverDir, writeDirAtomic } from "../io/atomic-dir.js";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safetensors.js";
 import { DROPOUT_KEY } from "../ir/ops/index.js";
@@ -195,7 +195,7 @@ export class Trainer {
     }
     const evaluator = this.evaluation ? await compile(this.evalOutputs(), session) : undefined;
 
-    const bar = o.progress ? new cliProgress.SingleBar({ format: "{bar} {percentage}% | step {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+    const bar = o.progress ? createProgressBar("{bar} {percentage}% | step {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}") : undefined;
     bar?.start(this.totalSteps, state.step, { loss: "-", lr: "-", tps: "-" });
     let stoppedEarly = false;
     let lastMetrics: Record<string, number> = {};

@@ -1,0 +1,133 @@
+// peftjs in the browser: the same library as in Node (models, tuners, PeftModel, Trainer, data,
+// report), on onnxruntime-web, with files from the user (File/Blob), URLs (fetch) and the Origin
+// Private File System (OPFS) instead of node:fs. Built by `npm run build:web` into
+// dist/web/peftjs.js (ESM) + dist/web/*.d.ts, with ONNX Runtime's wasm files beside it.
+//
+// CONTRACT (for the studio's Web Worker and other browser code)
+// - Import this file ("../src/browser.ts") and bundle it with esbuild using the plugin and
+//   condition of src/platform/esbuild-plugin.ts (`peftjsBrowser()`,
+//   `conditions: ["onnxruntime-web-use-extern-wasm"]`), or import the built dist/web/peftjs.js.
+//   Copy ONNX Runtime's files (WASM_FILES below, from node_modules/onnxruntime-web/dist/) beside
+//   the bundle, or call configureWasm({ wasmPaths }) with the folder that holds them, before the
+//   first session. Serve the page cross-origin isolated (COOP same-origin + COEP require-corp) so
+//   wasm threads work; otherwise wasm runs on one thread.
+// - Files: one `/`-rooted tree. mountFiles(prefix, files) makes dropped/picked File objects (or a
+//   { relativePath: Blob } record) readable at prefix; mountUrl(prefix, baseUrl, names?) does the
+//   same for a folder served over HTTP (e.g. the shipped models/encoder-mini). Every other path is
+//   OPFS (persistent; in-memory when the page has no OPFS): use it for Trainer's outputDir
+//   (metrics.jsonl, checkpoints for resume after a reload, the adapter, report.html) and the
+//   hub cache. readFile / writeFile / readdir / rm / mkdir / stat read and write it.
+// - Models: loadModel(dir, opts) exactly as in Node (config.json, *.safetensors, tokenizer.json in
+//   dir); PretrainedModel.
+// - Methods: TUNERS (the registry: one entry per peft_type), fieldDocs(peftType) (each setting's
+//   name, expected value, default, help), PRESETS / presetConfig(preset, settings) (the CLI's
+//   --method names), tunerFor(peftType).
+// - Adapters: PeftModel.create(model, config) / PeftModel.load(model, dir); adapterFiles(peft)
+//   returns { "adapter_config.json", "adapter_model.safetensors", "labels.json"? } as bytes for a
+//   download, identical to what peft.save(dir) writes in Node.
+// - Data: parseRecords(bytes, fileName) (CSV / TSV / JSONL / JSON, the CLI's formats and errors:
+//   DataError), detectTask(records, opts) and taskExamples(task, records, tokenizer, opts) (the
+//   CLI's task detection), splitExamples.
+// - Training: new Trainer(peft, train, validation, { outputDir: "/runs/x", maxSteps, lr, seed,
+//   onLog, resume, ... }).train() runs the whole loop (onLog gets every logged step and eval;
+//   resume continues from the last checkpoint in outputDir); TrainStep for a bare step API.
+// - Report: renderReport(data) returns report.html's content (the CLI's report; Trainer writes it
+//   to outputDir/report.html too).
+// - Runtime: configureWasm({ threads, wasmPaths }) before the first session; onnxRuntime() is the
+//   onnxruntime-web module in use.
+//
+// @example (in a module Web Worker)
+//   import { configureWasm, mountUrl, loadModel, PeftModel, parseRecords, detectTask, taskExamples, splitExamples, Trainer, adapterFiles } from "peftjs/web";
+//   configureWasm({ threads: 2 });
+//   mountUrl("/models/encoder-mini", new URL("/models/encoder-mini/", location.href).href);
+//   const model = await loadModel("/models/encoder-mini");
+//   const peft = PeftModel.create(model, { peft_type: "LORA", r: 8, target_modules: ["query", "value"] });
+//   const records = parseRecords(new Uint8Array(await file.arrayBuffer()), file.name);
+//   ...
+//   const files = await adapterFiles(peft); // -> Blob downloads
+
+import { join, platform, readdir, readFile, rm } from "./platform/host.js";
+import { onnxRuntime } from "./runtime/onnxruntime.js";
+import { type PeftModel } from "./peft/peft-model.js";
+
+// The library API of src/index.ts, except exporting for transformers.js (Node only, for now).
+export * from "./ir/dtype.js";
+export * from "./ir/shape.js";
+export * from "./ir/tensor.js";
+export { Graph, Value, Node, Param, type OpDef, type GradRule, type GradContext } from "./ir/graph.js";
+export * from "./ir/ops/index.js";
+export * from "./ir/composites/activations.js";
+export * from "./ir/composites/norms.js";
+export * from "./ir/composites/linear.js";
+export * from "./ir/composites/attention.js";
+export * from "./ir/composites/rotary.js";
+export * from "./ir/composites/losses.js";
+export { gradients, MissingGradientError, type GradientOptions } from "./autodiff/gradients.js";
+export { compile, CompiledGraph, type SessionOptions } from "./runtime/session.js";
+export { lowerToOnnx, OPSET, IR_VERSION, type LoweredModel } from "./runtime/lower.js";
+export { seededRandom, fillNormal } from "./ir/random.js";
+export { checkGradients, type GradCheckOptions, type GradCheckResult } from "./autodiff/gradcheck.js";
+export { AdamW, SGD, type AdamWOptions } from "./train/optimizers.js";
+export { TrainStep, type TrainStepOptions, type StepResult } from "./train/train-step.js";
+export * from "./io/safetensors.js";
+export * from "./io/half.js";
+export { Tokenizer, TokenizerError, type BatchEncoding, type BatchOptions, type EncodeOptions } from "./io/tokenizer.js";
+export { resolveCheckpoint, snapshotDir, repoCacheDir, hubCacheDir, checkRepoFileName, HubError, type HubOptions } from "./io/hub.js";
+export { loadModel, PretrainedModel, type LoadOptions, type GraphOptions } from "./models/pretrained.js";
+export { parseModelConfig, estimateModelMemory, ConfigError, MODEL_TYPES, DEFAULT_RESOURCE_LIMITS, type ModelConfig, type ModelType, type ResourceLimits, type MemoryEstimate } from "./models/config.js";
+export { CheckpointError, weightMap, type WeightSource, type BuildOptions } from "./models/builder.js";
+export { composeHooks, type ModelHooks, type LinearHook, type SublayerHook, type KeyValueHook, type EmbeddingHook } from "./models/hooks.js";
+export { TASKS, TASK_TYPES, TASK_TYPE_HEADS, TaskError, taskFromArchitectures, architectureName, assertAdapterFitsModel, type Task, type ModelGraph, type ModelInputs, type ModelOutputs } from "./models/task.js";
+export { ForwardSessions, tokenTensor, type ForwardInputs, type ForwardOutputs, type OutputName, type TokenRows, type Forwardable } from "./models/forward.js";
+export { Generator, type GenerateOptions, type GenerationResult } from "./models/generate.js";
+export { PeftModel, ADAPTER_CONFIG, ADAPTER_WEIGHTS, type PeftConfigInput, type PeftGraphOptions } from "./peft/peft-model.js";
+export { TUNERS, tunerFor, type TunerName } from "./tuners/registry.js";
+export { AdapterConfigError, type Adapter, type TunerDef, type HookContext, type BaseConfig } from "./tuners/tuner.js";
+export type { LoraConfig } from "./tuners/lora/config.js";
+export type { AdaLoraConfig } from "./tuners/adalora/index.js";
+export type { Ia3Config } from "./tuners/ia3/index.js";
+export type { PromptTuningConfig, PTuningConfig } from "./tuners/prompt/index.js";
+export type { PrefixTuningConfig } from "./tuners/prefix/index.js";
+export type { BottleneckConfig } from "./tuners/bottleneck/index.js";
+export type { HybridConfig } from "./tuners/hybrid/index.js";
+export type { SelectiveConfig } from "./tuners/selective/index.js";
+export { mountFiles, mountUrl, unmount, usesOpfs } from "./platform/browser.js";
+export { platform, readFile, writeFile, appendFile, stat, readdir, mkdir, rm, rename, join, dirname, basename } from "./platform/host.js";
+export { onnxRuntime, setOnnxRuntime, onnxRuntimeKind } from "./runtime/onnxruntime.js";
+export { PRESETS, presetConfig, fieldDocs, presetsOf, type FieldDoc, type PresetName } from "./tuners/registry.js";
+export { Trainer, TrainingDivergedError, TrainingStepError, OutputExistsError, type TrainerOptions, type TrainResult, type LogEntry } from "./train/trainer.js";
+export { parseRecords, decodeDataFile, splitExamples, DataError, DATA_EXTENSIONS, type DataRecord, type Example, type DataOptions } from "./train/data.js";
+export { detectTask, taskExamples, DataTaskError } from "./train/data-task.js";
+export { renderReport, type ReportData } from "./train/report.js";
+
+/** ONNX Runtime Web's files that must sit beside the bundle (or under `wasmPaths`). */
+export const WASM_FILES = ["ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm"] as const;
+
+/**
+ * Settings of onnxruntime-web's wasm backend; call before the first session (ONNX Runtime reads
+ * them once, when it starts).
+ */
+export function configureWasm(opts: { threads?: number; wasmPaths?: string; proxy?: boolean }): void {
+  const env = onnxRuntime().env;
+  if (opts.threads !== undefined) env.wasm.numThreads = opts.threads;
+  if (opts.wasmPaths !== undefined) env.wasm.wasmPaths = opts.wasmPaths;
+  if (opts.proxy !== undefined) env.wasm.proxy = opts.proxy;
+}
+
+/**
+ * The files `peft.save(dir)` writes for adapter `name`, as bytes (for a download):
+ * adapter_config.json, adapter_model.safetensors and labels.json when the head has class names.
+ * Written through a scratch folder of the writable store, which is removed afterwards.
+ */
+export async function adapterFiles(peft: PeftModel, name = "default"): Promise<Record<string, Uint8Array>> {
+  const dir = join(platform.host.tempDir(), `peftjs-adapter-${platform.host.randomHex(6)}`);
+  try {
+    await peft.save(dir, { adapters: [name] });
+    const target = name === "default" ? dir : join(dir, name);
+    const out: Record<string, Uint8Array> = {};
+    for (const f of await readdir(target)) out[f] = await readFile(join(target, f));
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
