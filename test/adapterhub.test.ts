@@ -90,12 +90,13 @@ describe("AdapterHub bottleneck placement (every option, post-LN BERT / DistilBE
   });
 
   for (const dir of DIRS) {
-    it(`${dir}: AdapterHub's folder loads and computes its outputs within ${TOL}`, async () => {
+    it(`${dir}: AdapterHub's folder loads and computes its outputs within ${TOL}`, async (t) => {
       const e = fixture(dir);
       // The reference moves the outputs far more than the tolerance, so a wrong placement fails.
       assert.ok(e.moved_from_base > 100 * TOL, `fixture barely moves the outputs (${e.moved_from_base})`);
       const peft = await PeftModel.load(await model(archOf(dir)), join(HUB, dir));
       const { hidden, logits } = await maxError(peft, e);
+      t.diagnostic(`max abs diff: last_hidden_state ${hidden.toExponential(2)}, logits ${logits.toExponential(2)}`);
       assert.ok(hidden < TOL, `last_hidden_state max abs diff ${hidden}`);
       assert.ok(logits < TOL, `logits max abs diff ${logits}`);
     });

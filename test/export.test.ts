@@ -159,6 +159,62 @@ describe("export for transformers.js: encoders", () => {
     }
   });
 
+  it("prompt tuning and P-tuning (virtual tokens put in front inside the graph): probabilities, tags and answer logits of peftjs within 1e-5", async () => {
+    const configs = [
+      { model: "bert-tiny", task: "sequence-classification", config: { peft_type: "PROMPT_TUNING", task_type: "SEQ_CLS", num_virtual_tokens: 4 } },
+      { model: "roberta-tiny", task: "sequence-classification", config: { peft_type: "P_TUNING", task_type: "SEQ_CLS", num_virtual_tokens: 3, encoder_hidden_size: 16 } },
+      { model: "roberta-tiny", task: "token-classification", config: { peft_type: "PROMPT_TUNING", task_type: "TOKEN_CLS", num_virtual_tokens: 5 } },
+      { model: "bert-tiny", task: "question-answering", config: { peft_type: "P_TUNING", task_type: "QUESTION_ANS", num_virtual_tokens: 2, encoder_hidden_size: 16 } },
+    ] as const;
+    const texts = TEXTS.slice(0, 4);
+    for (const c of configs) {
+      const what = `${c.config.peft_type} ${c.model} ${c.task}`;
+      const base = await loadModel(modelDir(c.model), { task: c.task });
+      const peft = PeftModel.create(base, c.config);
+      let seed = 600;
+      for (const t of peft.adapters.get("default")!.tensors.values()) (t.data as Float32Array).set(randomF32(t.shape, seed++, -0.5, 0.5).data);
+      const adapter = join(dir, `${c.model}-${c.task}-${c.config.peft_type}`);
+      await peft.save(adapter);
+      const out = `${adapter}-web`;
+      const res = await run(["export", "--model", modelDir(c.model), "--adapter", adapter, "--output", out, "--quantize", "int8"]);
+      assert.equal(res.code, 0, res.err);
+      assert.match(res.out, /adapter in-graph/);
+      // As peftjs predict runs it: the saved adapter loaded, placeholders in front of the tokens.
+      const loaded = await PeftModel.load(await loadModel(modelDir(c.model), { task: c.task }), adapter);
+      const n = loaded.virtualTokens;
+      const tok = await AutoTokenizer.from_pretrained(out, local);
+      if (c.task === "sequence-classification") {
+        const logits = (await loaded.forward(base.tokenizer!.encodeBatch(texts))).logits!.data as Float32Array;
+        const C = logits.length / texts.length;
+        const names = loaded.labelNames() ?? Object.values(base.config.raw.id2label as Record<string, string>);
+        const clf = await pipeline("text-classification", out, { ...local, dtype: "fp32" });
+        const got = (await clf(texts, { top_k: null })) as unknown as { label: string; score: number }[][];
+        got.forEach((row, i) => {
+          const want = softmax(logits.subarray(i * C, (i + 1) * C));
+          for (const { label, score } of row) assert.ok(Math.abs(score - want[names.indexOf(label)]!) < 1e-5, `${what}: text ${i} ${label}: ${score} vs ${want[names.indexOf(label)]}`);
+        });
+        const q8 = await pipeline("text-classification", out, { ...local, dtype: "q8" });
+        assert.equal(((await q8(texts, { top_k: null })) as unknown as unknown[][]).length, texts.length, `${what}: int8 runs`);
+        await Promise.all([clf.dispose(), q8.dispose()]);
+      } else {
+        const [question, context] = ["who sat on the mat", "the cat sat on the mat and the dog ran"];
+        const ours = await loaded.forward(c.task === "question-answering" ? base.tokenizer!.encodeBatch([question], { pairs: [context] }) : base.tokenizer!.encodeBatch([texts[0]!]));
+        const model = c.task === "question-answering" ? await AutoModelForQuestionAnswering.from_pretrained(out, { ...local, dtype: "fp32" }) : await AutoModelForTokenClassification.from_pretrained(out, { ...local, dtype: "fp32" });
+        const theirs = await model(c.task === "question-answering" ? tok(question, { text_pair: context }) : tok([texts[0]!]));
+        for (const k of c.task === "question-answering" ? (["start_logits", "end_logits"] as const) : (["logits"] as const)) {
+          const t = ours[k]!;
+          const per = t.shape.length === 3 ? (t.shape[2] as number) : 1;
+          const a = (t.data as Float32Array).subarray(n * per); // one row: the real tokens after the n virtual ones
+          const b = theirs[k].data as Float32Array;
+          assert.deepEqual(theirs[k].dims[1], (t.shape[1] as number) - n, `${what} ${k}: the text's tokens only`);
+          assert.ok(maxAbsDiff(a, b) < 1e-5, `${what} ${k} within 1e-5 (max difference ${maxAbsDiff(a, b)})`);
+        }
+        await model.dispose();
+      }
+      await Promise.all([peft.releaseSessions(), loaded.releaseSessions()]);
+    }
+  });
+
   it("token-classification (bert-tiny + LoRA): the tag of every token and the logits of peftjs", async () => {
     const labels = ["O", "B-ANIMAL", "I-ANIMAL"];
     const adapter = await loraAdapter("bert-tiny", "token-classification", "TOKEN_CLS", ["query", "value"], labels);

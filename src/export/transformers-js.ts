@@ -10,8 +10,9 @@ import { type PeftModel } from "../peft/peft-model.js";
 import { lowerToOnnx } from "../runtime/lower.js";
 import { type PretrainedModel } from "../models/pretrained.js";
 import { architectureName, type ModelGraph, type Task } from "../models/task.js";
-import { embedWeights } from "./onnx-file.js";
+import { embedWeights, type GraphProto } from "./onnx-file.js";
 import { quantizeOnnxInt8 } from "./quantize-int8.js";
+import { prependVirtualTokens } from "./virtual-tokens.js";
 
 export interface ExportOptions {
   /** Also write onnx/model_quantized.onnx: per-channel int8 weights, activations quantized at run time. */
@@ -31,7 +32,7 @@ export interface ExportResult {
 
 /** A model or adapter that cannot be exported; `hint` says what can be. */
 export class ExportError extends Error {
-  constructor(message: string, readonly hint = "merging methods (LoRA, DoRA, AdaLoRA, IA3, ...), bottleneck and prefix adapters export; prompt tuning and P-tuning do not") {
+  constructor(message: string, readonly hint = "merging methods (LoRA, DoRA, AdaLoRA, IA3, ...), bottleneck and prefix adapters export, and prompt tuning and P-tuning on encoders; prompt tuning and P-tuning on decoders do not") {
     super(message);
   }
 }
@@ -49,8 +50,9 @@ const DEFAULT_EXTERNAL_ABOVE = 1.8 * 2 ** 30;
  * Write `model` (a PretrainedModel, or a PeftModel with its active adapters) to `out` in the
  * transformers.js layout, as one set (an earlier export there is replaced whole). Merging methods
  * (LoRA, DoRA, AdaLoRA, IA3, ...) are folded into the weights; bottleneck and prefix adapters
- * stay in the graph (a prefix's keys/values join each step's cache inside it); prompt tuning and
- * P-tuning, which prepend tokens to the inputs, are refused.
+ * stay in the graph (a prefix's keys/values join each step's cache inside it). Prompt tuning and
+ * P-tuning stay in encoder graphs, which put the virtual tokens in front of the text's inside
+ * (see virtual-tokens.ts); on decoders they are refused, as cached generation does not run them.
  *
  * @example
  *   const peft = await PeftModel.load(await loadModel("./roberta-base", { task: "sequence-classification" }), "./my-adapter");
@@ -58,19 +60,34 @@ const DEFAULT_EXTERNAL_ABOVE = 1.8 * 2 ** 30;
  *   // then, in transformers.js: await pipeline("text-classification", "/abs/path/my-model-web")
  */
 export async function exportForTransformersJs(model: PretrainedModel | PeftModel, out: string, opts: ExportOptions = {}): Promise<ExportResult> {
-  const { source, base, labels, adapter } = resolveSource(model);
+  const { source, base, labels, adapter, virtualTokens } = resolveSource(model);
   const cfg = base.config;
   const decoder = cfg.family === "gpt2" || cfg.family === "llama";
   if (decoder ? base.task !== "causal-lm" : !ENCODER_TASKS.includes(base.task)) {
     throw new ExportError(`export: ${cfg.modelType} with a ${base.task} head is not exported for transformers.js (${decoder ? "decoders export causal-lm" : `encoders export ${ENCODER_TASKS.join(", ")}`})`);
+  }
+  if (decoder && virtualTokens > 0) {
+    const a = virtualTokenAdapter(model as PeftModel);
+    throw new ExportError(`export: adapter "${a.name}" is ${(a.config as { peft_type?: string }).peft_type}, which prepends virtual tokens to the inputs; the cached generation graph transformers.js runs has no place for them (peftjs generate does not run it either), so it is not exported for a decoder`);
   }
   // A prefix adapter's virtual tokens come before the positions of the real ones (as peftjs feeds them).
   const offset = "prefixTokens" in source ? source.prefixTokens : 0;
   const built = decoder ? source.build({ decoder: { cacheAware: true, positionOffset: offset } }) : source.build({ positionsInGraph: { offset } });
   const outputs = graphOutputs(built, decoder);
   const lowered = lowerToOnnx(outputs, {}, `peftjs-${cfg.modelType}`);
-  const onnx = embedWeights(lowered, { externalAbove: opts.externalDataAbove ?? DEFAULT_EXTERNAL_ABOVE, dataFile: "model.onnx_data", rename: decoder ? DECODER_DIMS : ENCODER_DIMS });
-  const quantized = opts.quantize === "int8" ? embedWeights(lowered, { externalAbove: opts.externalDataAbove ?? DEFAULT_EXTERNAL_ABOVE, dataFile: "model_quantized.onnx_data", rename: decoder ? DECODER_DIMS : ENCODER_DIMS, transform: quantizeOnnxInt8 }) : undefined;
+  // Prompt methods: the graph makes its placeholders itself; per-token outputs keep the text's tokens only.
+  const perToken = base.task === "sequence-classification" ? [] : Object.keys(outputs);
+  const virtual = virtualTokens > 0 ? (g: GraphProto) => prependVirtualTokens(g, virtualTokens, perToken) : undefined;
+  const embed = (dataFile: string, quantize: boolean) =>
+    embedWeights(lowered, {
+      externalAbove: opts.externalDataAbove ?? DEFAULT_EXTERNAL_ABOVE, dataFile, rename: decoder ? DECODER_DIMS : ENCODER_DIMS,
+      transform: (g) => {
+        virtual?.(g);
+        if (quantize) quantizeOnnxInt8(g);
+      },
+    });
+  const onnx = embed("model.onnx_data", false);
+  const quantized = opts.quantize === "int8" ? embed("model_quantized.onnx_data", true) : undefined;
 
   const architecture = architectureName(cfg.modelType, base.task);
   const config: Record<string, unknown> = { ...cfg.raw, architectures: [architecture], torch_dtype: "float32" };
@@ -80,7 +97,7 @@ export async function exportForTransformersJs(model: PretrainedModel | PeftModel
   if (onnx.external || quantized?.external) jsConfig.use_external_data_format = true;
   config["transformers.js_config"] = jsConfig;
 
-  const tokenizerConfig = await tokenizerConfigFor(base);
+  const tokenizerConfig = await tokenizerConfigFor(base, virtualTokens);
   const files: string[] = [];
   await writeDirAtomic(out, async (dir) => {
     const put = async (name: string, data: string | Uint8Array) => {
@@ -107,21 +124,22 @@ export async function exportForTransformersJs(model: PretrainedModel | PeftModel
 }
 
 /** The graph to export, the base it came from, the label names and how the adapter is carried. */
-function resolveSource(model: PretrainedModel | PeftModel): { source: PretrainedModel | PeftModel; base: PretrainedModel; labels: readonly string[] | undefined; adapter: ExportResult["adapter"] } {
+function resolveSource(model: PretrainedModel | PeftModel): { source: PretrainedModel | PeftModel; base: PretrainedModel; labels: readonly string[] | undefined; adapter: ExportResult["adapter"]; virtualTokens: number } {
   if (!("adapters" in model)) {
     const names = model.config.raw.id2label;
-    return { source: model, base: model, labels: labelsOf(names), adapter: "none" };
+    return { source: model, base: model, labels: labelsOf(names), adapter: "none", virtualTokens: 0 };
   }
   const active = model.activeAdapters.map((n) => model.adapters.get(n)!);
   const labels = model.labelNames() ?? labelsOf(model.base.config.raw.id2label);
-  if (active.length === 0) return { source: model.base, base: model.base, labels, adapter: "none" };
-  if (active.every((a) => a.mergedWeights)) return { source: model.mergeAndUnload({ safe: true }), base: model.base, labels, adapter: "merged" };
-  // Prompt tuning and P-tuning prepend tokens to the inputs, which transformers.js would not feed.
-  if (model.virtualTokens > 0) {
-    const a = active.find((x) => ((x as { virtualTokens?: number }).virtualTokens ?? 0) > 0) ?? active[0]!;
-    throw new ExportError(`export: adapter "${a.name}" is ${(a.config as { peft_type?: string }).peft_type}, which prepends virtual tokens to the inputs; transformers.js feeds only the text's tokens, so it is not exported`);
-  }
-  return { source: model, base: model.base, labels, adapter: "in-graph" };
+  if (active.length === 0) return { source: model.base, base: model.base, labels, adapter: "none", virtualTokens: 0 };
+  if (active.every((a) => a.mergedWeights)) return { source: model.mergeAndUnload({ safe: true }), base: model.base, labels, adapter: "merged", virtualTokens: 0 };
+  return { source: model, base: model.base, labels, adapter: "in-graph", virtualTokens: model.virtualTokens };
+}
+
+/** The active adapter that prepends virtual tokens (prompt tuning, P-tuning). */
+function virtualTokenAdapter(model: PeftModel) {
+  const active = model.activeAdapters.map((n) => model.adapters.get(n)!);
+  return active.find((x) => ((x as { virtualTokens?: number }).virtualTokens ?? 0) > 0) ?? active[0]!;
 }
 
 function labelsOf(id2label: unknown): string[] | undefined {
@@ -144,7 +162,7 @@ const ENCODER_DIMS: Record<string, string> = { batch: "batch_size", seq: "sequen
 const DECODER_DIMS: Record<string, string> = { ...ENCODER_DIMS, past: "past_sequence_length" };
 
 /** tokenizer_config.json with what transformers.js needs: the class, the longest input, the special tokens. */
-async function tokenizerConfigFor(model: PretrainedModel): Promise<Record<string, unknown>> {
+async function tokenizerConfigFor(model: PretrainedModel, virtualTokens: number): Promise<Record<string, unknown>> {
   let own: Record<string, unknown> = {};
   try {
     own = JSON.parse(await readFile(join(model.dir, "tokenizer_config.json"), "utf8")) as Record<string, unknown>;
@@ -154,6 +172,8 @@ async function tokenizerConfigFor(model: PretrainedModel): Promise<Record<string
   const cfg: Record<string, unknown> = { ...own };
   cfg.tokenizer_class ??= TOKENIZER_CLASS[model.config.modelType] ?? "PreTrainedTokenizerFast";
   if (typeof cfg.model_max_length !== "number" || cfg.model_max_length > 1e15) cfg.model_max_length = Number.isFinite(model.maxInputLength) ? model.maxInputLength : model.config.maxPositions;
+  // Virtual tokens take positions in front of the text's.
+  if (virtualTokens > 0) cfg.model_max_length = Math.min(cfg.model_max_length as number, (Number.isFinite(model.maxInputLength) ? model.maxInputLength : model.config.maxPositions) - virtualTokens);
   const tok = model.tokenizer;
   if (tok) {
     for (const [key, id] of [["pad_token", tok.padTokenId], ["bos_token", tok.bosTokenId], ["eos_token", tok.eosTokenId]] as const) {
