@@ -27,6 +27,8 @@ interface StudioMethod {
 }
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+/** The studio's folder in OPFS (the worker's "/studio": the core's writable store is OPFS's root). */
+const STUDIO_DIR = "studio";
 const RUNS = "runs";
 
 // ---- messages -------------------------------------------------------------------------------
@@ -64,7 +66,8 @@ function spawnWorker(): void {
   // An error nothing in the worker caught: the worker is gone or in an unknown state; replace it.
   worker.onerror = (e: ErrorEvent) => {
     e.preventDefault();
-    void workerCrashed(e.message || "unknown error");
+    const where = e.filename ? ` at ${e.filename.replace(location.origin, "")}:${e.lineno}` : "";
+    void workerCrashed(`${e.message || "unknown error"}${where}`);
   };
 }
 
@@ -298,7 +301,7 @@ function updateButtons(): void {
   const ready = !!modelInfo && !!dataInfo;
   $<HTMLButtonElement>("train").disabled = training || !ready;
   $<HTMLButtonElement>("pause").disabled = !training;
-  $<HTMLButtonElement>("cancel").disabled = !training && !currentRun;
+  $<HTMLButtonElement>("cancel").disabled = !training;
   $<HTMLButtonElement>("try-button").disabled = training || !modelInfo;
   $<HTMLButtonElement>("download-adapter").disabled = training || !trained;
   $<HTMLButtonElement>("download-report").disabled = training || !trained;
@@ -412,7 +415,7 @@ async function startTraining(run: RunRecord, resume: boolean): Promise<void> {
 
 async function runsDir(): Promise<FileSystemDirectoryHandle> {
   const root = await navigator.storage.getDirectory();
-  return root.getDirectoryHandle(RUNS, { create: true });
+  return (await root.getDirectoryHandle(STUDIO_DIR, { create: true })).getDirectoryHandle(RUNS, { create: true });
 }
 
 async function writeFile(dir: FileSystemDirectoryHandle, name: string, data: Blob | string): Promise<void> {
@@ -513,7 +516,10 @@ function download(name: string, data: BlobPart, type: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+let lastPrediction: Prediction | undefined;
+
 function showPrediction(p: Prediction): void {
+  lastPrediction = p;
   const out = $("try-output");
   if (p.kind === "classification") out.textContent = p.labels.map((l, i) => `${l.padEnd(12)} ${(p.probabilities[i]! * 100).toFixed(1).padStart(5)}%`).join("\n");
   else if (p.kind === "tags") out.textContent = p.tokens.map((t, i) => `${t}/${p.tags[i]}`).join(" ");
@@ -607,7 +613,18 @@ async function init(): Promise<void> {
   $("download-report").onclick = () => exported && download("report.html", exported.report, "text/html");
   await listRuns();
   // For tests and the curious: the live state.
-  (globalThis as { studio?: unknown }).studio = { get worker() { return worker; }, get run() { return currentRun; }, charts };
+  (globalThis as { studio?: unknown }).studio = {
+    get worker() {
+      return worker;
+    },
+    get run() {
+      return currentRun;
+    },
+    get lastPrediction() {
+      return lastPrediction;
+    },
+    charts,
+  };
 }
 
 init().catch((e: Error) => showMessage(`The studio could not start: ${e.message}`));

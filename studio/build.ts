@@ -1,11 +1,20 @@
 // Bundles the studio page (app.ts) and its Web Worker (worker.ts, the peftjs core through
 // src/browser.ts) with esbuild into browser ES modules. `peftjs studio` runs it at start in a
 // source checkout (about a second); run by hand: `node --import tsx studio/build.ts [outdir]`.
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+
+/** csv-parse's Node build uses Buffer; its browser build (an exported subpath) carries what it needs. */
+const csvParseForBrowsers: Plugin = {
+  name: "csv-parse-browser",
+  setup(b) {
+    b.onResolve({ filter: /^csv-parse\/sync$/ }, (args) => b.resolve("csv-parse/browser/esm/sync", { kind: args.kind, resolveDir: args.resolveDir }));
+  },
+};
 
 export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: number; outdir: string }> {
   const t0 = performance.now();
@@ -17,7 +26,10 @@ export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: nu
     platform: "browser",
     target: "es2022",
     sourcemap: "linked",
-    // The core's Node-only pieces must not reach the browser: an import of a node: module fails the build by name.
+    // The core's platform modules resolve to their browser twins; onnxruntime-web loads its wasm
+    // from beside the bundle (the studio server serves it there).
+    conditions: ["onnxruntime-web-use-extern-wasm"],
+    plugins: [peftjsBrowser(), csvParseForBrowsers],
     logLevel: "silent",
     legalComments: "none",
   });

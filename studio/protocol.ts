@@ -70,7 +70,7 @@ export interface DataInfo {
 }
 
 export type Prediction =
-  | { kind: "classification"; labels: string[]; probabilities: number[] }
+  | { kind: "classification"; labels: string[]; probabilities: number[]; logits: number[] }
   | { kind: "tags"; tokens: string[]; tags: string[] }
   | { kind: "answer"; answer: string; score: number }
   | { kind: "text"; text: string };

@@ -89,13 +89,14 @@ const TYPES: Record<string, string> = {
 };
 
 /**
- * The page may load and connect only to this server ('self'); wasm compiles ('wasm-unsafe-eval');
- * the evaluation report (report.html, the CLI's, with inline Chart.js) shows in an iframe, and
- * downloads are blob: URLs.
+ * The page may load and connect only to this server ('self'): that is what keeps every request on
+ * this machine. Scripts may compile wasm and code (protobufjs generates its ONNX encoders with
+ * Function) and run inline (the evaluation report is the CLI's report.html, Chart.js inline, in an
+ * iframe); downloads are blob: URLs.
  */
 const CSP = [
   "default-src 'self'",
-  "script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' blob:",
+  "script-src 'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval' blob:",
   "worker-src 'self' blob:",
   "connect-src 'self' blob: data:",
   "style-src 'self' 'unsafe-inline'",
@@ -199,6 +200,7 @@ export async function startStudio(opts: { port: number; paths?: StudioPaths }): 
     } catch {
       return send(res, 400, "text/plain", "bad URL");
     }
+    if (path === "/favicon.ico") return send(res, 204, "text/plain", "");
     if (path === "/api/methods") return send(res, 200, TYPES[".json"]!, methods, {}, req.method === "HEAD");
     if (path === "/api/models") return send(res, 200, TYPES[".json"]!, catalog, {}, req.method === "HEAD");
     for (const [re, resolveFile] of routes) {
