@@ -7,7 +7,7 @@
 import {
   bestWindows,
   detectTask,
-  fs,
+  readFile,
   Generator,
   loadModel,
   methodConfig,
@@ -18,7 +18,9 @@ import {
   collate,
   decodePredictions,
   PREDICTION_TASKS,
-  runtimeInfo,
+  adapterFiles,
+  configureWasm,
+  onnxRuntime,
   splitExamples,
   TASK_FIELDS,
   taskExamples,
@@ -190,7 +192,7 @@ async function onTrain(id: number, run: RunRecord, resume: boolean): Promise<voi
 /** The step of a run's last checkpoint (0 when it has none). */
 async function checkpointStep(runId: string): Promise<number> {
   try {
-    return (JSON.parse(await fs.readFile(`${runDir(runId)}/checkpoint-last/trainer_state.json`, "utf8")) as { step: number }).step;
+    return (JSON.parse(await readFile(`${runDir(runId)}/checkpoint-last/trainer_state.json`, "utf8")) as { step: number }).step;
   } catch {
     return 0;
   }
@@ -233,14 +235,12 @@ async function onPredict(id: number, text: string): Promise<void> {
 
 async function onExport(id: number): Promise<void> {
   if (!trained) throw new Error("train a model first");
-  const dir = runDir(trained.runId);
-  const adapter = `${dir}/adapter`;
-  const files = (await fs.readdir(adapter)).sort();
-  const entries: [string, Uint8Array][] = [];
-  for (const f of files) entries.push([`adapter/${f}`, await fs.readFile(`${adapter}/${f}`)]);
-  const adapterZip = writeStoredZip(entries);
-  const report = await fs.readFile(`${dir}/report.html`, "utf8");
-  post({ id, type: "export", adapterZip, report, files }, [adapterZip.buffer]);
+  // The files peft.save writes (adapter_config.json, adapter_model.safetensors, labels.json), zipped in a folder "adapter".
+  const files = await adapterFiles(trained.peft);
+  const names = Object.keys(files).sort();
+  const adapterZip = writeStoredZip(names.map((n) => [`adapter/${n}`, files[n]!] as const));
+  const report = await readFile(`${runDir(trained.runId)}/report.html`, "utf8");
+  post({ id, type: "export", adapterZip, report, files: names }, [adapterZip.buffer]);
 }
 
 scope.onmessage = (e) => {
@@ -260,5 +260,8 @@ scope.onmessage = (e) => {
   work.catch((err: unknown) => post({ id: m.id, type: "error", message: oneLine(err) }));
 };
 
-const info = runtimeInfo();
-post({ type: "ready", backend: info.backend, threads: info.threads, isolated: scope.crossOriginIsolated });
+// wasm threads need a cross-origin isolated page (the studio server sends the headers); the wasm
+// files are served beside the bundle.
+const threads = scope.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+configureWasm({ threads, wasmPaths: new URL("/", location.href).href });
+post({ type: "ready", backend: `onnxruntime-web ${onnxRuntime().env.versions?.web ?? ""} (wasm)`.replace("  ", " "), threads, isolated: scope.crossOriginIsolated });
