@@ -3,7 +3,8 @@
 // classifier, the same fixed batch every step, AdamW; everything seeded, so the losses of each
 // step must agree across runtimes up to floating-point rounding. Imports core modules only.
 import { int64 } from "../src/ir/tensor.js";
-import { loadModel } from "../src/models/pretrained.js";
+import { seededRandom } from "../src/ir/random.js";
+import { loadModel, PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { AdamW } from "../src/train/optimizers.js";
 import { TrainStep } from "../src/train/train-step.js";
@@ -20,17 +21,44 @@ export const PARITY_TEXTS = [
 ];
 export const PARITY_LABELS = [1, 0, 1, 0, 1, 0, 1, 0];
 
-/** Losses of `steps` LoRA steps on the model in `modelDir` (every seed fixed). */
-export async function loraStepLosses(modelDir: string, opts: { steps?: number; threads?: number; batch?: number; seqLen?: number } = {}): Promise<number[]> {
-  const base = await loadModel(modelDir, { task: "sequence-classification" });
+/** A checkpoint folder, or a config for a randomly initialized model (transformers' from_config). */
+export type ModelSource = string | { config: Record<string, unknown>; name: string };
+
+export interface LoraRunOptions {
+  steps?: number;
+  /** Intra-op threads (onnxruntime-web: the page's pool, set by its first session). */
+  threads?: number;
+  /** Rows per batch (default: the 8 parity texts). */
+  batch?: number;
+  /** Pad every row to this many tokens (default: the longest row). */
+  seqLen?: number;
+}
+
+async function setup(source: ModelSource, opts: LoraRunOptions) {
+  const base =
+    typeof source === "string" ? await loadModel(source, { task: "sequence-classification" }) : PretrainedModel.fromConfig(source.config, undefined, "sequence-classification", source.name);
   const peft = PeftModel.create(base, { peft_type: "LORA", r: 8, lora_alpha: 16, lora_dropout: 0.1, target_modules: ["query", "value"] });
-  const tokenizer = base.tokenizer!;
   const batch = opts.batch ?? PARITY_TEXTS.length;
-  const texts = Array.from({ length: batch }, (_, i) => PARITY_TEXTS[i % PARITY_TEXTS.length]!);
-  const enc = tokenizer.encodeBatch(texts, opts.seqLen ? { padding: "max_length", maxLength: opts.seqLen } : {});
-  const feeds = peft.prepareInputs(enc, { labels: int64([batch], texts.map((_, i) => PARITY_LABELS[i % PARITY_LABELS.length]!)) });
+  const labels = int64([batch], Array.from({ length: batch }, (_, i) => PARITY_LABELS[i % PARITY_LABELS.length]!));
+  let feeds;
+  if (base.tokenizer) {
+    const texts = Array.from({ length: batch }, (_, i) => PARITY_TEXTS[i % PARITY_TEXTS.length]!);
+    feeds = peft.prepareInputs(base.tokenizer.encodeBatch(texts, opts.seqLen ? { padding: "max_length", maxLength: opts.seqLen } : {}), { labels });
+  } else {
+    // No tokenizer (a from-config model): seeded token ids, every position attended.
+    const len = opts.seqLen ?? 16;
+    const rand = seededRandom(11);
+    const vocab = base.config.vocabSize;
+    const ids = int64([batch, len], Array.from({ length: batch * len }, () => 1 + Math.floor(rand() * (vocab - 1))));
+    feeds = peft.prepareInputs({ input_ids: ids, attention_mask: int64([batch, len], new Array<number>(batch * len).fill(1)), token_type_ids: int64([batch, len], new Array<number>(batch * len).fill(0)) }, { labels });
+  }
   const step = await TrainStep.create(peft.build({ withLoss: true, training: true }).outputs.loss!, { seed: 7, session: opts.threads ? { threads: opts.threads } : {} });
-  const opt = new AdamW(step.params, { lr: 1e-3 });
+  return { step, opt: new AdamW(step.params, { lr: 1e-3 }), feeds };
+}
+
+/** Losses of `steps` (default 10) LoRA steps (every seed fixed). */
+export async function loraStepLosses(source: ModelSource, opts: LoraRunOptions = {}): Promise<number[]> {
+  const { step, opt, feeds } = await setup(source, opts);
   const losses: number[] = [];
   try {
     for (let i = 0; i < (opts.steps ?? 10); i++) {
@@ -42,4 +70,21 @@ export async function loraStepLosses(modelDir: string, opts: { steps?: number; t
     await step.release();
   }
   return losses;
+}
+
+/** Milliseconds of each of `steps` LoRA steps (run + optimizer update) after `warmup` untimed ones. */
+export async function timeLoraSteps(source: ModelSource, opts: LoraRunOptions & { steps: number; warmup?: number }): Promise<number[]> {
+  const { step, opt, feeds } = await setup(source, opts);
+  const ms: number[] = [];
+  try {
+    for (let i = 0; i < (opts.warmup ?? 2) + opts.steps; i++) {
+      const t0 = performance.now();
+      const { grads } = await step.run(feeds);
+      opt.step(grads);
+      if (i >= (opts.warmup ?? 2)) ms.push(performance.now() - t0);
+    }
+  } finally {
+    await step.release();
+  }
+  return ms;
 }

@@ -1,0 +1,48 @@
+// The browser bundle in headless Chromium (cross-origin isolated, wasm threads): the same 10 LoRA
+// steps on encoder-mini as in Node give the same losses (within 1e-4 of onnxruntime-node), the
+// writable store is OPFS, and an adapter comes out as PEFT's files for a download.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromiumSkipReason } from "./browser-support.js";
+import { loraStepLosses } from "./web-lora-steps.js";
+import { openWebPage, type WebPage } from "./web-page.js";
+
+const MODEL = join(import.meta.dirname, "..", "models", "encoder-mini");
+const skip = chromiumSkipReason();
+
+describe("peftjs in headless Chromium", { skip }, () => {
+  let web: WebPage;
+  before(async () => {
+    web = await openWebPage();
+  });
+  after(async () => {
+    await web?.close();
+  });
+
+  it("10 LoRA steps on encoder-mini (wasm, 2 threads) give onnxruntime-node's losses within 1e-4", async (t) => {
+    const native = await loraStepLosses(MODEL, { threads: 1 });
+    const r = await web.page.evaluate(
+      ([url]) => (globalThis as unknown as { peftjsTest: { loraSteps(u: string, o: { threads: number }): Promise<{ losses: number[]; ms: number; crossOriginIsolated: boolean; numThreads: number }> } }).peftjsTest.loraSteps(url!, { threads: 2 }),
+      [`${web.url}/models/encoder-mini/`],
+    ).catch((e: Error) => assert.fail(`${e.message}\npage log:\n${web.log.join("\n")}`));
+    assert.equal(r.crossOriginIsolated, true, "the page is cross-origin isolated (wasm threads)");
+    assert.equal(r.numThreads, 2);
+    assert.equal(r.losses.length, 10);
+    const diffs = native.map((l, i) => Math.abs(l - r.losses[i]!));
+    t.diagnostic(`max |node native - chromium wasm| over 10 steps: ${Math.max(...diffs).toExponential(2)}; browser ${r.ms.toFixed(0)} ms in all`);
+    assert.ok(Math.max(...diffs) <= 1e-4, `per-step differences ${diffs.map((d) => d.toExponential(2)).join(", ")}\nnode    ${native.join(", ")}\nbrowser ${r.losses.join(", ")}`);
+  });
+
+  it("files go to the Origin Private File System; an adapter downloads as PEFT's files", async () => {
+    const r = await web.page.evaluate(
+      ([url]) => (globalThis as unknown as { peftjsTest: { storeAndAdapter(u: string): Promise<{ opfs: boolean; listing: string[]; text: string; adapter: Record<string, number> }> } }).peftjsTest.storeAndAdapter(url!),
+      [`${web.url}/models/encoder-mini/`],
+    ).catch((e: Error) => assert.fail(`${e.message}\npage log:\n${web.log.join("\n")}`));
+    assert.equal(r.opfs, true);
+    assert.deepEqual(r.listing, ["x.txt"]);
+    assert.equal(r.text, "hello");
+    assert.deepEqual(Object.keys(r.adapter).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
+    assert.ok(r.adapter["adapter_model.safetensors"]! > 1000);
+  });
+});

@@ -1,0 +1,46 @@
+// The page script of test/web-browser.test.ts and bench/web.ts, bundled with the browser build's
+// plugin: the library through src/browser.ts, run in headless Chromium.
+import { adapterFiles, configureWasm, loadModel, mkdir, mountUrl, onnxRuntime, PeftModel, readdir, readFile, rename, rm, usesOpfs, writeFile } from "../src/browser.js";
+import { loraStepLosses, timeLoraSteps } from "./web-lora-steps.js";
+
+const started = { threads: 0 };
+
+const api = {
+  /** The parity workload (test/web-lora-steps.ts) on a model served at `modelUrl`. */
+  async loraSteps(modelUrl: string, opts: { threads: number; steps?: number; batch?: number; seqLen?: number }) {
+    if (!started.threads) {
+      configureWasm({ threads: opts.threads });
+      started.threads = opts.threads;
+    }
+    mountUrl("/models/under-test", modelUrl);
+    const t0 = performance.now();
+    const losses = await loraStepLosses("/models/under-test", opts);
+    return { losses, ms: performance.now() - t0, crossOriginIsolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated ?? false, numThreads: onnxRuntime().env.wasm.numThreads };
+  },
+  /** Timed LoRA steps (bench/web.ts): per-step milliseconds after `warmup` steps. */
+  async timedSteps(model: { url: string } | { config: Record<string, unknown>; name: string }, opts: { threads: number; steps: number; batch: number; seqLen: number }) {
+    if (!started.threads) {
+      configureWasm({ threads: opts.threads });
+      started.threads = opts.threads;
+    }
+    if ("url" in model) mountUrl("/models/under-test", model.url);
+    return { ms: await timeLoraSteps("url" in model ? "/models/under-test" : model, opts), numThreads: onnxRuntime().env.wasm.numThreads };
+  },
+  /** Files in the writable store (OPFS) and an adapter's download bytes. */
+  async storeAndAdapter(modelUrl: string) {
+    await rm("/peftjs-test", { recursive: true, force: true });
+    await mkdir("/peftjs-test/a", { recursive: true });
+    await writeFile("/peftjs-test/a/x.txt", "hello");
+    await rename("/peftjs-test/a", "/peftjs-test/b");
+    const listing = await readdir("/peftjs-test/b");
+    const text = await readFile("/peftjs-test/b/x.txt", "utf8");
+    await rm("/peftjs-test", { recursive: true });
+    mountUrl("/models/under-test", modelUrl);
+    const base = await loadModel("/models/under-test", { task: "sequence-classification" });
+    const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, target_modules: ["query", "value"] });
+    const files = await adapterFiles(peft);
+    return { opfs: await usesOpfs(), listing, text, adapter: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.byteLength])) };
+  },
+};
+
+(globalThis as { peftjsTest?: typeof api }).peftjsTest = api;
