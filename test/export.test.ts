@@ -400,5 +400,9 @@ describe("export: refusals (one line, nothing written)", () => {
     assert.match(refused.err, /peftjs: export: adapter "default" is PROMPT_TUNING, which prepends virtual tokens/);
     assert.equal(refused.err.trim().split("\n").length, 2, "one line and a hint");
     assert.ok(!existsSync(join(dir, "prompt-web")));
+    // A decoder with a classification head: transformers.js has no class that would load it.
+    const cls = await loadModel(join(FIXTURES, "gpt2-tiny"), { task: "sequence-classification" });
+    await assert.rejects(exportForTransformersJs(cls, join(dir, "gpt2-cls-web")), /sequence-classification head is not exported for transformers\.js .*no sequence- or token-classification class/);
+    assert.ok(!existsSync(join(dir, "gpt2-cls-web")));
   });
 });

@@ -64,7 +64,7 @@ export async function exportForTransformersJs(model: PretrainedModel | PeftModel
   const cfg = base.config;
   const decoder = cfg.family === "gpt2" || cfg.family === "llama";
   if (decoder ? base.task !== "causal-lm" : !ENCODER_TASKS.includes(base.task)) {
-    throw new ExportError(`export: ${cfg.modelType} with a ${base.task} head is not exported for transformers.js (${decoder ? "decoders export causal-lm" : `encoders export ${ENCODER_TASKS.join(", ")}`})`);
+    throw new ExportError(`export: ${cfg.modelType} with a ${base.task} head is not exported for transformers.js (${decoder ? "decoders export causal-lm: transformers.js has no sequence- or token-classification class for GPT-2 or Llama models" : `encoders export ${ENCODER_TASKS.join(", ")}`})`);
   }
   if (decoder && virtualTokens > 0) {
     const a = virtualTokenAdapter(model as PeftModel);
