@@ -6,6 +6,7 @@ import { main as quant } from "./quant.js";
 import { main as quantAccuracy } from "./quant-accuracy.js";
 import { main as serve } from "./serve.js";
 import { main as tuners } from "./tuners.js";
+import { main as web } from "./web.js";
 import { dispatch, type Jobs } from "./dispatch.js";
 
 const BENCHMARKS: Jobs = {
@@ -15,6 +16,7 @@ const BENCHMARKS: Jobs = {
   quant: { run: quant, about: "int8 frozen base vs float32: LoRA training step, forward, generation; weights and peak RSS" },
   "quant-accuracy": { run: quantAccuracy, about: "int8 frozen base vs float32: decoder-mini held-out perplexity, LoRA accuracy on the demo tasks" },
   serve: { run: serve, about: "the multi-adapter server: classify and generate throughput and latency with N adapters, batching gain over one request at a time" },
+  web: { run: web, about: "a LoRA training step in headless Chromium (onnxruntime-web, wasm threads) vs Node (onnxruntime-node): encoder-mini, one BERT-base layer" },
   tuners: { run: tuners, about: "step time / peak memory of PEFT methods vs full fine-tuning; inference latency of adapters vs base" },
 };
 
