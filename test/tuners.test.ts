@@ -323,6 +323,18 @@ const CASES: Record<keyof typeof TUNERS, MethodCase[]> = {
       identityAtInit: false, mergeable: false, mixable: true,
     },
     {
+      // The adapter's residual is the sum before the model's LayerNorm (Adapter.pre_forward "post_add").
+      variant: "seq_bn residual_before_ln=post_add", presets: [],
+      keys: (inv, task) => merge(bottleneckKeys(inv, false, (h) => h / 4), headKeys(inv, task)),
+      only: { archs: ["bert-tiny"], why: 'residual_before_ln "post_add" needs a post-LN block (refused on pre-LN models, where AdapterHub fails too)' },
+      config: () => ({ peft_type: "BOTTLENECK", variant: "seq_bn", reduction_factor: 4, non_linearity: "gelu", residual_before_ln: "post_add" }),
+      expected: (inv, task) => {
+        const H = inv.cfg.hidden;
+        return inv.cfg.layers * (2 * H * (H / 4) + H / 4 + H) + head(inv, task);
+      },
+      identityAtInit: false, mergeable: false, mixable: true,
+    },
+    {
       // Houlsby with the Pfeiffer-style input (original_ln_before) and per-layer reduction factors.
       variant: "double_seq_bn original_ln_before reduction_factor map", presets: [],
       keys: (inv, task) => merge(bottleneckKeys(inv, true, (h) => h / 4), headKeys(inv, task)),
