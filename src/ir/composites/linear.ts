@@ -51,8 +51,9 @@ type Int8MatMulAttrs = { transB: number; kernel: string; gradKernel: string };
  * - kernel "integer", transB 0: DynamicQuantizeLinear(x) -> MatMulInteger -> Cast -> Mul by
  *   x_scale * scale (the pattern ONNX Runtime fuses into one DynamicQuantizeMatMul);
  * - kernel "integer", transB 1 (the input gradient): the per-channel scale lies along the
- *   contraction, so it is folded into x first, then as above against q^T (ORT keeps a
- *   transposed int8 copy: twice the int8 weight memory);
+ *   contraction, so it is folded into x first; x is quantized per row (symmetric, scale
+ *   max|row| / 127), then MatMulInteger against q^T and a Mul by the row scales (ORT keeps a
+ *   transposed int8 copy: twice the int8 weight memory, still half a float32 one);
  * - kernel "dequantize": DequantizeLinear(q) -> Gemm, a float32 copy of one layer's weight at a
  *   time (ORT does not constant-fold DequantizeLinear).
  * The gradient treats quantization as exact (straight-through): dx = g @ W^T, the float32
@@ -91,22 +92,27 @@ export const Int8MatMul: OpDef<Int8MatMulAttrs> = {
       return { opType: "Gemm", inputs: bias ? [x, w!, bias] : [x, w!], attrs: { transB: { kind: "int", value: transB } } };
     }
     if (kernel !== "integer") throw new Error(`Int8MatMul: unknown kernel "${kernel}" (integer or dequantize)`);
-    let a = x;
-    let b = q;
-    let bZero = zero;
-    let bScale: string | undefined = scale;
-    if (transB) {
-      [a] = ctx.emit({ opType: "Mul", inputs: [x, scale] }, 1) as [string];
-      [b] = ctx.emit({ opType: "Transpose", inputs: [q], attrs: { perm: { kind: "ints", value: [1, 0] } } }, 1) as [string];
-      // q's zero points are all 128 (uint8 storage of symmetric values), so one scalar serves the
-      // columns of q^T as well.
-      bZero = zero ? ctx.scalar("uint8", 128) : "";
-      bScale = undefined;
+    let s: string;
+    let acc: string;
+    if (transB && zero) {
+      // The input gradient g [M, N] @ W^T: the per-channel scale lies along the contraction, so
+      // it is folded into g first. g is then quantized per row, symmetric (scale max|row| / 127,
+      // stored + 128 as uint8): per-tensor quantization would round the rows of small gradient to
+      // zero. q's zero points are all 128, so one scalar serves the columns of q^T as well.
+      const one = (opType: string, inputs: string[], attrs?: Parameters<typeof ctx.emit>[0]["attrs"]) => ctx.emit({ opType, inputs, attrs }, 1)[0]!;
+      const a = one("Mul", [x, scale]);
+      const rowMax = one("ReduceMax", [one("Abs", [a]), ctx.int64s([1])], { keepdims: { kind: "int", value: 1 } });
+      s = one("Max", [one("Div", [rowMax, ctx.scalar("float32", 127)]), ctx.scalar("float32", 1e-30)]);
+      const aq = one("Cast", [one("Add", [one("Round", [one("Div", [a, s])]), ctx.scalar("float32", 128)])], { to: { kind: "int", value: 2 } });
+      const z = ctx.scalar("uint8", 128);
+      acc = one("MatMulInteger", [aq, one("Transpose", [q], { perm: { kind: "ints", value: [1, 0] } }), z, z]);
+    } else {
+      if (transB) throw new Error("Int8MatMul: the int8 input-gradient kernel needs uint8 storage with zero points");
+      const [aq, aScale, aZero] = ctx.emit({ opType: "DynamicQuantizeLinear", inputs: [x] }, 3) as [string, string, string];
+      [acc] = ctx.emit({ opType: "MatMulInteger", inputs: zero ? [aq, q, aZero, zero] : [aq, q, aZero] }, 1) as [string];
+      [s] = ctx.emit({ opType: "Mul", inputs: [aScale, scale] }, 1) as [string];
     }
-    const [aq, aScale, aZero] = ctx.emit({ opType: "DynamicQuantizeLinear", inputs: [a] }, 3) as [string, string, string];
-    const [acc] = ctx.emit({ opType: "MatMulInteger", inputs: bZero ? [aq, b, aZero, bZero] : [aq, b, aZero] }, 1) as [string];
     const [accF] = ctx.emit({ opType: "Cast", inputs: [acc], attrs: { to: { kind: "int", value: 1 } } }, 1) as [string];
-    const [s] = bScale ? (ctx.emit({ opType: "Mul", inputs: [aScale, bScale] }, 1) as [string]) : [aScale];
     if (!bias) return { opType: "Mul", inputs: [accF, s] };
     const [y] = ctx.emit({ opType: "Mul", inputs: [accF, s] }, 1) as [string];
     return { opType: "Add", inputs: [y, bias] };
@@ -114,7 +120,9 @@ export const Int8MatMul: OpDef<Int8MatMulAttrs> = {
 };
 
 export function int8MatMul(x: Value, w: Int8Weight, transB = 0, bias?: Value): Value {
-  const attrs: Int8MatMulAttrs = { transB, kernel: w.kernel ?? "integer", gradKernel: w.gradKernel ?? "dequantize" };
+  // The int8 input gradient is the default where it can run (uint8 storage): faster than
+  // dequantize + Gemm on every BERT-base shape measured (bench quant, case gemm).
+  const attrs: Int8MatMulAttrs = { transB, kernel: w.kernel ?? "integer", gradKernel: w.gradKernel ?? (w.zeroPoint ? "integer" : "dequantize") };
   return x.graph.apply(Int8MatMul, [x, w.q, w.scale, w.zeroPoint, bias], attrs)[0]!;
 }
 
@@ -142,6 +150,7 @@ export interface Int8Weight {
   scale: Value;
   zeroPoint?: Value;
   kernel?: Int8Kernel;
+  /** The input gradient's kernel (default "integer" with a zero point, else "dequantize"). */
   gradKernel?: Int8Kernel;
 }
 

@@ -62,14 +62,14 @@ describe("int8 Linear in the graph", () => {
     scale: g.param("s", { dtype: "float32", shape: [outF], data: qw.scale }),
     zeroPoint: storage === "uint8" ? g.param("z", { dtype: "uint8", shape: [outF], data: zeroPoints(outF) }) : undefined,
   });
-  async function run(quantized: { kernel: Int8Kernel; gradKernel: Int8Kernel; storage?: "int8" | "uint8" } | undefined) {
+  async function run(quantized: { kernel: Int8Kernel; gradKernel: Int8Kernel; storage?: "int8" | "uint8" } | undefined, dy = upstream) {
     const g = new Graph();
     const xv = g.param("x", x, { trainable: true });
     const b = g.param("b", bias);
     const y = quantized
       ? int8Linear(xv, { ...weight(g, quantized.storage ?? "uint8"), kernel: quantized.kernel, gradKernel: quantized.gradKernel }, b)
       : linear(xv, g.param("w", wDeq), b);
-    const loss = sumAll(mul(y, g.constant(upstream)));
+    const loss = sumAll(mul(y, g.constant(dy)));
     const [dx] = gradients(loss, [xv]);
     const step = await compile({ y, dx: dx! });
     const out = await step.run({});
@@ -102,6 +102,18 @@ describe("int8 Linear in the graph", () => {
       assert.equal(q.ops.Gemm ?? 0, gradKernel === "dequantize" ? 1 : 0, "no float32 Gemm on a dequantized weight unless asked");
     });
   }
+
+  it("the int8 backward quantizes the gradient per row: a row 1e4 times smaller keeps its relative accuracy", async () => {
+    const dy = { ...upstream, data: (upstream.data as Float32Array).map((v, i) => (i < outF ? v * 1e-4 : v)) };
+    const ref = await run(undefined, dy);
+    const q = await run({ kernel: "integer", gradKernel: "integer", storage: "uint8" }, dy);
+    for (const [r, rows2] of [[0, [0, inF]], [1, [inF, 2 * inF]]] as const) {
+      const [a, b] = [q.dx.subarray(rows2[0], rows2[1]), ref.dx.subarray(rows2[0], rows2[1])];
+      const rel = maxAbsDiff(a, b) / Math.max(...Array.from(b, Math.abs));
+      // Per-tensor quantization would round the small row to zero (relative error 1).
+      assert.ok(rel < 0.03, `row ${r}: relative dx error ${rel}`);
+    }
+  });
 
   it("4-bit: MatMulNBits computes exactly the product with the dequantized blockwise weight", async () => {
     const K = 40; // a partial second block
