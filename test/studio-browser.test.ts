@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromiumSkipReason } from "./browser-support.js";
-import { chartPoints, loadEncoderAndReviews, openStudio, setTraining, trainAndWait, waitText, type StudioPage } from "./studio-support.js";
+import { chartPoints, loadEncoderAndReviews, openStudio, pageValue, setTraining, trainAndWait, waitText, type StudioPage } from "./studio-support.js";
 import { readStoredZip } from "../src/io/stored-zip.js";
 import { loadModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
@@ -33,7 +33,7 @@ describe("peftjs studio in headless Chromium", { skip }, () => {
     await trainAndWait(page);
     assert.equal(await page.textContent("#message"), "", "no error");
     assert.match(await page.textContent("#eta") ?? "", /^step 20\/20/);
-    assert.deepEqual(await page.evaluate(() => [(document.getElementById("progress") as HTMLProgressElement).value, (document.getElementById("progress") as HTMLProgressElement).max]), [20, 20]);
+    assert.deepEqual(await pageValue(page, `[document.getElementById("progress").value, document.getElementById("progress").max]`), [20, 20]);
 
     // The loss falls: the last five steps' mean below the first five's, and the held-out loss at step 20 below step 10's.
     const loss = (await chartPoints(page, "loss", "train loss")).map((p) => p.y);
@@ -46,8 +46,8 @@ describe("peftjs studio in headless Chromium", { skip }, () => {
     assert.ok((await chartPoints(page, "metric", "accuracy")).length >= 1, "an evaluation metric is charted");
 
     // The evaluation report: the CLI's report.html, shown in the page.
-    await page.waitForFunction(() => (document.getElementById("report-frame") as HTMLIFrameElement).srcdoc.includes("Final metrics"), null, { timeout: 30_000 });
-    const report = await page.evaluate(() => (document.getElementById("report-frame") as HTMLIFrameElement).srcdoc);
+    await page.waitForFunction(`document.getElementById("report-frame").srcdoc.includes("Final metrics")`, null, { timeout: 30_000 });
+    const report = await pageValue<string>(page, `document.getElementById("report-frame").srcdoc`);
     for (const part of ["<h2>Settings</h2>", "<h2>Final metrics</h2>", "Confusion matrix", 'id="loss"', 'id="roc"', "reviews.csv"]) assert.ok(report.includes(part), part);
 
     // Try an input.
@@ -55,7 +55,7 @@ describe("peftjs studio in headless Chromium", { skip }, () => {
     await page.fill("#try-text", text);
     await page.click("#try-button");
     await waitText(page, "#try-output", /%/);
-    const prediction = (await page.evaluate(() => (globalThis as unknown as { studio: { lastPrediction: unknown } }).studio.lastPrediction)) as { kind: string; labels: string[]; probabilities: number[]; logits: number[] };
+    const prediction = await pageValue<{ kind: string; labels: string[]; probabilities: number[]; logits: number[] }>(page, "studio.lastPrediction");
     assert.equal(prediction.kind, "classification");
     assert.deepEqual(prediction.labels, ["neg", "pos"]);
     assert.equal(prediction.logits.length, 2);

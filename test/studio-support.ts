@@ -44,19 +44,18 @@ export async function openStudio(): Promise<StudioPage> {
   };
 }
 
+// Code that runs in the page is passed as strings: the project's tsconfig has no DOM types.
+const js = JSON.stringify;
+
 /** Wait until the element's text matches (the worker answers asynchronously). */
 export async function waitText(page: Page, selector: string, re: RegExp, timeout = 120_000): Promise<string> {
-  await page.waitForFunction(([sel, src, flags]) => new RegExp(src!, flags).test(document.querySelector(sel!)?.textContent ?? ""), [selector, re.source, re.flags], { timeout, polling: 100 });
+  await page.waitForFunction(`new RegExp(${js(re.source)}, ${js(re.flags)}).test(document.querySelector(${js(selector)})?.textContent ?? "")`, null, { timeout, polling: 100 });
   return (await page.textContent(selector)) ?? "";
 }
 
 /** Drop a file on a drop zone, as a user dragging it from the desktop. */
 export async function dropFile(page: Page, selector: string, name: string, content: string): Promise<void> {
-  const dataTransfer = await page.evaluateHandle(([n, c]) => {
-    const dt = new DataTransfer();
-    dt.items.add(new File([c!], n!, { type: "text/plain" }));
-    return dt;
-  }, [name, content]);
+  const dataTransfer = await page.evaluateHandle(`(() => { const dt = new DataTransfer(); dt.items.add(new File([${js(content)}], ${js(name)}, { type: "text/plain" })); return dt; })()`);
   await page.dispatchEvent(selector, "drop", { dataTransfer });
 }
 
@@ -101,6 +100,11 @@ export async function chartPoints(page: Page, chart: "loss" | "lr" | "metric", l
 /** Click Train and wait until the run ends (the Train button comes back). */
 export async function trainAndWait(page: Page, selector = "#train"): Promise<void> {
   await page.click(selector);
-  await page.waitForFunction(() => (document.getElementById("train") as HTMLButtonElement).disabled, null, { timeout: 30_000 });
-  await page.waitForFunction(() => !(document.getElementById("train") as HTMLButtonElement).disabled, null, { timeout: 600_000, polling: 250 });
+  await page.waitForFunction(`document.getElementById("train").disabled`, null, { timeout: 30_000 });
+  await page.waitForFunction(`!document.getElementById("train").disabled`, null, { timeout: 600_000, polling: 250 });
+}
+
+/** The value of a page expression. */
+export async function pageValue<T>(page: Page, expression: string): Promise<T> {
+  return (await page.evaluate(expression)) as T;
 }
