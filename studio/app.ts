@@ -40,6 +40,7 @@ function showMessage(text: string, kind: "error" | "info" = "error"): void {
 }
 function clearMessage(): void {
   $("message").className = "";
+  $("message").textContent = "";
 }
 
 // ---- the worker -----------------------------------------------------------------------------
