@@ -98,7 +98,8 @@ function ask<T extends FromWorker["type"]>(msg: Request, answer: T): Promise<Ext
 let loadedModel: ModelSource | undefined;
 let loadedData: File | undefined;
 
-async function workerCrashed(why: string): Promise<void> {
+/** Replace the worker (it crashed, or a run was cancelled mid-step) and give the new one the model and data. */
+async function workerCrashed(why: string, cancelled = false): Promise<void> {
   const wasTraining = training;
   worker.terminate();
   // Requests in flight will never be answered: settle them as failed.
@@ -106,7 +107,8 @@ async function workerCrashed(why: string): Promise<void> {
   listeners.clear();
   setTraining(false);
   spawnWorker();
-  showMessage(`The worker stopped unexpectedly (${why}). A new one was started${loadedModel ? " and given the model and data again" : ""}${wasTraining && currentRun ? "; resume the run from its last checkpoint below" : ""}.`);
+  if (cancelled) showMessage("Training cancelled.", "info");
+  else showMessage(`The worker stopped unexpectedly (${why}). A new one was started${loadedModel ? " and given the model and data again" : ""}${wasTraining && currentRun ? "; resume the run from its last checkpoint below" : ""}.`);
   try {
     if (loadedModel) await loadModel(loadedModel, false);
     if (loadedData) await loadData(loadedData, false);
@@ -601,8 +603,11 @@ async function init(): Promise<void> {
     // The run stops now: the worker is replaced (training may be mid-step) and the run deleted.
     const run = currentRun;
     currentRun = undefined;
-    if (training) void workerCrashed("cancelled").then(() => showMessage("Training cancelled.", "info"));
-    if (run) void discardRun(run.id).then(listRuns);
+    void (async () => {
+      if (training) await workerCrashed("cancelled", true);
+      if (run) await discardRun(run.id);
+      await listRuns();
+    })();
     updateButtons();
   };
   $("try-button").onclick = () => {

@@ -1,0 +1,66 @@
+// The studio's runs in headless Chromium: pause a run, reload the page, resume it from its OPFS
+// checkpoint (the steps after the pause match an uninterrupted run's), and cancel a run.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { chromiumSkipReason } from "./browser-support.js";
+import { chartPoints, loadEncoderAndReviews, openStudio, setTraining, trainAndWait, waitText, type StudioPage } from "./studio-support.js";
+
+const skip = chromiumSkipReason();
+const STEPS = 12;
+
+describe("peftjs studio: pause, resume after a reload, cancel", { skip }, () => {
+  let s: StudioPage;
+  before(async () => {
+    s = await openStudio();
+  });
+  after(() => s?.close());
+
+  it("a paused run resumes after a reload from its checkpoint and ends as an uninterrupted run does", async () => {
+    const { page } = s;
+    await loadEncoderAndReviews(page);
+    await setTraining(page, STEPS);
+    await page.click("#train");
+    await waitText(page, "#eta", new RegExp(`^step ([3-9]|1[01])/${STEPS}`));
+    await page.click("#pause");
+    const paused = await waitText(page, "#message", /^Paused at step \d+/);
+    const at = Number(/step (\d+)/.exec(paused)![1]);
+    assert.ok(at >= 2 && at < STEPS, paused);
+    await waitText(page, "#runs", /unfinished: lora on encoder-mini, reviews\.csv/);
+
+    await page.reload();
+    await waitText(page, "#env", /thread/);
+    await waitText(page, "#runs", /unfinished: lora on encoder-mini, reviews\.csv/);
+    assert.equal(await page.isDisabled("#train"), true, "nothing loaded yet after the reload");
+    await trainAndWait(page, "#runs button.resume");
+    assert.equal(await page.textContent("#message"), "");
+    assert.match((await page.textContent("#eta"))!, new RegExp(`^step ${STEPS}/${STEPS}`));
+    const resumed = await chartPoints(page, "loss", "train loss");
+    assert.deepEqual(resumed.map((p) => p.x), Array.from({ length: STEPS - at }, (_, i) => at + 1 + i), "the resumed run logs the steps after its checkpoint");
+    assert.equal(await page.textContent("#runs"), "", "a finished run is not offered for resuming");
+    assert.equal(await page.isDisabled("#download-adapter"), false);
+
+    // The same settings without a pause: the same losses at every step after the checkpoint.
+    await trainAndWait(page);
+    const whole = await chartPoints(page, "loss", "train loss");
+    assert.equal(whole.length, STEPS);
+    for (const p of resumed) {
+      const q = whole.find((w) => w.x === p.x)!;
+      assert.ok(Math.abs(q.y - p.y) <= 1e-6, `step ${p.x}: resumed ${p.y}, uninterrupted ${q.y}`);
+    }
+  });
+
+  it("cancel stops a run at once, deletes it, and leaves the page ready to train", async () => {
+    const { page } = s;
+    await page.click("#train");
+    await waitText(page, "#eta", new RegExp(`^step [1-9]\\d*/${STEPS}`));
+    await page.click("#cancel");
+    await waitText(page, "#message", /^Training cancelled\.$/);
+    await waitText(page, "#model-status", /encoder-mini: roberta/);
+    await waitText(page, "#data-status", /reviews\.csv: 48 records/);
+    assert.equal(await page.isDisabled("#train"), false);
+    assert.equal(await page.isDisabled("#pause"), true);
+    assert.equal(await page.textContent("#runs"), "", "the cancelled run is gone");
+    assert.deepEqual(s.pageErrors, []);
+    assert.deepEqual(s.outside, []);
+  });
+});
