@@ -41,7 +41,7 @@ export type ToWorker =
   | { id: number; type: "load-data"; file: File }
   /** Train (or resume, when the run's folder has a checkpoint) the loaded model on the loaded data. */
   | { id: number; type: "train"; run: RunRecord; resume: boolean }
-  /** Stop the run in progress at its next checkpoint (one is written every step); it can be resumed. */
+  /** Stop the run in progress at its next checkpoint (every few steps); it can be resumed, also after a reload. */
   | { id: number; type: "pause" }
   | { id: number; type: "predict"; text: string }
   /** The trained adapter (PEFT layout, zipped) and report.html. */

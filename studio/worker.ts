@@ -55,6 +55,11 @@ let data: { name: string; records: DataRecord[]; task: Task } | undefined;
 /** The last trained (or training) adapter, for predictions and export. */
 let trained: { peft: PeftModel; task: Task; runId: string; labels?: string[] } | undefined;
 let pauseRequested = false;
+/**
+ * Steps between checkpoints in OPFS (each costs about as much as a step of encoder-mini here):
+ * a pause waits for the next one, a closed tab loses the steps since the last.
+ */
+const SAVE_EVERY = 5;
 
 class Paused extends Error {}
 
@@ -150,6 +155,7 @@ async function onTrain(id: number, run: RunRecord, resume: boolean): Promise<voi
   const lines: string[] = [];
   peft.printTrainableParameters((l) => lines.push(l));
   pauseRequested = false;
+  const resumedAt = resume ? await checkpointStep(run.id) : 0;
   const trainer = new Trainer(peft, train, evaluation, {
     outputDir: runDir(run.id),
     epochs: s.epochs,
@@ -162,8 +168,7 @@ async function onTrain(id: number, run: RunRecord, resume: boolean): Promise<voi
     evalEvery: s.evalEvery,
     seed: s.seed,
     logEvery: 1,
-    // A checkpoint every step: a pause (or a closed tab) loses at most the step in flight.
-    saveEvery: 1,
+    saveEvery: SAVE_EVERY,
     progress: false,
     resume,
     overwrite: !resume,
@@ -171,14 +176,14 @@ async function onTrain(id: number, run: RunRecord, resume: boolean): Promise<voi
     settings: { model: loaded.source.name, data: data.name, eval: evaluation ? `${s.valSplit} of the data` : "none", task, method: s.method, ...s.peft, epochs: s.epochs, max_steps: s.maxSteps, batch_size: s.batchSize, lr: s.lr, schedule: s.schedule, warmup_ratio: s.warmupRatio, weight_decay: s.weightDecay, max_length: maxLength, seed: s.seed },
     onLog: (entry) => {
       const isStep = typeof entry.loss === "number";
-      // Checked before the entry is shown: the checkpoint of the step before this one is on disk.
-      if (isStep && pauseRequested) throw new Paused(`paused at step ${entry.step - 1}`);
+      // A pause stops the run at a step whose predecessor was checkpointed (checked before the
+      // entry is shown): the trainer writes a checkpoint every SAVE_EVERY steps, after the log.
+      if (isStep && pauseRequested && ((entry.step - 1) % SAVE_EVERY === 0 || entry.step - 1 === resumedAt)) throw new Paused(`paused at step ${entry.step - 1}`);
       post({ id, type: "log", entry: Object.fromEntries(Object.entries(entry).filter(([, v]) => typeof v === "number" || typeof v === "string")) as Record<string, number | string> });
       if (isStep) post({ id, type: "progress", step: entry.step, totalSteps: trainer.totalSteps });
     },
   });
   trainer.labelNames = all.labels;
-  const resumedAt = resume ? await checkpointStep(run.id) : 0;
   post({ id, type: "started", totalSteps: trainer.totalSteps, resumedAt, trainable: lines.join(" ") });
   try {
     const result = await trainer.train();
