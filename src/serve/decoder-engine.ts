@@ -46,6 +46,9 @@ export interface CompletionHooks {
   shouldStop?: () => Error | undefined;
 }
 
+/** The scheduler group of requests that join the running batch. */
+export const BATCHED = "batched";
+
 /** Ends a lone generation early once every row has stopped (Generator only stops rows at stop tokens). */
 class AllStopped extends Error {}
 
@@ -157,7 +160,7 @@ export class DecoderEngine implements AdapterLoader<DecoderAdapter> {
 
   /** Requests that may share a run: the running batch, or an adapter's own generator. */
   group(adapter: DecoderAdapter | undefined): string {
-    return !adapter || adapter.batched ? "batched" : `alone:${adapter.internalName}`;
+    return !adapter || adapter.batched ? BATCHED : `alone:${adapter.internalName}`;
   }
 
   /** The chat messages as the tokenizer's template renders them, ready to generate from. */

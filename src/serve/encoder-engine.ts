@@ -67,11 +67,15 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     let mixable = false;
     this.peft.setAdapter([internalName]);
     if (this.peft.virtualTokens === 0 && this.peft.prefixTokens === 0) {
-      try {
-        this.peft.build({ mixedAdapters: true });
-        mixable = true;
-      } catch {
-        mixable = false;
+      // Plain LoRA needs no trial build (the stacked graph serves it): loading 1000 stays cheap.
+      if (isStackable(adapter)) mixable = true;
+      else {
+        try {
+          this.peft.build({ mixedAdapters: true });
+          mixable = true;
+        } catch {
+          mixable = false;
+        }
       }
     }
     const stackable = mixable && isStackable(adapter);

@@ -2,7 +2,11 @@
 // abort signal (a disconnected client's request leaves the queue), run one batch at a time. A
 // batch takes waiting requests in arrival order while they share the first one's group (all
 // mixed-adapter requests share one group; an adapter that cannot share a batch is its own
-// group) and their rows fit --max-batch: while one batch runs, the next one fills.
+// group) and their rows fit --max-batch: while one batch runs, the next one fills. A batch that is
+// not full waits up to --batch-wait-ms for more while requests are on their way or it is smaller
+// than the last one: a session run holds the event loop (onnxruntime-node runs on the main
+// thread), so the clients the last batch answered send their next requests only after it, and
+// taking the first few at once would split them into small batches. A lone request does not wait.
 import { Cancelled, ServeError } from "./errors.js";
 
 export interface Job<R> {
@@ -20,6 +24,10 @@ export interface SchedulerOptions<J> {
   maxQueue: number;
   maxBatch: number;
   deadlineMs: number;
+  /** How long a batch that is not full waits for more requests (0: take what is queued now). */
+  batchWaitMs?: number;
+  /** Requests on their way to this queue (bodies arriving, being tokenized): worth waiting for. */
+  incoming?: () => number;
   /** Run a batch: one result per job, in order. */
   run(jobs: J[]): Promise<unknown[]>;
   onQueueDepth?(depth: number): void;
@@ -32,6 +40,8 @@ export class BatchScheduler<J extends Job<any>> {
   private readonly queue: J[] = [];
   private running = false;
   private idleWaiters: (() => void)[] = [];
+  /** Rows of the last batch taken. */
+  private lastRows = 0;
 
   constructor(private readonly opts: SchedulerOptions<J>) {}
 
@@ -85,18 +95,24 @@ export class BatchScheduler<J extends Job<any>> {
   private pump(): void {
     if (this.running) return;
     this.running = true;
-    // One macrotask first: requests arriving in the same tick join this batch.
-    setImmediate(() => {
+    const since = performance.now();
+    const wait = this.opts.batchWaitMs ?? 0;
+    const fill = () => {
+      const rows = this.queue.reduce((n, j) => n + j.rows, 0);
+      // More are coming when requests are on their way here, or when the last batch was bigger (its clients are replying).
+      const coming = (this.opts.incoming?.() ?? 0) > 0 || rows < this.lastRows;
+      if (this.queue.length > 0 && rows < this.opts.maxBatch && coming && performance.now() - since < wait) {
+        setTimeout(fill, 1);
+        return;
+      }
       const batch = this.take();
       if (batch.length === 0) {
         this.running = false;
         for (const f of this.idleWaiters.splice(0)) f();
         return;
       }
-      this.opts.onBatch?.(
-        batch.reduce((n, j) => n + j.rows, 0),
-        batch.length,
-      );
+      this.lastRows = batch.reduce((n, j) => n + j.rows, 0);
+      this.opts.onBatch?.(this.lastRows, batch.length);
       void this.opts
         .run(batch)
         .then(
@@ -109,7 +125,9 @@ export class BatchScheduler<J extends Job<any>> {
           this.running = false;
           this.pump();
         });
-    });
+    };
+    // One macrotask first: requests arriving in the same tick join this batch.
+    setImmediate(fill);
   }
 
   private take(): J[] {

@@ -14,6 +14,7 @@ export const SERVE_OPTIONS = {
   maxLoaded: integer({ min: 1, default: 16 }, "adapters kept loaded at once (least recently used is unloaded first)"),
   maxLoadedMb: integer({ min: 1, default: 2048 }, "megabytes of adapter tensors kept loaded at once", "<mb>"),
   maxBatch: integer({ min: 1, default: 32 }, "rows in one run of the base model (across adapters)"),
+  batchWaitMs: integer({ min: 0, max: 10_000, default: 100 }, "an encoder batch smaller than the last one waits up to this many milliseconds for requests on their way (0: run what is queued)", "<ms>"),
   maxQueue: integer({ min: 1, default: 256 }, "requests waiting at once; beyond it requests get 429 with Retry-After"),
   deadlineMs: integer({ min: 1, default: 60_000 }, "a request not finished after this many milliseconds gets 504", "<ms>"),
   bodyLimitKb: integer({ min: 1, default: 1024 }, "largest request body in KiB (beyond it: 413)", "<kb>"),

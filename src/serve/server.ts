@@ -20,7 +20,7 @@ import { ADAPTER_CONFIG, PeftModel, readAdapterLabels } from "../peft/peft-model
 import { classificationExamples, questionAnsweringExamples, tokenClassificationExamples, type Example } from "../train/data.js";
 import { bestWindows } from "../train/predict.js";
 import { AdapterRegistry, type AdapterLoader, type Lease } from "./adapter-registry.js";
-import { DecoderEngine, type Completion, type DecoderAdapter, type Sampling } from "./decoder-engine.js";
+import { BATCHED, DecoderEngine, type Completion, type DecoderAdapter, type Sampling } from "./decoder-engine.js";
 import { EncoderEngine, type EncoderAdapter, type EncoderJob, type EncoderResult } from "./encoder-engine.js";
 import { Cancelled, ServeError } from "./errors.js";
 import { ServeMetrics } from "./metrics.js";
@@ -47,7 +47,12 @@ interface RequestState {
   readonly abort: AbortController;
   endpoint: string;
   adapter: string;
+  /** An encoder request not yet queued (its body is arriving or being tokenized). */
+  preparing: boolean;
 }
+
+/** Routes whose requests go to the encoder queue. */
+const ENCODER_ROUTES = new Set(["/v1/classify", "/v1/token_classify", "/v1/question_answering", "/v1/embeddings"]);
 
 type AnyLease = Lease<EncoderAdapter> | Lease<DecoderAdapter>;
 
@@ -98,10 +103,18 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     },
     log: (msg, fields) => logger.info(fields ?? {}, msg),
   });
+  // Encoder requests on their way to the queue: a batch that is not full waits for them (--batch-wait-ms).
+  let preparing = 0;
+  const prepared = (state: RequestState) => {
+    if (state.preparing) preparing--;
+    state.preparing = false;
+  };
   const encoderQueue = new BatchScheduler<EncoderJob>({
     maxQueue: opts.maxQueue,
     maxBatch: opts.maxBatch,
     deadlineMs: opts.deadlineMs,
+    batchWaitMs: opts.batchWaitMs,
+    incoming: () => preparing,
     run: (jobs) => encoder!.run(jobs),
     onQueueDepth: (d) => metrics.queueDepth.set({ queue: "encoder" }, d),
     onBatch: (rows, jobs) => {
@@ -114,21 +127,22 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
   }
   // Requests leave this queue when the running batch takes them in (continuous batching: it has
   // room between decode steps); an adapter that cannot share the batch generates alone, and the
-  // queue waits for it. A batch of jobs here is taken in order; each starts once the previous joined.
+  // queue waits for it. The jobs of one take join together (in order) or, alone, one after another.
   const generateQueue = new BatchScheduler<GenerateJob>({
     maxQueue: opts.maxQueue,
     maxBatch: opts.maxBatch,
     deadlineMs: opts.deadlineMs,
     run: async (jobs) => {
-      const out: { done: Promise<Completion[]> }[] = [];
+      const started: ReturnType<GenerateJob["start"]>[] = [];
       for (const j of jobs) {
-        const { admitted, done } = j.start();
+        const s = j.start();
         // The request may have left (deadline, disconnect) by the time it ends; its caller may not be listening.
-        done.catch(() => undefined);
-        out.push({ done });
-        await admitted;
+        s.done.catch(() => undefined);
+        started.push(s);
+        if (j.group !== BATCHED) await s.admitted;
       }
-      return out;
+      await Promise.all(started.map((s) => s.admitted));
+      return started.map((s) => ({ done: s.done }));
     },
     onQueueDepth: (d) => metrics.queueDepth.set({ queue: "generate" }, d),
     onBatch: (_rows, jobs) => metrics.batchRequests.observe({ queue: "generate" }, jobs),
@@ -149,10 +163,15 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
   let closing = false;
 
   app.addHook("onRequest", async (req, reply) => {
-    const state: RequestState = { id: req.id, started: performance.now(), abort: new AbortController(), endpoint: req.routeOptions.url ?? "unknown", adapter: "" };
+    const state: RequestState = { id: req.id, started: performance.now(), abort: new AbortController(), endpoint: req.routeOptions.url ?? "unknown", adapter: "", preparing: false };
     states.set(req, state);
+    if (encoder && ENCODER_ROUTES.has(state.endpoint)) {
+      state.preparing = true;
+      preparing++;
+    }
     // The response closed before it finished: the client went away; drop its work.
     reply.raw.once("close", () => {
+      prepared(state);
       if (!reply.raw.writableFinished) state.abort.abort();
       const status = reply.raw.writableFinished ? String(reply.raw.statusCode) : "disconnected";
       metrics.requests.inc({ endpoint: state.endpoint, adapter: state.adapter, status });
@@ -202,8 +221,10 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
     if (!model.tokenizer) throw new ServeError(400, `the model ${model.dir} has no tokenizer.json`);
     return model.tokenizer;
   };
-  const runEncoder = (req: FastifyRequest, lease: Lease<EncoderAdapter> | undefined, kind: EncoderJob["kind"], examples: Example[]) =>
-    encoderQueue.submit<EncoderResult>({ kind, examples, lease, rows: examples.length, group: encoder!.group(lease?.adapter.value), signal: stateOf(req).abort.signal });
+  const runEncoder = (req: FastifyRequest, lease: Lease<EncoderAdapter> | undefined, kind: EncoderJob["kind"], examples: Example[]) => {
+    prepared(stateOf(req));
+    return encoderQueue.submit<EncoderResult>({ kind, examples, lease, rows: examples.length, group: encoder!.group(lease?.adapter.value), signal: stateOf(req).abort.signal });
+  };
   const labelName = (lease: Lease<EncoderAdapter> | undefined) => {
     const names = lease?.adapter.value.labels ?? encoder!.peft.labelNames(undefined as unknown as string);
     return (id: number) => names?.[id] ?? model.config.id2label[id] ?? String(id);
