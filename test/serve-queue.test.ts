@@ -15,7 +15,7 @@ interface TestJob extends Job<string> {
 }
 
 /** A scheduler whose runs wait for `open()`; records each batch's job names. */
-function gated(opts: { maxQueue?: number; maxBatch?: number; deadlineMs?: number } = {}) {
+function gated(opts: { maxQueue?: number; maxBatch?: number; deadlineMs?: number; batchWaitMs?: number; incoming?: () => number } = {}) {
   const batches: string[][] = [];
   let open: () => void = () => {};
   let gate = new Promise<void>((r) => (open = r));
@@ -23,6 +23,8 @@ function gated(opts: { maxQueue?: number; maxBatch?: number; deadlineMs?: number
     maxQueue: opts.maxQueue ?? 10,
     maxBatch: opts.maxBatch ?? 4,
     deadlineMs: opts.deadlineMs ?? 60_000,
+    batchWaitMs: opts.batchWaitMs,
+    incoming: opts.incoming,
     run: async (jobs) => {
       batches.push(jobs.map((j) => j.name));
       await gate;
@@ -42,6 +44,25 @@ function gated(opts: { maxQueue?: number; maxBatch?: number; deadlineMs?: number
 }
 
 describe("serve scheduler", () => {
+  it("waits (up to --batch-wait-ms) for requests on their way, and for as many rows as the last batch had", async () => {
+    let incoming = 2;
+    const { s, batches, job, open } = gated({ batchWaitMs: 60_000, incoming: () => incoming });
+    open();
+    const first = s.submit(job("a"));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(batches, [], "two requests are on their way: the batch waits");
+    const more = [s.submit(job("b")), s.submit(job("c"))];
+    incoming = 0;
+    await Promise.all([first, ...more]);
+    assert.deepEqual(batches, [["a", "b", "c"]]);
+    // The last batch had 3 rows: one request alone waits for the next two (no request is on its way).
+    const d = s.submit(job("d"));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(batches.length, 1);
+    await Promise.all([d, s.submit(job("e")), s.submit(job("f"))]);
+    assert.deepEqual(batches, [["a", "b", "c"], ["d", "e", "f"]]);
+  });
+
   it("runs requests that arrive together as one batch, per group, up to --max-batch rows", async () => {
     const { s, batches, job, open } = gated({ maxBatch: 3 });
     open();
