@@ -2,6 +2,7 @@
 // src/browser.ts) with esbuild into browser ES modules. `peftjs studio` runs it at start in a
 // source checkout (about a second); run by hand: `node --import tsx studio/build.ts [outdir]`.
 import { build, type Plugin } from "esbuild";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
@@ -18,7 +19,7 @@ const csvParseForBrowsers: Plugin = {
 
 export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: number; outdir: string }> {
   const t0 = performance.now();
-  await build({
+  const result = await build({
     entryPoints: { app: join(HERE, "app.ts"), worker: join(HERE, "worker.ts") },
     outdir,
     bundle: true,
@@ -32,7 +33,16 @@ export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: nu
     plugins: [peftjsBrowser(), csvParseForBrowsers],
     logLevel: "silent",
     legalComments: "none",
+    write: false,
   });
+  // Each file replaced whole (written beside, then renamed): a server or test reading the bundle
+  // while another process rebuilds it never sees half a file.
+  mkdirSync(outdir, { recursive: true });
+  for (const f of result.outputFiles) {
+    const tmp = `${f.path}.tmp-${process.pid}`;
+    writeFileSync(tmp, f.contents);
+    renameSync(tmp, f.path);
+  }
   return { ms: performance.now() - t0, outdir };
 }
 

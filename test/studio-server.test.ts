@@ -5,7 +5,8 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { defaultStudioPaths, startStudio, studioMethods, type Studio, type StudioMethod } from "../src/cli/studio.js";
+import { spawn } from "node:child_process";
+import { defaultStudioPaths, openInBrowser, startStudio, studioMethods, type Studio, type StudioMethod } from "../src/cli/studio.js";
 import { OptionError } from "../src/cli/options.js";
 import { PRESETS } from "../src/tuners/registry.js";
 
@@ -111,5 +112,55 @@ describe("peftjs studio server", () => {
   it("refuses a port in use with an error naming it", async () => {
     const port = Number(new URL(studio.url).port);
     await assert.rejects(startStudio({ port, paths }), (e: Error) => e instanceof OptionError && e.message === `--port ${port}: the port is in use`);
+  });
+});
+
+describe("peftjs studio command", () => {
+  it("builds the page, serves it on 127.0.0.1, prints the address, skips opening with --no-open, and stops on SIGTERM", { timeout: 120_000 }, async () => {
+    const child = spawn(process.execPath, ["bin/peftjs.js", "studio", "--port", "0", "--no-open"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    const url = await new Promise<string>((ok, fail) => {
+      child.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+        const m = /peftjs studio at (http:\/\/127\.0\.0\.1:\d+\/) \(page built in \d+ ms\); Ctrl-C stops it\n/.exec(out);
+        if (m) ok(m[1]!);
+      });
+      child.on("exit", (code) => fail(new Error(`exited ${code} before printing its address: ${out}${err}`)));
+    });
+    const page = await get(url);
+    assert.equal(page.status, 200);
+    const worker = await get(`${url}worker.js`);
+    assert.equal(worker.status, 200);
+    assert.ok(worker.body.length > 100_000, "the worker bundle holds the library");
+    assert.equal(err, "", "--no-open: nothing about a browser");
+    const code = await new Promise<number | null>((done) => {
+      child.on("exit", done);
+      child.kill("SIGTERM");
+    });
+    assert.equal(code, 0);
+  });
+
+  it("refuses a bad --port with the option's message", { timeout: 60_000 }, async () => {
+    const child = spawn(process.execPath, ["bin/peftjs.js", "studio", "--port", "http"], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((done) => child.on("exit", done));
+    assert.equal(code, 1);
+    assert.equal(err.split("\n")[0], 'peftjs: --port: expected an integer >= 0 and <= 65535, got "http"');
+  });
+
+  it("opens a browser only where one is installed, else says so", { skip: process.platform !== "linux" && "the check for an installed browser is Linux's (xdg-open, $BROWSER)" }, async () => {
+    const saved = { PATH: process.env.PATH, BROWSER: process.env.BROWSER };
+    try {
+      process.env.PATH = mkdtempSync(join(tmpdir(), "no-browser-"));
+      delete process.env.BROWSER;
+      const said = await openInBrowser("http://127.0.0.1:1/");
+      assert.equal(said, "no browser found to open (no xdg-open, $BROWSER unset); open http://127.0.0.1:1/ yourself");
+    } finally {
+      process.env.PATH = saved.PATH;
+      if (saved.BROWSER !== undefined) process.env.BROWSER = saved.BROWSER;
+    }
   });
 });
