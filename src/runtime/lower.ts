@@ -8,6 +8,7 @@ import { type Shape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { lowerGemmAccumulation, planGemmAccumulation } from "./gemm-accumulate.js";
 import { ModelProto, OnnxAttributeType, OnnxDataType } from "./onnx-schema.js";
+import { absorbedForWebGpu, lowerForWebGpu } from "./webgpu-lowering.js";
 
 /** ONNX opset of the standard domain (20: Gelu; reductions take axes as an input since 18). */
 export const OPSET = 20;
@@ -90,6 +91,11 @@ export interface LowerOptions {
    * weight prepacking, so GEMMs are slightly slower).
    */
   frozenAsInputs?: boolean;
+  /**
+   * "webgpu": write ops that ONNX Runtime's WebGPU provider has no kernels for with ops it has
+   * (webgpu-lowering.ts); same results. Default: the plainest ONNX for the CPU providers.
+   */
+  target?: "cpu" | "webgpu";
 }
 
 export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: LowerOptions = {}, graphName = "peftjs"): LoweredModel {
@@ -197,11 +203,18 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
 
   const accumulate = planGemmAccumulation(nodes, roots);
   const absorbed = new Set([...accumulate.values()].map((a) => a.gemm));
+  const webgpu = opts.target === "webgpu";
+  if (webgpu) {
+    const consumers = new Map<Node, Node[]>();
+    for (const n of nodes) for (const v of n.inputs) if (v?.producer) consumers.set(v.producer, [...(consumers.get(v.producer) ?? []), n]);
+    for (const n of nodes) if (!n.outputs.some((o) => roots.includes(o)) && absorbedForWebGpu(n, consumers.get(n) ?? [])) absorbed.add(n);
+  }
   for (const node of nodes) {
     if (absorbed.has(node)) continue;
     const acc = accumulate.get(node);
     emitting = node;
-    const lowered: LoweredNode = acc ? lowerGemmAccumulation(acc, ctx) : node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx);
+    const lowered: LoweredNode =
+      (webgpu && !acc ? lowerForWebGpu(node, ctx) : undefined) ?? (acc ? lowerGemmAccumulation(acc, ctx) : node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx));
     protoNodes.push(protoNode(lowered, String(node.id), node.outputs.map((o) => name(o))));
   }
 

@@ -21,6 +21,11 @@ export interface SessionOptions {
   executionProviders?: string[];
   /** Fail at session creation when a node has no kernel on the chosen providers, instead of running it on the CPU. */
   disableCpuFallback?: boolean;
+  /**
+   * Which provider the lowered ONNX is written for (see LowerOptions.target): "webgpu" avoids ops
+   * the WebGPU provider lacks. Default: "webgpu" when executionProviders lists it first, else "cpu".
+   */
+  lowering?: "cpu" | "webgpu";
   /** Graph optimization level (default "all"). */
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
   /** Prepack weights for faster GEMMs (default true); off saves start-up time and memory. */
@@ -81,7 +86,8 @@ export class CompiledGraph {
    *   const { y } = await step.run({ x: float32([1, 3], [-1, 0, 2]) });
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs });
+    const target = opts.lowering ?? (opts.executionProviders?.[0] === "webgpu" ? "webgpu" : "cpu");
+    const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs, target });
     if (opts.saveModelTo) await writeFile(opts.saveModelTo, model.bytes);
     const rt = onnxRuntime();
     const web = onnxRuntimeKind(rt) === "web";

@@ -1,0 +1,127 @@
+// WebGPU-compatible graphs. The WebGPU lowering (src/runtime/webgpu-lowering.ts) leaves none of
+// the ops ONNX Runtime's WebGPU provider lacks and computes what the plain lowering computes; the
+// tuner conformance graphs (test/web-webgpu-graphs.ts) run on onnxruntime-node's WebGPU provider
+// (SwiftShader's Vulkan driver from Debian's chromium package; no GPU needed) with the CPU
+// provider's results, and the only nodes ONNX Runtime places on its CPU provider are int64 ones
+// (shape arithmetic, integer inputs), for which the WebGPU provider has no kernels at all.
+// PEFTJS_WEBGPU_PRESETS=all runs every preset on the device (minutes); the default runs a few.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { promisify } from "node:util";
+import { Graph, type Value } from "../src/ir/graph.js";
+import { add, cast, cumsum, logSoftmax, size, zerosLike } from "../src/ir/ops/index.js";
+import { float32 } from "../src/ir/tensor.js";
+import { lowerToOnnx } from "../src/runtime/lower.js";
+import { ModelProto } from "../src/runtime/onnx-schema.js";
+import { compile } from "../src/runtime/session.js";
+import { WEBGPU_MISSING_OPS } from "../src/runtime/webgpu-lowering.js";
+import { conformanceGraphs } from "./web-webgpu-graphs.js";
+
+const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+const DEVICE_PRESETS = ["lora", "prefix"];
+
+/** [opType, attribute name -> int value] of every node of a lowered model. */
+function onnxNodes(bytes: Uint8Array): { opType: string; attrs: Record<string, number> }[] {
+  const m = ModelProto.decode(bytes) as unknown as { graph: { node: { opType: string; attribute?: { name: string; i?: number | { toNumber(): number } }[] }[] } };
+  return m.graph.node.map((n) => ({ opType: n.opType, attrs: Object.fromEntries((n.attribute ?? []).map((a) => [a.name, typeof a.i === "object" ? a.i.toNumber() : Number(a.i ?? 0)])) }));
+}
+
+function forbidden(bytes: Uint8Array): string[] {
+  return onnxNodes(bytes)
+    .filter((n) => (WEBGPU_MISSING_OPS as readonly string[]).includes(n.opType) || (n.opType === "CumSum" && n.attrs.reverse === 1))
+    .map((n) => (n.opType === "CumSum" ? "CumSum reverse=1" : n.opType));
+}
+
+async function runBoth(outputs: Record<string, Value>, feeds: Record<string, ReturnType<typeof float32>>) {
+  const results = [];
+  for (const lowering of ["cpu", "webgpu"] as const) {
+    const c = await compile(outputs, { threads: 1, lowering });
+    results.push(await c.run(feeds));
+    await c.release();
+  }
+  return results as unknown as [Record<string, { data: ArrayLike<number | bigint> }>, Record<string, { data: ArrayLike<number | bigint> }>];
+}
+
+const maxRel = (a: ArrayLike<number | bigint>, b: ArrayLike<number | bigint>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i]!) - Number(b[i]!)) / (1 + Math.abs(Number(a[i]!))));
+  return m;
+};
+
+describe("WebGPU lowering", () => {
+  it("LogSoftmax, reverse CumSum (inclusive and exclusive), ConstantOfShape and Size are rewritten with the same values", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", ["rows", 5]);
+    const outputs = {
+      lsm: logSoftmax(x, -1),
+      rev: cumsum(x, 1, { reverse: true }),
+      revExcl: cumsum(x, 0, { reverse: true, exclusive: true }),
+      count: cast(size(x), "float32"),
+      countInt: size(x),
+      zeros: add(zerosLike(x), x),
+    };
+    const lowered = lowerToOnnx(outputs, { target: "webgpu" });
+    assert.deepEqual(forbidden(lowered.bytes), []);
+    assert.ok(forbidden(lowerToOnnx(outputs).bytes).includes("LogSoftmax"), "the plain lowering has them (the check can fail)");
+    const feeds = { x: float32([3, 5], [0.5, -2, 3, 1, 0, 4, -1, 2, 2, 7, -3, 0.25, 9, -8, 1]) };
+    const [cpu, webgpu] = await runBoth(outputs, feeds);
+    for (const k of Object.keys(outputs)) assert.ok(maxRel(cpu[k]!.data, webgpu[k]!.data) < 1e-6, k);
+  });
+
+  it("no conformance graph lowered for WebGPU contains an op the WebGPU provider lacks; a sample computes the same", async (t) => {
+    const seen = new Set<string>();
+    let graphs = 0;
+    for await (const g of conformanceGraphs()) {
+      if ("skipped" in g) {
+        t.diagnostic(`${g.name}: ${g.skipped}`);
+        continue;
+      }
+      graphs++;
+      const plain = lowerToOnnx(g.outputs);
+      for (const op of forbidden(plain.bytes)) seen.add(op);
+      assert.deepEqual(forbidden(lowerToOnnx(g.outputs, { target: "webgpu" }).bytes), [], g.name);
+      if (!g.name.startsWith("lora on") && !g.name.startsWith("prefix on")) continue;
+      const [cpu, webgpu] = await runBoth(g.outputs, g.feeds as never);
+      for (const k of Object.keys(cpu)) assert.ok(maxRel(cpu[k]!.data, webgpu[k]!.data) < 1e-5, `${g.name}: ${k}`);
+    }
+    assert.ok(graphs >= 90, `${graphs} graphs`);
+    t.diagnostic(`${graphs} graphs; the plain lowering of them uses ${[...seen].sort().join(", ")}`);
+    assert.ok(seen.has("LogSoftmax") && seen.has("Size") && seen.has("ConstantOfShape"));
+  });
+});
+
+describe("conformance graphs on onnxruntime-node's WebGPU provider (SwiftShader Vulkan)", { skip: existsSync(ICD) ? false : `no ${ICD} (Debian's chromium package)` }, () => {
+  it("run with the CPU provider's results; only int64 nodes are left to the CPU provider", { timeout: 900_000 }, async (t) => {
+    const presets = process.env.PEFTJS_WEBGPU_PRESETS === "all" ? undefined : (process.env.PEFTJS_WEBGPU_PRESETS ?? DEVICE_PRESETS.join(","));
+    const env = { ...process.env, LD_LIBRARY_PATH: "/usr/lib/chromium", VK_ICD_FILENAMES: ICD, ...(presets ? { PEFTJS_WEBGPU_PRESETS: presets } : { PEFTJS_WEBGPU_PRESETS: "" }) };
+    if (!presets) delete (env as Record<string, string | undefined>).PEFTJS_WEBGPU_PRESETS;
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", join(import.meta.dirname, "web-webgpu-run.ts")], { env, maxBuffer: 1 << 30 });
+    const results = stdout.trim().split("\n").map((l) => JSON.parse(l) as { name: string; skipped?: string; maxDiff: number; error?: string; int64Nodes: number[] });
+    const sections = new Map(stderr.split(/^@@graph /m).slice(1).map((s) => [s.slice(0, s.indexOf("\n")), s] as const));
+    const cpuOps = new Map<string, number>();
+    let ran = 0;
+    for (const r of results) {
+      if (r.skipped) continue;
+      ran++;
+      assert.equal(r.error, undefined, `${r.name}: ${r.error}`);
+      assert.ok(r.maxDiff < 1e-4, `${r.name}: WebGPU differs from CPU by ${r.maxDiff}`);
+      const log = sections.get(r.name) ?? assert.fail(`${r.name}: no ONNX Runtime log`);
+      const onGpu = /Node\(s\) placed on \[WebGpuExecutionProvider\]\. Number of nodes: (\d+)/.exec(log);
+      assert.ok(onGpu && Number(onGpu[1]) > 0, `${r.name}: the WebGPU provider did not load or took no node`);
+      const cpuBlock = /Node\(s\) placed on \[CPUExecutionProvider\][^\n]*\n((?:[^\n]*VerifyEachNodeIsAssignedToAnEp\] {3}[^\n]*\n)*)/.exec(log)?.[1] ?? "";
+      const int64 = new Set(r.int64Nodes);
+      for (const m of cpuBlock.matchAll(/\] {3}(\w+) \(([^)]+)\)/g)) {
+        const [, opType, nodeName] = m as unknown as [string, string, string];
+        assert.ok(!(WEBGPU_MISSING_OPS as readonly string[]).includes(opType), `${r.name}: ${opType} on the CPU`);
+        const irId = Number(nodeName.split("_")[1]);
+        assert.ok(int64.has(irId), `${r.name}: ${nodeName} (IR node ${irId}, no int64 value) was placed on the CPU provider`);
+        cpuOps.set(opType, (cpuOps.get(opType) ?? 0) + 1);
+      }
+    }
+    assert.ok(ran > 0);
+    t.diagnostic(`${ran} graphs on WebGPU; int64 nodes ONNX Runtime kept on its CPU provider: ${[...cpuOps].map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  });
+});
