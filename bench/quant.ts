@@ -7,7 +7,7 @@
 // (bench/reference/llama_lora_torch.py) on the same checkpoint, rounds alternating. One JSON line
 // per case.
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -49,6 +49,21 @@ const stats = (xs: number[]) => {
   return { min: +s[0]!.toFixed(1), median: +s[Math.floor(s.length / 2)]!.toFixed(1) };
 };
 
+/**
+ * This process's peak resident memory in MB: VmHWM on Linux. Not getrusage's maxrss, which a child
+ * inherits from the process that forked it (Linux keeps the high-water mark across execve), so a
+ * child of a big benchmark parent would report at least the parent's size.
+ */
+function peakRssMb(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m) return Math.round(Number(m[1]) / 1024);
+  } catch {
+    // not Linux: fall through
+  }
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
 /** Bytes of the frozen weights a graph bakes in (what ONNX Runtime is handed), in MB. */
 function frozenMb(outputs: Parameters<typeof lowerToOnnx>[0]): number {
   const lowered = lowerToOnnx(outputs);
@@ -70,6 +85,7 @@ function withGradKernel(model: PretrainedModel, gradKernel: Int8Kernel): Pretrai
 const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; memoryArena?: boolean; prepacking?: boolean }> = {
   fp32: {},
   fp32_lean: { memoryArena: false, prepacking: false },
+  fp32_no_arena: { memoryArena: false },
   int8: { quantize: "int8" },
   int8_dequantize_grad: { quantize: "int8", gradKernel: "dequantize" },
   int8_lean: { quantize: "int8", memoryArena: false, prepacking: false },
@@ -107,7 +123,7 @@ async function rssCase(dir: string, variant: string, threads: number, iters: num
     await s.run();
     if (i) times.push(performance.now() - t0);
   }
-  console.log(JSON.stringify({ peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), ms: stats(times).median, weights_mb: s.weightsMb }));
+  console.log(JSON.stringify({ peak_rss_mb: peakRssMb(), ms: stats(times).median, weights_mb: s.weightsMb }));
 }
 
 /** A SmolLM-sized variant: the frozen base's storage and the ORT session options it runs with. */
@@ -141,7 +157,7 @@ async function smollmCase(dir: string, variant: string, o: { threads: number; it
     firstLoss ??= r.loss;
     if (i) times.push(performance.now() - t0);
   }
-  const peak = Math.round(process.resourceUsage().maxRSS / 1024);
+  const peak = peakRssMb();
   await step.release();
   const t = stats(times);
   console.log(JSON.stringify({ ms: t.median, ms_min: t.min, peak_rss_mb: peak, first_loss: +firstLoss!.toFixed(5), session_create_ms: Math.round(createMs), weights_mb: frozenMb({ loss: built.outputs.loss! }) }));

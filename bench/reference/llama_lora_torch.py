@@ -52,6 +52,18 @@ def read_safetensors(path):
     return out
 
 
+def peak_rss_mb():
+    """VmHWM (Linux): unlike getrusage's maxrss, not inherited from the process that forked this one."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def rotate(x, cos, sin):
     d = x.shape[-1] // 2
     return x * cos + torch.cat([-x[..., d:], x[..., :d]], -1) * sin
@@ -132,7 +144,7 @@ def main():
             times.append((time.perf_counter() - t0) * 1000)
     print(json.dumps({
         "layers": L, "batch": B, "seq": S, "torch_ms": round(statistics.median(times), 1), "torch_ms_min": round(min(times), 1),
-        "torch_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "torch_first_loss": round(first_loss, 5),
+        "torch_peak_rss_mb": peak_rss_mb(), "torch_first_loss": round(first_loss, 5),
         "torch_version": torch.__version__, "threads": a.threads,
     }))
 
