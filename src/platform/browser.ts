@@ -212,7 +212,7 @@ let rootPromise: Promise<DirHandleLike> | undefined;
 /** The writable store's root: OPFS where the page has it, else an in-memory folder. */
 function storeRoot(): Promise<DirHandleLike> {
   rootPromise ??= (async () => {
-    const storage = (globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<DirHandleLike> } } }).navigator?.storage;
+    const storage = (globalThis as unknown as { navigator?: { storage?: { getDirectory?: () => Promise<DirHandleLike> } } }).navigator?.storage;
     if (storage?.getDirectory) {
       try {
         return await storage.getDirectory();
