@@ -1,8 +1,9 @@
 // Bundles the studio page (app.ts) and its Web Worker (worker.ts, the peftjs core through
 // src/browser.ts) with esbuild into browser ES modules. `peftjs studio` runs it at start in a
-// source checkout (about a second); run by hand: `node --import tsx studio/build.ts [outdir]`.
+// source checkout (a few seconds); `npm run build` writes it to dist/studio/ for the package
+// (`node --import tsx studio/build.ts [outdir]`).
 import { build, type Plugin } from "esbuild";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
@@ -38,7 +39,9 @@ export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: nu
   // Each file replaced whole (written beside, then renamed): a server or test reading the bundle
   // while another process rebuilds it never sees half a file.
   mkdirSync(outdir, { recursive: true });
-  for (const f of result.outputFiles) {
+  // The page beside its bundles: an installed package serves dist/studio/ alone.
+  const files = [...result.outputFiles.map((f) => ({ path: f.path, contents: f.contents })), { path: join(outdir, "index.html"), contents: readFileSync(join(HERE, "index.html")) }];
+  for (const f of files) {
     const tmp = `${f.path}.tmp-${process.pid}`;
     writeFileSync(tmp, f.contents);
     renameSync(tmp, f.path);
