@@ -63,7 +63,7 @@ describe("peftjs studio: bad input", { skip }, () => {
     assert.equal(await page.isDisabled("#train"), false);
   });
 
-  it("a model folder without config.json names what is missing; a shipped model loads after it", async () => {
+  it("a model folder without config.json names what is missing; a complete folder loads after it", async () => {
     const { page } = s;
     const dir = join(mkdtempSync(join(tmpdir(), "studio-model-")), "my-model");
     mkdirSync(dir);
@@ -75,10 +75,12 @@ describe("peftjs studio: bad input", { skip }, () => {
     assert.match((await message())!, /^my-model: no config\.json in the folder \(it has (tokenizer\.json, model\.safetensors|model\.safetensors, tokenizer\.json)\); a Hugging Face model folder holds config\.json, model\.safetensors and tokenizer\.json$/);
     assert.equal(await page.textContent("#model-status"), "no model loaded");
     assert.equal(await page.isDisabled("#train"), true);
-    await page.selectOption("#model-select", "encoder-mini");
-    await waitText(page, "#model-status", /encoder-mini: roberta/);
+    // A real model folder, picked from disk: read from its File objects in place.
+    await page.setInputFiles("#model-folder", join(import.meta.dirname, "..", "models", "encoder-mini"));
+    await waitText(page, "#model-status", /^encoder-mini: roberta, 4 layers/);
     assert.equal(await message(), "");
     assert.equal(await page.isDisabled("#train"), false);
+    assert.equal(await page.inputValue("#model-select"), "", "the folder, not the shipped model");
   });
 
   it("a worker crash is reported, a new worker gets the model and data back, and answers", async () => {
