@@ -45,4 +45,17 @@ describe("peftjs in headless Chromium", { skip }, () => {
     assert.deepEqual(Object.keys(r.adapter).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
     assert.ok(r.adapter["adapter_model.safetensors"]! > 1000);
   });
+
+  it("the studio's path: CSV bytes -> task -> examples -> Trainer with checkpoints and report.html in OPFS", async () => {
+    const r = await web.page.evaluate(
+      ([url]) => (globalThis as unknown as { peftjsTest: { trainer(u: string): Promise<{ task: string; labels?: string[]; steps: number; logged: number; files: string[]; reportHasChart: boolean }> } }).peftjsTest.trainer(url!),
+      [`${web.url}/models/encoder-mini/`],
+    ).catch((e: Error) => assert.fail(`${e.message}\npage log:\n${web.log.join("\n")}`));
+    assert.equal(r.task, "sequence-classification");
+    assert.deepEqual(r.labels, ["neg", "pos"]);
+    assert.equal(r.steps, 4);
+    assert.ok(r.logged >= 2, `${r.logged} log entries`);
+    for (const f of ["adapter", "metrics.jsonl", "report.html"]) assert.ok(r.files.includes(f), `${f} in ${r.files.join(", ")}`);
+    assert.ok(r.reportHasChart, "report.html inlines Chart.js");
+  });
 });

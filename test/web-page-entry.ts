@@ -1,7 +1,9 @@
 // The page script of test/web-browser.test.ts and bench/web.ts, bundled with the browser build's
 // plugin: the library through src/browser.ts, run in headless Chromium.
-import { adapterFiles, configureWasm, loadModel, mkdir, mountUrl, onnxRuntime, PeftModel, readdir, readFile, rename, rm, usesOpfs, writeFile } from "../src/browser.js";
-import { loraStepLosses, timeLoraSteps } from "./web-lora-steps.js";
+import {
+  adapterFiles, configureWasm, detectTask, loadModel, mkdir, mountUrl, onnxRuntime, parseRecords, PeftModel, readdir, readFile, rename, rm, taskExamples, Trainer, usesOpfs, writeFile,
+} from "../src/browser.js";
+import { loraStepLosses, PARITY_TEXTS, timeLoraSteps } from "./web-lora-steps.js";
 
 const started = { threads: 0 };
 
@@ -40,6 +42,23 @@ const api = {
     const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, target_modules: ["query", "value"] });
     const files = await adapterFiles(peft);
     return { opfs: await usesOpfs(), listing, text, adapter: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.byteLength])) };
+  },
+  /** The studio's path: a CSV's bytes -> task -> examples -> Trainer writing to OPFS (checkpoints, report). */
+  async trainer(modelUrl: string) {
+    const csv = `text,label\n${PARITY_TEXTS.map((t, i) => `"${t}",${i % 2 ? "neg" : "pos"}`).join("\n")}\n`;
+    const records = parseRecords(new TextEncoder().encode(csv), "data.csv");
+    const { task } = detectTask(records, { source: "data.csv" });
+    mountUrl("/models/under-test", modelUrl);
+    const base = await loadModel("/models/under-test", { task });
+    const { examples, labels } = taskExamples(task, records, base.tokenizer!, { maxLength: 32, source: "data.csv" });
+    const peft = PeftModel.create(base, { peft_type: "LORA", r: 4, target_modules: ["query", "value"] });
+    if (labels) peft.labels.set("default", labels);
+    await rm("/runs/t", { recursive: true, force: true });
+    const logged: unknown[] = [];
+    const result = await new Trainer(peft, examples, examples.slice(0, 4), { outputDir: "/runs/t", maxSteps: 4, batchSize: 4, saveEvery: 2, evalEvery: 2, onLog: (e) => logged.push(e), print: () => {} }).train();
+    const files = await readdir("/runs/t");
+    const report = await readFile("/runs/t/report.html", "utf8");
+    return { task, labels, steps: result.steps, logged: logged.length, files, reportHasChart: report.includes("new Chart(") && report.length > 100_000 };
   },
 };
 
