@@ -249,7 +249,8 @@ function methodSettings(): Record<string, unknown> {
 // ---- training -------------------------------------------------------------------------------
 
 let training = false;
-let trained = false;
+/** The trained adapter (zipped) and report.html, once the worker has packed them. */
+let exported: { adapterZip: Uint8Array; report: string } | undefined;
 let currentRun: RunRecord | undefined;
 
 function num(id: string): number | undefined {
@@ -306,8 +307,9 @@ function updateButtons(): void {
   $<HTMLButtonElement>("pause").disabled = !training;
   $<HTMLButtonElement>("cancel").disabled = !training;
   $<HTMLButtonElement>("try-button").disabled = training || !modelInfo;
-  $<HTMLButtonElement>("download-adapter").disabled = training || !trained;
-  $<HTMLButtonElement>("download-report").disabled = training || !trained;
+  // Enabled once the worker has packed the adapter and the report.
+  $<HTMLButtonElement>("download-adapter").disabled = training || !exported;
+  $<HTMLButtonElement>("download-report").disabled = training || !exported;
 }
 
 // Charts: loss (train and eval), learning rate, evaluation metrics.
@@ -364,7 +366,7 @@ function showProgress(step: number, total: number): void {
 async function startTraining(run: RunRecord, resume: boolean): Promise<void> {
   clearMessage();
   currentRun = run;
-  trained = false;
+  exported = undefined;
   setTraining(true);
   if (!resume) resetCharts();
   pace = undefined;
@@ -396,7 +398,6 @@ async function startTraining(run: RunRecord, resume: boolean): Promise<void> {
           showMessage(`Paused at step ${m.step}. The run is saved in this browser: resume it below, even after a reload.`, "info");
           break;
         case "done":
-          trained = true;
           void markDone(run.id);
           void showResults();
           break;
@@ -494,8 +495,6 @@ async function resumeRun(run: RunRecord, dir: FileSystemDirectoryHandle): Promis
 }
 
 // ---- results --------------------------------------------------------------------------------
-
-let exported: { adapterZip: Uint8Array; report: string } | undefined;
 
 async function showResults(): Promise<void> {
   try {

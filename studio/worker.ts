@@ -141,6 +141,8 @@ async function onTrain(id: number, run: RunRecord, resume: boolean): Promise<voi
   const s = run.settings;
   const { task } = detectTask(data.records, { source: data.name });
   const model = await loadModel(loaded.dir, { task });
+  // adapter_config.json's base_model_name_or_path: the model as the user knows it, not its mount point.
+  model.nameOrPath = loaded.source.kind === "shipped" ? `models/${loaded.source.name}` : loaded.source.name;
   checkTask(model, task, data.name, data.records);
   if (!model.tokenizer) throw new Error(`${loaded.source.name} has no tokenizer.json; the studio needs the model's tokenizer to read text data`);
   const maxLength = Math.min(s.maxLength, model.maxInputLength);

@@ -30,6 +30,10 @@ describe("peftjs studio in headless Chromium", { skip }, () => {
     await loadEncoderAndReviews(page);
     assert.match(await page.textContent("#data-status") ?? "", /labels: neg, pos/);
     await setTraining(page, 20);
+    // A method setting from the registry's form: LoRA's rank (the preset's is 8).
+    await page.click("#method-details summary");
+    assert.equal(await page.getAttribute("#field-r", "placeholder"), "8");
+    await page.fill("#field-r", "4");
     await trainAndWait(page);
     assert.equal(await page.textContent("#message"), "", "no error");
     assert.match(await page.textContent("#eta") ?? "", /^step 20\/20/);
@@ -72,6 +76,9 @@ describe("peftjs studio in headless Chromium", { skip }, () => {
     const config = JSON.parse(readFileSync(join(dir, "adapter", "adapter_config.json"), "utf8")) as Record<string, unknown>;
     assert.equal(config.peft_type, "LORA");
     assert.equal(config.task_type, "SEQ_CLS");
+    assert.equal(config.r, 4);
+    assert.equal(config.lora_alpha, 16);
+    assert.equal(config.base_model_name_or_path, "models/encoder-mini");
     const [reportDownload] = await Promise.all([page.waitForEvent("download"), page.click("#download-report")]);
     assert.equal(reportDownload.suggestedFilename(), "report.html");
     await reportDownload.saveAs(join(dir, "report.html"));
