@@ -1,8 +1,8 @@
 // Child process of test/web-webgpu.test.ts (ONNX Runtime logs node placements on the native
 // stderr, which only a parent can read): every conformance graph lowered for WebGPU runs on
 // onnxruntime-node's WebGPU provider and on the CPU provider. stdout: one JSON line per graph
-// (name, max relative difference, the IR node ids with int64 values); stderr: "@@graph <name>"
-// before each WebGPU session, then ONNX Runtime's verbose log with its node placements.
+// (name, the session's log id, max relative difference, the IR node ids with int64 values);
+// stderr: ONNX Runtime's verbose log, each line tagged with its session's log id.
 // Needs a Vulkan driver: LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import ort from "onnxruntime-node";
 import { neededNodes } from "../src/runtime/lower.js";
@@ -13,7 +13,9 @@ import { conformanceGraphs } from "./web-webgpu-graphs.js";
 
 // PEFTJS_WEBGPU_PRESETS: comma-separated presets to run (default: all of them).
 const presets = process.env.PEFTJS_WEBGPU_PRESETS?.split(",");
-for await (const g of conformanceGraphs((preset) => !presets || presets.includes(preset))) {
+const archs = process.env.PEFTJS_WEBGPU_ARCHS?.split(","); // likewise for architectures
+let graphs = 0;
+for await (const g of conformanceGraphs((preset, arch) => (!presets || presets.includes(preset)) && (!archs || archs.includes(arch)))) {
   if ("skipped" in g) {
     console.log(JSON.stringify({ name: g.name, skipped: g.skipped }));
     continue;
@@ -24,11 +26,11 @@ for await (const g of conformanceGraphs((preset) => !presets || presets.includes
   const expected = await cpu.run(feeds);
   await cpu.release();
   const model = lowerToOnnx(g.outputs, { target: "webgpu" });
-  process.stderr.write(`@@graph ${g.name}\n`);
+  const logId = `peftjs-graph-${graphs++}`;
   let maxDiff = 0;
   let error: string | undefined;
   try {
-    const session = await ort.InferenceSession.create(model.bytes, { externalData: model.externalData, executionProviders: ["webgpu"], logSeverityLevel: 0, logVerbosityLevel: 0 });
+    const session = await ort.InferenceSession.create(model.bytes, { externalData: model.externalData, executionProviders: ["webgpu"], logSeverityLevel: 0, logVerbosityLevel: 0, logId });
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(feeds) as [string, Tensor][]) ortFeeds[k] = new ort.Tensor(t.dtype as "float32", t.data as Float32Array, t.shape as number[]);
     for (const p of model.trainable) ortFeeds[p.name] = new ort.Tensor(p.tensor.dtype as "float32", p.tensor.data as Float32Array, p.tensor.shape as number[]);
@@ -45,5 +47,5 @@ for await (const g of conformanceGraphs((preset) => !presets || presets.includes
   const int64Nodes = neededNodes(Object.values(g.outputs))
     .filter((n) => [...n.inputs, ...n.outputs].some((v) => v?.dtype === "int64"))
     .map((n) => n.id);
-  console.log(JSON.stringify({ name: g.name, maxDiff, error, int64Nodes }));
+  console.log(JSON.stringify({ name: g.name, logId, maxDiff, error, int64Nodes }));
 }
