@@ -22,7 +22,7 @@ import { type TunerDef } from "../tuners/tuner.js";
 /** `peftjs studio` options (flags; `--no-open` is commander's negation of `open`). */
 export const STUDIO_OPTIONS = {
   port: integer({ min: 0, max: 65535, default: 8790 }, "port on 127.0.0.1 (0: any free port; keep one port so the browser finds its saved runs again)", "<port>"),
-  open: { schema: z.boolean().default(true), expected: "true or false", help: "open the page in the installed browser (--no-open: only print its address)" } satisfies OptionSpec<boolean>,
+  open: { schema: z.boolean().default(true), expected: "true or false", help: "only print the address (by default the page opens in the installed browser, if there is one)" } satisfies OptionSpec<boolean>,
 };
 
 export type StudioOptions = Options<typeof STUDIO_OPTIONS>;
