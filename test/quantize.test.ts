@@ -19,6 +19,9 @@ import { lowerToOnnx } from "../src/runtime/lower.js";
 import { ModelProto } from "../src/runtime/onnx-schema.js";
 import { compile } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
+import { Generator } from "../src/models/generate.js";
+import { createServer } from "../src/serve/server.js";
+import { makeAdapters, postJson } from "./serve-support.js";
 import { RECORDS } from "./support/tiny-training.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures", "models");
@@ -145,6 +148,34 @@ describe("--quantize int8 on the command line", () => {
     const int4 = await run(["generate", "--model", join(FIXTURES, "gpt2-tiny"), "--prompt", "ab", "--max-new-tokens", "3", "--quantize", "int4"]);
     assert.equal(int4.code, 0, int4.out);
   });
+});
+
+describe("peftjs serve --quantize", () => {
+  for (const quantize of ["int8", "int4"] as const) {
+    it(`serves a LoRA adapter unmerged over a ${quantize} base: greedy completions equal Generator's over the same base`, async () => {
+      const gpt2 = join(FIXTURES, "gpt2-tiny");
+      const root = await makeAdapters(gpt2, "causal-lm", [{ name: "g1", config: { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["c_attn"] }, seed: 3 }]);
+      const base = await loadModel(gpt2, { task: "causal-lm", quantize });
+      const gen = await Generator.create(await PeftModel.load(base, join(root, "g1")), { session: { threads: 1 } });
+      const [expected] = (await gen.generate(["the"], { maxNewTokens: 6 })).texts;
+      await gen.release();
+      if (quantize === "int4") {
+        // Here the 4-bit base's greedy text differs from float32's, so equality shows the option reaches the model.
+        const fp32 = await Generator.create(await PeftModel.load(await loadModel(gpt2, { task: "causal-lm" }), join(root, "g1")), { session: { threads: 1 } });
+        assert.notEqual((await fp32.generate(["the"], { maxNewTokens: 6 })).texts[0], expected);
+        await fp32.release();
+      }
+      const server = await createServer({ model: gpt2, adapters: root, quantize, port: 0, logLevel: "silent", threads: 1 });
+      try {
+        const url = await server.listen();
+        const r = await postJson(`${url}/v1/completions`, { model: "g1", prompt: "the", max_tokens: 6, temperature: 0 });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.body.choices[0].text, expected);
+      } finally {
+        await server.close();
+      }
+    });
+  }
 });
 
 async function run(argv: string[]): Promise<{ code: number; out: string }> {

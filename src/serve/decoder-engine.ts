@@ -143,8 +143,9 @@ export class DecoderEngine implements AdapterLoader<DecoderAdapter> {
       await this.batcher.prepare();
       return { value: { internalName, batched: true }, bytes };
     }
-    // As `peftjs generate`: merged when the method merges (no extra work per token).
-    const lm = [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : peft;
+    // As `peftjs generate`: merged when the method merges (no extra work per token), unless the
+    // base is quantized (a merge would re-quantize it).
+    const lm = !peft.base.quantize && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : peft;
     return { value: { internalName, batched: false, generator: await Generator.create(lm, { session: this.session }) }, bytes };
   }
 

@@ -69,7 +69,7 @@ export async function createServer(input: Partial<ServeOptions> & { model: strin
   );
   const firstAdapter = Object.values(named)[0] ?? (opts.adapters ? await firstSubfolderAdapter(opts.adapters) : undefined);
   const task = opts.task ?? (firstAdapter ? await adapterTask(firstAdapter) : undefined);
-  const model = await loadModel(opts.model, { task });
+  const model = await loadModel(opts.model, { task, quantize: opts.quantize });
   // The head is sized for the adapters' classes (every adapter of one server has the same count).
   const labels = firstAdapter && (model.task === "sequence-classification" || model.task === "token-classification") ? await readAdapterLabels(firstAdapter).catch(() => undefined) : undefined;
   if (labels) (model.config as { numLabels: number }).numLabels = labels.length;
