@@ -2,21 +2,13 @@
 // src/browser.ts) with esbuild into browser ES modules. `peftjs studio` runs it at start in a
 // source checkout (a few seconds); `npm run build` writes it to dist/studio/ for the package
 // (`node --import tsx studio/build.ts [outdir]`).
-import { build, type Plugin } from "esbuild";
+import { build } from "esbuild";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-
-/** csv-parse's Node build uses Buffer; its browser build (an exported subpath) carries what it needs. */
-const csvParseForBrowsers: Plugin = {
-  name: "csv-parse-browser",
-  setup(b) {
-    b.onResolve({ filter: /^csv-parse\/sync$/ }, (args) => b.resolve("csv-parse/browser/esm/sync", { kind: args.kind, resolveDir: args.resolveDir }));
-  },
-};
 
 export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: number; outdir: string }> {
   const t0 = performance.now();
@@ -31,7 +23,7 @@ export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: nu
     // The core's platform modules resolve to their browser twins; onnxruntime-web loads its wasm
     // from beside the bundle (the studio server serves it there).
     conditions: ["onnxruntime-web-use-extern-wasm"],
-    plugins: [peftjsBrowser(), csvParseForBrowsers],
+    plugins: [peftjsBrowser()],
     logLevel: "silent",
     legalComments: "none",
     write: false,
