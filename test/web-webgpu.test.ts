@@ -4,7 +4,8 @@
 // (SwiftShader's Vulkan driver from Debian's chromium package; no GPU needed) with the CPU
 // provider's results, and the only nodes ONNX Runtime places on its CPU provider are int64 ones
 // (shape arithmetic, integer inputs), for which the WebGPU provider has no kernels at all.
-// PEFTJS_WEBGPU_PRESETS=all runs every preset on the device (minutes); the default runs a few.
+// PEFTJS_WEBGPU_PRESETS=all PEFTJS_WEBGPU_ARCHS=all runs every graph on the device (many minutes);
+// the default runs LoRA on bert-tiny and llama-tiny.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -22,6 +23,8 @@ import { conformanceGraphs } from "./web-webgpu-graphs.js";
 
 const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const DEVICE_PRESETS = ["lora"];
+/** Default device run: an encoder and a grouped-query decoder (PEFTJS_WEBGPU_ARCHS to choose; "all" for every one). */
+const DEVICE_ARCHS = ["bert-tiny", "llama-tiny"];
 
 /** [opType, attribute name -> int value] of every node of a lowered model. */
 function onnxNodes(bytes: Uint8Array): { opType: string; attrs: Record<string, number> }[] {
@@ -96,8 +99,11 @@ describe("WebGPU lowering", () => {
 describe("conformance graphs on onnxruntime-node's WebGPU provider (SwiftShader Vulkan)", { skip: existsSync(ICD) ? false : `no ${ICD} (Debian's chromium package)` }, () => {
   it("run with the CPU provider's results; only int64 nodes are left to the CPU provider", { timeout: 900_000 }, async (t) => {
     const presets = process.env.PEFTJS_WEBGPU_PRESETS === "all" ? undefined : (process.env.PEFTJS_WEBGPU_PRESETS ?? DEVICE_PRESETS.join(","));
-    const env = { ...process.env, LD_LIBRARY_PATH: "/usr/lib/chromium", VK_ICD_FILENAMES: ICD, ...(presets ? { PEFTJS_WEBGPU_PRESETS: presets } : { PEFTJS_WEBGPU_PRESETS: "" }) };
-    if (!presets) delete (env as Record<string, string | undefined>).PEFTJS_WEBGPU_PRESETS;
+    const env: Record<string, string | undefined> = { ...process.env, LD_LIBRARY_PATH: "/usr/lib/chromium", VK_ICD_FILENAMES: ICD, ...(presets ? { PEFTJS_WEBGPU_PRESETS: presets } : { PEFTJS_WEBGPU_PRESETS: "" }) };
+    if (!presets) delete env.PEFTJS_WEBGPU_PRESETS;
+    const archs = process.env.PEFTJS_WEBGPU_ARCHS ?? DEVICE_ARCHS.join(",");
+    if (archs === "all") delete env.PEFTJS_WEBGPU_ARCHS;
+    else env.PEFTJS_WEBGPU_ARCHS = archs;
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", join(import.meta.dirname, "web-webgpu-run.ts")], { env, maxBuffer: 1 << 30 });
     const results = stdout.trim().split("\n").map((l) => JSON.parse(l) as { name: string; logId: string; skipped?: string; maxDiff: number; error?: string; int64Nodes: number[] });
     const lines = stderr.split("\n");
