@@ -13,7 +13,7 @@ const BENCHMARKS: Jobs = {
   engine: { run: engine, about: "BERT-base-sized encoder stack with LoRA: training step vs a PyTorch reference" },
   models: { run: models, about: "BERT-base forward and GPT-2-small cached generation vs a PyTorch reference" },
   dropout: { run: dropout, about: "hashed dropout masks (reproducible) vs ONNX Dropout vs none: per site and in a LoRA training step" },
-  quant: { run: quant, about: "int8 frozen base vs float32: LoRA training step, forward, generation; weights and peak RSS" },
+  quant: { run: quant, about: "int8 frozen base vs float32: LoRA training step, forward, generation, int8 kernels; weights and peak RSS; a SmolLM-135M-sized LoRA step vs a PyTorch reference" },
   "quant-accuracy": { run: quantAccuracy, about: "int8 frozen base vs float32: decoder-mini held-out perplexity, LoRA accuracy on the demo tasks" },
   serve: { run: serve, about: "the multi-adapter server: classify and generate throughput and latency with N adapters, batching gain over one request at a time" },
   web: { run: web, about: "a LoRA training step in headless Chromium (onnxruntime-web, wasm threads) vs Node (onnxruntime-node): encoder-mini, one BERT-base layer" },
