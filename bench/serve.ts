@@ -176,7 +176,7 @@ async function classifyCases(root: string, values: Values): Promise<void> {
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) await copyFile(join(FIXTURE, f), join(modelDir, f));
   const model = await loadModel(modelDir, { task: "sequence-classification" });
   const words = ["the", "cat", "sat", "on", "mat", "money", "in", "bank", "dog"];
-  let text = "";
+  let text = "the ";
   const length = (t: string) => classificationExamples([{ text: t }], model.tokenizer!, { maxLength: 512, labelled: false, source: "input" }).examples[0]!.ids.length;
   for (let i = 0; length(text) < seq; i++) text += `${words[i % words.length]} `;
   const adapterRoot = join(root, "adapters");
@@ -199,7 +199,7 @@ async function classifyCases(root: string, values: Values): Promise<void> {
 
   const measure = async (n: number, maxBatch: number, requests: number) => {
     const names = Array.from({ length: n }, (_, i) => `task${i}`);
-    const server = await spawnServer({ model: modelDir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: Math.max(n, 1), maxBatch, maxQueue: 4 * C, threads });
+    const server = await spawnServer({ model: modelDir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: Math.max(n, 1), maxBatch, maxQueue: 4 * C, threads, deadlineMs: 600_000 });
     const url = server.url;
     try {
       // Warm-up: every adapter loaded once (short inputs), then one full-size round.
@@ -265,7 +265,7 @@ async function generateCases(root: string, values: Values): Promise<void> {
 
   const measure = async (n: number, maxBatch: number, requests: number) => {
     const names = Array.from({ length: n }, (_, i) => `lm${i}`);
-    const server = await spawnServer({ model: dir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: n, maxBatch, maxQueue: 4 * C, threads });
+    const server = await spawnServer({ model: dir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: n, maxBatch, maxQueue: 4 * C, threads, deadlineMs: 600_000 });
     const url = server.url;
     try {
       const ask = async (m: string, max: number) => {
