@@ -37,7 +37,8 @@ describe("peftjs studio: pause, resume after a reload, cancel", { skip }, () => 
     const resumed = await chartPoints(page, "loss", "train loss");
     assert.deepEqual(resumed.map((p) => p.x), Array.from({ length: STEPS - at }, (_, i) => at + 1 + i), "the resumed run logs the steps after its checkpoint");
     assert.equal(await page.textContent("#runs"), "", "a finished run is not offered for resuming");
-    assert.equal(await page.isDisabled("#download-adapter"), false);
+    // The adapter is packed for download after the last step is shown: wait for it, bounded.
+    await page.waitForSelector("#download-adapter:enabled", { timeout: 30_000 });
 
     // The same settings without a pause: the same losses at every step after the checkpoint.
     await trainAndWait(page);
@@ -57,9 +58,10 @@ describe("peftjs studio: pause, resume after a reload, cancel", { skip }, () => 
     await waitText(page, "#message", /^Training cancelled\.$/);
     await waitText(page, "#model-status", /encoder-mini: roberta/);
     await waitText(page, "#data-status", /reviews\.csv: 48 records/);
-    assert.equal(await page.isDisabled("#train"), false);
-    assert.equal(await page.isDisabled("#pause"), true);
-    assert.equal(await page.textContent("#runs"), "", "the cancelled run is gone");
+    // The page settles asynchronously after the message (buttons, the OPFS run list): wait, bounded.
+    await page.waitForSelector("#train:enabled", { timeout: 30_000 });
+    await page.waitForSelector("#pause:disabled", { timeout: 30_000 });
+    await waitText(page, "#runs", /^$/, 30_000);
     assert.deepEqual(s.pageErrors, []);
     assert.deepEqual(s.outside, []);
   });
