@@ -297,7 +297,12 @@ describe("stacked LoRA graph", () => {
     assert.equal(stack.add("y", adapters[1]!), 2);
     assert.throws(() => stack.slotOf("z"), /no adapter "z"/);
     const step = await compile({ logits: stack.build().outputs.logits! }, { threads: 1 });
-    const stacked = (await step.run({ ...model.prepareInputs(batch), ...stack.feeds(), adapter_index: int64([3], [2, 0, 1]) })).logits!.data as Float32Array;
+    const { feeds, adapterIndex } = stack.feeds([2, 0, 1]);
+    assert.deepEqual(adapterIndex, [0, 1, 2], "rows index the batch's own compacted slots");
+    const repeated = stack.feeds([2, 2, 0]);
+    assert.deepEqual(repeated.adapterIndex, [0, 0, 1]);
+    assert.ok(Object.values(repeated.feeds).every((t) => t.shape[0] === 2), "a batch feeds one table row per distinct adapter, not every loaded one");
+    const stacked = (await step.run({ ...model.prepareInputs(batch), ...feeds, adapter_index: int64([3], adapterIndex) })).logits!.data as Float32Array;
     await step.release();
     const alone = async (n: string | undefined) => {
       if (n) peft.setAdapter(n);

@@ -331,7 +331,8 @@ export class ContinuousBatcher {
   private withAdapters(graph: CompiledGraph, feeds: Record<string, Tensor>, rows: readonly Row[]): Record<string, Tensor> {
     const wanted = new Set(graph.inputNames);
     if (!wanted.has("adapter_index")) return feeds;
-    const all: Record<string, Tensor> = { ...feeds, ...this.stack.feeds(), adapter_index: int64([rows.length], rows.map((r) => r.entry.slot)) };
+    const stacked = this.stack.feeds(rows.map((r) => r.entry.slot));
+    const all: Record<string, Tensor> = { ...feeds, ...stacked.feeds, adapter_index: int64([rows.length], stacked.adapterIndex) };
     return Object.fromEntries(Object.entries(all).filter(([k]) => wanted.has(k)));
   }
 

@@ -144,8 +144,12 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     const compiled = await session;
     // Each row's adapter: its slot in the stack (0: the base model), or its place in `names` in the mixed graph (-1: the base).
     const rowOf = (j: EncoderJob) => (stacked ? this.stack.slotOf(j.lease?.adapter.value.internalName) : j.lease ? names.indexOf(j.lease.adapter.value.internalName) : -1);
-    const rows = jobs.flatMap((j) => j.examples.map(() => rowOf(j)));
-    if (stacked) Object.assign(feeds, this.stack.feeds());
+    let rows = jobs.flatMap((j) => j.examples.map(() => rowOf(j)));
+    if (stacked) {
+      const compact = this.stack.feeds(rows);
+      Object.assign(feeds, compact.feeds);
+      rows = compact.adapterIndex;
+    }
     const wanted = new Set(compiled.inputNames);
     if (wanted.has("adapter_index")) feeds.adapter_index = int64([rows.length], rows);
     const out = await compiled.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => wanted.has(k))));

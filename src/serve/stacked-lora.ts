@@ -12,7 +12,8 @@
 //   const stack = new LoraStack(model);
 //   stack.add("a", peft.adapters.get("a")!);
 //   const step = await compile({ logits: stack.build(model).outputs.logits! });
-//   await step.run({ ...model.prepareInputs(batch), ...stack.feeds(), adapter_index: int64([2], [stack.slotOf("a"), 0]) });
+//   const { feeds, adapterIndex } = stack.feeds([stack.slotOf("a"), 0]);
+//   await step.run({ ...model.prepareInputs(batch), ...feeds, adapter_index: int64([2], adapterIndex) });
 import { type Graph, type Value } from "../ir/graph.js";
 import { add, gather, matmul, reshape, transpose } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
@@ -148,18 +149,38 @@ export class LoraStack {
     this.free.push(slot);
   }
 
-  /** The slot tables, by the input names of graphs built from this stack. */
-  feeds(): Record<string, Tensor> {
+  /**
+   * The tables of the slots `rows` read, compacted to those slots, and each row's index into them,
+   * by the input names of graphs built from this stack. A batch feeds only its own adapters (at
+   * most one per row), not every loaded one: with 1000 adapters loaded the full tables are ~1 GB
+   * for a BERT-base q/v stack, which made each run scale with adapters loaded (S-LoRA gathers the
+   * batch's adapters the same way).
+   */
+  feeds(rows: readonly number[]): { feeds: Record<string, Tensor>; adapterIndex: number[] } {
+    const compact = new Map<number, number>();
+    const adapterIndex = rows.map((slot) => {
+      if (slot < 0 || slot >= this.used) throw new Error(`LoraStack: slot ${slot} is not allocated`);
+      let i = compact.get(slot);
+      if (i === undefined) compact.set(slot, (i = compact.size));
+      return i;
+    });
+    const slots = [...compact.keys()];
+    const pick = (table: Float32Array, per: number): Float32Array => {
+      const out = new Float32Array(slots.length * per);
+      slots.forEach((slot, i) => out.set(table.subarray(slot * per, (slot + 1) * per), i * per));
+      return out;
+    };
+    const k = slots.length;
     const out: Record<string, Tensor> = {};
     for (const [path, t] of this.layers) {
-      out[`lora_stack.${path}.A`] = { dtype: "float32", shape: [this.capacity, t.rank, t.inDim], data: t.A };
-      out[`lora_stack.${path}.B`] = { dtype: "float32", shape: [this.capacity, t.outDim, t.rank], data: t.B };
+      out[`lora_stack.${path}.A`] = { dtype: "float32", shape: [k, t.rank, t.inDim], data: pick(t.A, t.rank * t.inDim) };
+      out[`lora_stack.${path}.B`] = { dtype: "float32", shape: [k, t.outDim, t.rank], data: pick(t.B, t.outDim * t.rank) };
     }
     for (const [h, t] of this.heads) {
-      out[`lora_stack.${h}.weight`] = { dtype: "float32", shape: [this.capacity, t.outDim, t.inDim], data: t.W };
-      out[`lora_stack.${h}.bias`] = { dtype: "float32", shape: [this.capacity, t.outDim], data: t.b };
+      out[`lora_stack.${h}.weight`] = { dtype: "float32", shape: [k, t.outDim, t.inDim], data: pick(t.W, t.outDim * t.inDim) };
+      out[`lora_stack.${h}.bias`] = { dtype: "float32", shape: [k, t.outDim], data: pick(t.b, t.outDim) };
     }
-    return out;
+    return { feeds: out, adapterIndex };
   }
 
   /** Hooks that read the slot tables (inputs `lora_stack.*` and `adapter_index` [batch]). */
