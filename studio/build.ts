@@ -6,7 +6,7 @@ import { build } from "esbuild";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
+import { browserBuildOptions } from "../src/platform/build-web.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -15,15 +15,10 @@ export async function buildStudio(outdir = join(HERE, "dist")): Promise<{ ms: nu
   const result = await build({
     entryPoints: { app: join(HERE, "app.ts"), worker: join(HERE, "worker.ts") },
     outdir,
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
+    // The platform's browser twins; onnxruntime-web loads its wasm from beside the bundle (the
+    // studio server serves it there).
+    ...browserBuildOptions(),
     sourcemap: "linked",
-    // The core's platform modules resolve to their browser twins; onnxruntime-web loads its wasm
-    // from beside the bundle (the studio server serves it there).
-    conditions: ["onnxruntime-web-use-extern-wasm"],
-    plugins: [peftjsBrowser()],
     logLevel: "silent",
     legalComments: "none",
     write: false,

@@ -1,14 +1,12 @@
 // A headless Chromium page running test/web-page-entry.ts (bundled with the browser build's
 // esbuild plugin), served cross-origin isolated on 127.0.0.1 with the shipped models under
 // /models/. Shared by test/web-browser.test.ts and bench/web.ts.
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import * as esbuild from "esbuild";
 import type { Browser, Page } from "playwright-core";
-import { WASM_FILES } from "../src/platform/build-web.js";
-import { peftjsBrowser } from "../src/platform/esbuild-plugin.js";
+import { browserBuildOptions, copyOrtWasm } from "../src/platform/build-web.js";
 import { launchChromium, serveStatic } from "./browser-support.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -27,16 +25,10 @@ export async function openWebPage(chromiumArgs: string[] = []): Promise<WebPage>
   await esbuild.build({
     entryPoints: [join(ROOT, "test/web-page-entry.ts")],
     outfile: join(dir, "entry.js"),
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    conditions: ["onnxruntime-web-use-extern-wasm"],
-    plugins: [peftjsBrowser()],
+    ...browserBuildOptions(),
     logLevel: "error",
   });
-  const ortDist = dirname(createRequire(import.meta.url).resolve("onnxruntime-web"));
-  for (const f of WASM_FILES) copyFileSync(join(ortDist, f), join(dir, f));
+  copyOrtWasm(dir);
   writeFileSync(join(dir, "index.html"), `<!doctype html><meta charset="utf-8"><title>peftjs test page</title><script type="module" src="entry.js"></script>`);
   const { url, server } = await serveStatic({ "/models/": join(ROOT, "models"), "/": dir });
   let browser: Browser | undefined;
