@@ -39,12 +39,7 @@ async function generateAlone(model: string, adapter: string | undefined, prompt:
  * characters, so the printed text is compared only when it has no replacement character.)
  */
 async function cliGenerate(model: string, adapter: string | undefined, prompt: string, tokens: number): Promise<string> {
-  const base = await loadModel(model, { task: "causal-lm" });
-  const peft = adapter ? await PeftModel.load(base, adapter) : undefined;
-  const lm = peft && [...peft.adapters.values()].every((a) => a.mergedWeights) ? peft.mergeAndUnload() : (peft ?? base);
-  const gen = await Generator.create(lm);
-  const [text] = (await gen.generate([prompt], { maxNewTokens: tokens })).texts;
-  await gen.release();
+  const text = await generateAlone(model, adapter, prompt, tokens);
   let printed = "";
   const code = await main(["generate", "--model", model, ...(adapter ? ["--adapter", adapter] : []), "--prompt", prompt, "--max-new-tokens", String(tokens)], { out: (s) => (printed += `${s}\n`), write: (s) => (printed += s) });
   assert.equal(code, 0, printed);

@@ -90,22 +90,20 @@ class MemoryDir implements DirHandleLike {
   readonly kind = "directory";
   private readonly entries = new Map<string, MemoryDir | MemoryFile>();
   async getDirectoryHandle(name: string, opts?: { create?: boolean }): Promise<DirHandleLike> {
-    const e = this.entries.get(name);
-    if (e instanceof MemoryDir) return e;
-    if (e) throw domError("TypeMismatchError");
-    if (!opts?.create) throw domError("NotFoundError");
-    const d = new MemoryDir();
-    this.entries.set(name, d);
-    return d;
+    return this.entry(name, MemoryDir, opts?.create);
   }
   async getFileHandle(name: string, opts?: { create?: boolean }): Promise<FileHandleLike> {
+    return this.entry(name, MemoryFile, opts?.create);
+  }
+  /** The entry `name` of kind `Kind` (created when asked), with OPFS's errors otherwise. */
+  private entry<T extends MemoryDir | MemoryFile>(name: string, Kind: new () => T, create?: boolean): T {
     const e = this.entries.get(name);
-    if (e instanceof MemoryFile) return e;
+    if (e instanceof Kind) return e;
     if (e) throw domError("TypeMismatchError");
-    if (!opts?.create) throw domError("NotFoundError");
-    const f = new MemoryFile();
-    this.entries.set(name, f);
-    return f;
+    if (!create) throw domError("NotFoundError");
+    const made = new Kind();
+    this.entries.set(name, made);
+    return made;
   }
   async removeEntry(name: string, opts?: { recursive?: boolean }): Promise<void> {
     const e = this.entries.get(name);
