@@ -5,26 +5,10 @@
 // checkpoints), so a paused or interrupted run resumes after a reload.
 import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Title, Tooltip } from "chart.js";
 import type { DataInfo, FromWorker, ModelInfo, ModelSource, Prediction, RunRecord, ToWorker, TrainSettings } from "./protocol.js";
+// The method catalog's shape, as the studio server (GET /api/methods) declares it; a type-only import.
+import type { StudioMethod } from "../src/cli/studio.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Title, Legend, Tooltip);
-
-interface StudioField {
-  name: string;
-  kind: "integer" | "number" | "boolean" | "choice" | "string" | "json";
-  values?: (string | boolean)[];
-  min?: number;
-  max?: number;
-  default?: unknown;
-  defaultText: string;
-  expected: string;
-  help: string;
-}
-interface StudioMethod {
-  preset: string;
-  peftType: string;
-  settings: Record<string, unknown>;
-  fields: StudioField[];
-}
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 /** The studio's folder in OPFS (the worker's "/studio": the core's writable store is OPFS's root). */
