@@ -302,8 +302,11 @@ describe("stacked LoRA graph", () => {
     const repeated = stack.feeds([2, 2, 0]);
     assert.deepEqual(repeated.adapterIndex, [0, 0, 1]);
     assert.ok(Object.values(repeated.feeds).every((t) => t.shape[0] === 2), "a batch feeds one table row per distinct adapter, not every loaded one");
+    assert.equal(stack.feeds([2, 2, 0]), repeated, "the same rows reuse the last compaction (a decode loop)");
     const stacked = (await step.run({ ...model.prepareInputs(batch), ...feeds, adapter_index: int64([3], adapterIndex) })).logits!.data as Float32Array;
     await step.release();
+    stack.remove("y");
+    assert.notEqual(stack.feeds([2, 2, 0]), repeated, "a slot written since makes a fresh compaction");
     const alone = async (n: string | undefined) => {
       if (n) peft.setAdapter(n);
       const out = n ? await peft.forward(batch) : await peft.withAdaptersDisabled(() => peft.forward(batch));

@@ -64,6 +64,9 @@ export class LoraStack {
   private used = 1;
   /** Allocated slots (slot 0 included); doubles when full. */
   private capacity = 8;
+  /** Bumped whenever a slot's contents change (add, remove), so cached feeds are never stale. */
+  private version = 0;
+  private lastFeeds?: { key: string; value: { feeds: Record<string, Tensor>; adapterIndex: number[] } };
 
   constructor(private readonly model: PretrainedModel) {}
 
@@ -131,6 +134,7 @@ export class LoraStack {
       t.b.set((adapter.tensors.get(`${h}.modules_to_save.bias`) ?? this.model.weight(`${h}.bias`)).data as Float32Array, slot * t.outDim);
     }
     this.slots.set(name, slot);
+    this.version++;
     return slot;
   }
 
@@ -147,6 +151,7 @@ export class LoraStack {
     }
     this.slots.delete(name);
     this.free.push(slot);
+    this.version++;
   }
 
   /**
@@ -157,6 +162,10 @@ export class LoraStack {
    * batch's adapters the same way).
    */
   feeds(rows: readonly number[]): { feeds: Record<string, Tensor>; adapterIndex: number[] } {
+    // A decode loop asks for the same rows every step until one joins or leaves: reuse the last
+    // compaction while no slot was written since.
+    const key = `${this.version}:${rows.join(",")}`;
+    if (this.lastFeeds?.key === key) return this.lastFeeds.value;
     const compact = new Map<number, number>();
     const adapterIndex = rows.map((slot) => {
       if (slot < 0 || slot >= this.used) throw new Error(`LoraStack: slot ${slot} is not allocated`);
@@ -180,7 +189,8 @@ export class LoraStack {
       out[`lora_stack.${h}.weight`] = { dtype: "float32", shape: [k, t.outDim, t.inDim], data: pick(t.W, t.outDim * t.inDim) };
       out[`lora_stack.${h}.bias`] = { dtype: "float32", shape: [k, t.outDim], data: pick(t.b, t.outDim) };
     }
-    return { feeds: out, adapterIndex };
+    this.lastFeeds = { key, value: { feeds: out, adapterIndex } };
+    return this.lastFeeds.value;
   }
 
   /** Hooks that read the slot tables (inputs `lora_stack.*` and `adapter_index` [batch]). */
