@@ -215,18 +215,34 @@ async function classifyCases(root: string, values: Values): Promise<void> {
       await server.close();
     }
   };
+  await sweep(counts, gainN, R, R1, measure, (n, r, vs1) => ({ case: "serve_classify", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, seq, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/classify", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), requests: R, one_at_a_time_requests: R1, layers, seq }));
+}
+
+/**
+ * One `measure` per adapter count at a batch of up to 32 (a line each, with its throughput against
+ * the first count's), then the batching gain at `gainN` adapters: the batched side reuses that
+ * count's run when it was in the sweep, the other side serves one request at a time.
+ */
+async function sweep<M extends { reqPerS: number }>(
+  counts: number[],
+  gainN: number,
+  requests: number,
+  oneAtATimeRequests: number,
+  measure: (n: number, maxBatch: number, requests: number) => Promise<M>,
+  line: (n: number, r: M, vs1: number) => object,
+  gainLine: (batched: M, single: M) => object,
+): Promise<void> {
   let one: number | undefined;
-  const batchedAt = new Map<number, Awaited<ReturnType<typeof measure>>>();
+  const batchedAt = new Map<number, M>();
   for (const n of counts) {
-    const r = await measure(n, 32, R);
+    const r = await measure(n, 32, requests);
     batchedAt.set(n, r);
     one ??= r.reqPerS;
-    console.log(JSON.stringify({ case: "serve_classify", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: +(r.reqPerS / one).toFixed(3), layers, seq, requests: R }));
+    console.log(JSON.stringify(line(n, r, +(r.reqPerS / one).toFixed(3))));
   }
-  // The batched side is the serve_classify line at N = gain-adapters when it ran.
-  const batched = batchedAt.get(gainN) ?? (await measure(gainN, 32, R));
-  const single = await measure(gainN, 1, R1);
-  console.log(JSON.stringify({ case: "serve_batching_gain", endpoint: "/v1/classify", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), requests: R, one_at_a_time_requests: R1, layers, seq }));
+  const batched = batchedAt.get(gainN) ?? (await measure(gainN, 32, requests));
+  const single = await measure(gainN, 1, oneAtATimeRequests);
+  console.log(JSON.stringify(gainLine(batched, single)));
 }
 
 async function generateCases(root: string, values: Values): Promise<void> {
@@ -279,17 +295,7 @@ async function generateCases(root: string, values: Values): Promise<void> {
       await server.close();
     }
   };
-  let one: number | undefined;
-  const batchedAt = new Map<number, Awaited<ReturnType<typeof measure>>>();
-  for (const n of counts) {
-    const r = await measure(n, 32, R);
-    batchedAt.set(n, r);
-    one ??= r.reqPerS;
-    console.log(JSON.stringify({ case: "serve_generate", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), tokens_per_s: +r.tokensPerS.toFixed(1), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: +(r.reqPerS / one).toFixed(3), layers, new_tokens: tokens, requests: R }));
-  }
-  const batched = batchedAt.get(gainN) ?? (await measure(gainN, 32, R));
-  const single = await measure(gainN, 1, R1);
-  console.log(JSON.stringify({ case: "serve_batching_gain", endpoint: "/v1/completions", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), batched_tokens_per_s: +batched.tokensPerS.toFixed(1), one_at_a_time_tokens_per_s: +single.tokensPerS.toFixed(1), requests: R, one_at_a_time_requests: R1, layers, new_tokens: tokens }));
+  await sweep(counts, gainN, R, R1, measure, (n, r, vs1) => ({ case: "serve_generate", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), tokens_per_s: +r.tokensPerS.toFixed(1), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, new_tokens: tokens, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/completions", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), batched_tokens_per_s: +batched.tokensPerS.toFixed(1), one_at_a_time_tokens_per_s: +single.tokensPerS.toFixed(1), requests: R, one_at_a_time_requests: R1, layers, new_tokens: tokens }));
 }
 
 // The server process of spawnServer: listen, print the URL, drain and exit on SIGTERM.
