@@ -82,8 +82,9 @@ function withGradKernel(model: PretrainedModel, gradKernel: Int8Kernel): Pretrai
 }
 
 /** BERT-base LoRA step variants: the base's storage, the int8 input-gradient kernel, session options. */
-const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; memoryArena?: boolean; prepacking?: boolean }> = {
+const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; memoryArena?: boolean; prepacking?: boolean; memoryPattern?: boolean }> = {
   fp32: {},
+  fp32_no_pattern: { memoryPattern: false },
   fp32_lean: { memoryArena: false, prepacking: false },
   fp32_no_arena: { memoryArena: false },
   int8: { quantize: "int8" },
@@ -98,7 +99,7 @@ async function loraStep(dir: string, variant: string, threads: number) {
   if (v.gradKernel) withGradKernel(base, v.gradKernel);
   const peft = PeftModel.create(base, LORA);
   const built = peft.build({ withLoss: true, training: true });
-  const step = await TrainStep.create(built.outputs.loss!, { session: { threads, memoryArena: v.memoryArena, prepacking: v.prepacking } });
+  const step = await TrainStep.create(built.outputs.loss!, { session: { threads, memoryArena: v.memoryArena, prepacking: v.prepacking, memoryPattern: v.memoryPattern } });
   const opt = new AdamW(step.params, { lr: 1e-4 });
   const batch = { input_ids: int64([8, 128], Array.from({ length: 8 * 128 }, (_, i) => 1000 + ((i * 7919) % 20000))) };
   const feeds = peft.prepareInputs(batch, { labels: int64([8], [0, 1, 0, 1, 0, 1, 0, 1]) });

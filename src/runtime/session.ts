@@ -32,6 +32,11 @@ export interface SessionOptions {
   prepacking?: boolean;
   /** Use ORT's CPU memory arena (default true). */
   memoryArena?: boolean;
+  /**
+   * Plan all of a run's intermediate buffers up front as one block (ORT's `enableMemPattern`;
+   * default true). Off, buffers are taken from the arena as nodes run and reused as they free.
+   */
+  memoryPattern?: boolean;
   /** Write the lowered model here (for inspection with Netron etc.). */
   saveModelTo?: string;
   /** Write ORT's per-node profile (Chrome trace JSON) with this file prefix. */
@@ -94,6 +99,7 @@ export class CompiledGraph {
     const sessionOptions: InferenceSession.SessionOptions = {
       graphOptimizationLevel: opts.optimizationLevel ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
+      enableMemPattern: opts.memoryPattern ?? true,
       externalData: model.externalData,
       extra: { session: { disable_prepacking: opts.prepacking === false ? "1" : "0", ...(opts.disableCpuFallback ? { disable_cpu_ep_fallback: "1" } : {}) } },
     };
