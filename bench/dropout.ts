@@ -15,6 +15,7 @@ import { type Tensor } from "../src/ir/tensor.js";
 import { compile } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
 import { BERT_BASE_STACK, isLoraName, paddingMask, stackParamShapes } from "./engine-stack.js";
+import { stats } from "./measure.js";
 import { randomF32 } from "../test/helpers.js";
 
 /** The old lowering, kept here only as the baseline: ONNX Dropout (training mode), mask as output 1. */
@@ -61,10 +62,6 @@ function stack(kind: Kind, layers: number) {
   return { loss: sumAll(mul(hs, target)) };
 }
 
-function stats(ms: number[]): { min: number; median: number } {
-  const s = [...ms].sort((a, b) => a - b);
-  return { min: +s[0]!.toFixed(2), median: +s[Math.floor(s.length / 2)]!.toFixed(2) };
-}
 
 /** Time `iters` runs of each kind, interleaved so that load on the machine hits all alike. */
 async function timeKinds(run: Record<Kind, (i: number) => Promise<unknown>>, iters: number): Promise<Record<Kind, number[]>> {
@@ -81,7 +78,7 @@ async function timeKinds(run: Record<Kind, (i: number) => Promise<unknown>>, ite
 }
 
 function report(name: string, times: Record<Kind, number[]>): void {
-  const [none, onnx, hashed] = [stats(times.none), stats(times.onnx), stats(times.hashed)];
+  const [none, onnx, hashed] = [stats(times.none, 2), stats(times.onnx, 2), stats(times.hashed, 2)];
   console.log(JSON.stringify({
     case: name, none_ms: none, onnx_dropout_ms: onnx, hashed_ms: hashed,
     hashed_vs_onnx: { min: +(hashed.min / onnx.min).toFixed(3), median: +(hashed.median / onnx.median).toFixed(3) },

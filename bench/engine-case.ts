@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { TrainStep, fillNormal, mul, sumAll, type Tensor } from "../src/index.js";
 import { BERT_BASE_STACK, buildLoraStack, paddingMask, stepFlops } from "./engine-stack.js";
+import { peakRssMb } from "./measure.js";
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +68,7 @@ console.log(
     peftjs_ms_min: +times[0]!.toFixed(1),
     session_create_ms: +createMs.toFixed(0),
     rss_before_compile_mb: +(rssBefore / 2 ** 20).toFixed(0),
-    peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(0),
+    peak_rss_mb: peakRssMb(),
     gemm_nodes: gemms,
     frozen_weight_grads_absent: gemms === expectedGemms,
     flops_per_step: stepFlops(cfg, batch, seq),

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { compile, Generator, int64, loadModel } from "../src/index.js";
 import { gpt2Shapes, writeBertBase, writeCheckpoint } from "./checkpoints.js";
+import { peakRssMb } from "./measure.js";
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -66,7 +67,7 @@ export async function main(argv: string[]): Promise<void> {
     times.sort((a, b) => a - b);
     const ms = times[Math.floor(times.length / 2)]!;
     const torchMs = ref?.torch_ms as number | undefined;
-    console.log(JSON.stringify({ case: `bert_base_forward_L${L}_b${B}_s${S}`, peftjs_ms: +ms.toFixed(1), torch_ms: torchMs ?? null, ratio: torchMs ? +(ms / torchMs).toFixed(3) : null, session_create_ms: Math.round(createMs), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
+    console.log(JSON.stringify({ case: `bert_base_forward_L${L}_b${B}_s${S}`, peftjs_ms: +ms.toFixed(1), torch_ms: torchMs ?? null, ratio: torchMs ? +(ms / torchMs).toFixed(3) : null, session_create_ms: Math.round(createMs), peak_rss_mb: peakRssMb() }));
 
     // Decoder generation with the cache.
     const gpt = await loadModel(gptDir, { task: "causal-lm" });

@@ -7,7 +7,7 @@
 // (bench/reference/llama_lora_torch.py) on the same checkpoint, rounds alternating. One JSON line
 // per case.
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,7 @@ import { type PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { lowerToOnnx } from "../src/runtime/lower.js";
 import { gpt2Shapes, writeBertBase, writeCheckpoint } from "./checkpoints.js";
+import { peakRssMb, stats } from "./measure.js";
 
 const exec = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -44,26 +45,6 @@ function llamaShapes(c: { hidden_size: number; num_hidden_layers: number; num_at
   return s;
 }
 
-const stats = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { min: +s[0]!.toFixed(1), median: +s[Math.floor(s.length / 2)]!.toFixed(1) };
-};
-
-/**
- * This process's peak resident memory in MB: VmHWM on Linux. Not getrusage's maxrss, which a child
- * inherits from the process that forked it (Linux keeps the high-water mark across execve), so a
- * child of a big benchmark parent would report at least the parent's size.
- */
-function peakRssMb(): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
-    if (m) return Math.round(Number(m[1]) / 1024);
-  } catch {
-    // not Linux: fall through
-  }
-  return Math.round(process.resourceUsage().maxRSS / 1024);
-}
-
 /** Bytes of the frozen weights a graph bakes in (what ONNX Runtime is handed), in MB. */
 function frozenMb(outputs: Parameters<typeof lowerToOnnx>[0]): number {
   const lowered = lowerToOnnx(outputs);
@@ -84,7 +65,7 @@ function withGradKernel(model: PretrainedModel, gradKernel: Int8Kernel): Pretrai
 /** BERT-base LoRA step variants: the base's storage, the int8 input-gradient kernel, session options. */
 const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; memoryArena?: boolean; prepacking?: boolean; memoryPattern?: boolean }> = {
   fp32: {},
-  fp32_no_pattern: { memoryPattern: false },
+  fp32_pattern: { memoryPattern: true },
   fp32_lean: { memoryArena: false, prepacking: false },
   fp32_no_arena: { memoryArena: false },
   int8: { quantize: "int8" },

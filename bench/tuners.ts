@@ -12,6 +12,7 @@ import { parseArgs, promisify } from "node:util";
 import { AdamW, compile, int64, loadModel, TrainStep } from "../src/index.js";
 import { PeftModel, type PeftConfigInput } from "../src/peft/peft-model.js";
 import { writeBertBase } from "./checkpoints.js";
+import { peakRssMb } from "./measure.js";
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -75,7 +76,7 @@ async function runCase(dir: string, kind: "train" | "infer", method: string, opt
     return;
   }
   const counts = peft?.countParameters();
-  console.log(JSON.stringify({ ms: +median(times).toFixed(1), ms_min: +Math.min(...times).toFixed(1), update_ms: +median(updates).toFixed(1), session_create_ms: Math.round(createMs), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), trainable: counts?.trainable ?? 0, all: counts?.all ?? 0 }));
+  console.log(JSON.stringify({ ms: +median(times).toFixed(1), ms_min: +Math.min(...times).toFixed(1), update_ms: +median(updates).toFixed(1), session_create_ms: Math.round(createMs), peak_rss_mb: peakRssMb(), trainable: counts?.trainable ?? 0, all: counts?.all ?? 0 }));
 }
 
 async function child(args: string[]): Promise<Record<string, number>> {

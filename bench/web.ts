@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { chromiumSkipReason } from "../test/browser-support.js";
+import { stats } from "./measure.js";
 import { timeLoraSteps, type ModelSource } from "../test/web-lora-steps.js";
 import { openWebPage } from "../test/web-page.js";
 
@@ -27,10 +28,6 @@ const CASES = {
 } as const;
 type CaseName = keyof typeof CASES;
 
-function stats(ms: readonly number[]): { min: number; median: number } {
-  const s = [...ms].sort((a, b) => a - b);
-  return { min: +s[0]!.toFixed(1), median: +s[Math.floor(s.length / 2)]!.toFixed(1) };
-}
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({

@@ -32,11 +32,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import math
-import resource
 import statistics
 import time
 
 import torch
+
+from measure import peak_rss_mb
 
 LINEARS = [("Wq", "bq"), ("Wk", "bk"), ("Wv", "bv"), ("Wo", "bo"), ("Wi", "bi"), ("Wo2", "bo2")]
 
@@ -174,7 +175,7 @@ def main():
     print(json.dumps({
         "case": f"torch_lora_stack_L{a.layers}", "layers": a.layers, "batch": a.batch, "seq": a.seq,
         "torch_ms": round(med, 1), "torch_ms_min": round(min(times), 1),
-        "torch_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "torch_peak_rss_mb": peak_rss_mb(),
         "torch_version": torch.__version__, "threads": a.threads, "flops_per_step": flops,
         "gflops": round(flops / (med / 1000) / 1e9, 1),
     }))

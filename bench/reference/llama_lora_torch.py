@@ -26,7 +26,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import math
-import resource
 import statistics
 import struct
 import time
@@ -34,6 +33,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from measure import peak_rss_mb
 
 
 def read_safetensors(path):
@@ -50,18 +51,6 @@ def read_safetensors(path):
             f.seek(8 + n + a)
             out[name] = torch.from_numpy(np.frombuffer(f.read(b - a), dtype=np.float32).reshape(e["shape"]).copy())
     return out
-
-
-def peak_rss_mb():
-    """VmHWM (Linux): unlike getrusage's maxrss, not inherited from the process that forked this one."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def rotate(x, cos, sin):
