@@ -8,7 +8,10 @@
 // batching gain; and serve_profile, the base model's time per row at batch 1 and batch C without
 // the server (the ceiling on what batching can gain). Each server runs in a child process (its
 // clients here do not share its event loop); peak_rss_mb is that process's peak RSS (VmHWM: model,
-// sessions, adapters, warm-up and load). Latencies are client-side over loopback.
+// sessions, adapters, warm-up and load). Compared servers are up together and take turns
+// (--rounds rounds each), so the machine's load hits both alike: each N-adapter server against
+// the 1-adapter one, the batching server against the one-at-a-time one. Latencies are
+// client-side over loopback.
 // Smaller runs: --adapters 1,8 --layers 2 --generate-layers 2 --endpoints classify.
 import { spawn } from "node:child_process";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -46,11 +49,19 @@ async function writeAdapters(model: PretrainedModel, root: string, n: number, pr
 
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
+/** One or more rounds of load against one server: what they took and what clients saw. */
 interface Load {
   reqPerS: number;
   tokensPerS: number;
   p50: number;
   p99: number;
+  latencies: number[];
+  tokens: number;
+  seconds: number;
+}
+
+function load(latencies: number[], tokens: number, seconds: number): Load {
+  return { reqPerS: latencies.length / seconds, tokensPerS: tokens / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), latencies, tokens, seconds };
 }
 
 /** `createServer(opts)` in a child process; resolves once it listens. */
@@ -93,8 +104,7 @@ async function drive(concurrency: number, requests: number, ask: (i: number) => 
       }
     }),
   );
-  const seconds = (performance.now() - t0) / 1000;
-  return { reqPerS: requests / seconds, tokensPerS: tokens / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return load(latencies, tokens, (performance.now() - t0) / 1000);
 }
 
 /** `items` in chunks of `size` at a time (warm-up without overrunning --max-queue). */
@@ -152,6 +162,7 @@ export async function main(argv: string[]): Promise<void> {
       "generate-requests": { type: "string", default: "64" },
       "new-tokens": { type: "string", default: "32" },
       "one-at-a-time-requests": { type: "string", default: "16" },
+      rounds: { type: "string", default: "2" },
     },
   });
   const endpoints = values.endpoints.split(",");
@@ -169,7 +180,7 @@ type Values = Record<string, string | boolean | undefined>;
 async function classifyCases(root: string, values: Values): Promise<void> {
   const layers = Number(values.layers);
   const counts = String(values.adapters).split(",").map(Number);
-  const [C, R, seq, threads, gainN, R1] = [values.concurrency, values.requests, values.seq, values.threads, values["gain-adapters"], values["one-at-a-time-requests"]].map(Number) as [number, number, number, number, number, number];
+  const [C, R, seq, threads, gainN, R1, rounds] = [values.concurrency, values.requests, values.seq, values.threads, values["gain-adapters"], values["one-at-a-time-requests"], values.rounds].map(Number) as [number, number, number, number, number, number, number];
   const modelDir = join(root, "bert");
   await writeCheckpoint(modelDir, { model_type: "bert", architectures: ["BertForSequenceClassification"], hidden_size: 768, num_hidden_layers: layers, num_attention_heads: 12, intermediate_size: 3072, vocab_size: 30522, max_position_embeddings: 512, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: "gelu", num_labels: 2 }, bertShapes(layers, 768, 3072, 30522, 512));
   // A small WordPiece tokenizer: its ids are valid for the larger vocabulary.
@@ -197,57 +208,95 @@ async function classifyCases(root: string, values: Values): Promise<void> {
   );
   console.log(JSON.stringify({ case: "serve_profile", endpoint: "/v1/classify", layers, seq, batch: C, ms_per_row_batch_1: +p.one.toFixed(1), ms_per_row_batch_c: +p.many.toFixed(1), ceiling: +(p.one / p.many).toFixed(2) }));
 
-  const measure = async (n: number, maxBatch: number, requests: number) => {
+  const start = async (n: number, maxBatch: number): Promise<Served<Load>> => {
     const names = Array.from({ length: n }, (_, i) => `task${i}`);
     const server = await spawnServer({ model: modelDir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: Math.max(n, 1), maxBatch, maxQueue: 4 * C, threads, deadlineMs: 600_000 });
     const url = server.url;
+    let sent = 0; // requests cycle through the adapters across rounds
+    const ask = async () => {
+      const m = names[(sent++ * 7919) % n]!;
+      check(`request to ${m}`, await post(`${url}/v1/classify`, { model: m, input: text }), m);
+      return 0;
+    };
     try {
       // Warm-up: every adapter loaded once (short inputs), then one full-size round.
       await inChunks(names, C, async (m) => check("warm-up", await post(`${url}/v1/classify`, { model: m, input: "the cat" }), m));
-      const ask = async (i: number) => {
-        const m = names[(i * 7919) % n]!;
-        check(`request ${i}`, await post(`${url}/v1/classify`, { model: m, input: text }), m);
-        return 0;
-      };
-      await drive(C, Math.min(8, requests), ask);
-      return { ...(await drive(C, requests, ask)), peakRssMb: await server.peakRssMb() };
-    } finally {
+      await drive(C, Math.min(8, R), ask);
+    } catch (e) {
       await server.close();
+      throw e;
     }
+    return { round: (requests) => drive(C, requests, ask), peakRssMb: server.peakRssMb, close: server.close };
   };
-  await sweep(counts, gainN, R, R1, measure, (n, r, vs1) => ({ case: "serve_classify", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, seq, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/classify", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), requests: R, one_at_a_time_requests: R1, layers, seq }));
+  await sweep(counts, gainN, R, R1, rounds, start, (n, r, vs1) => ({ case: "serve_classify", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, seq, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/classify", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), requests: R, one_at_a_time_requests: R1, layers, seq }));
+}
+
+/** A running server and a way to send it one round of load. */
+interface Served<M> {
+  round: (requests: number) => Promise<M>;
+  peakRssMb: () => Promise<number>;
+  close: () => Promise<void>;
+}
+
+/** Several rounds against one server taken as one: requests over their total time, latencies pooled. */
+function pooled(rounds: Load[]): Load {
+  return load(rounds.flatMap((r) => r.latencies), rounds.reduce((a, r) => a + r.tokens, 0), rounds.reduce((a, r) => a + r.seconds, 0));
 }
 
 /**
- * One `measure` per adapter count at a batch of up to 32 (a line each, with its throughput against
- * the first count's), then the batching gain at `gainN` adapters: the batched side reuses that
- * count's run when it was in the sweep, the other side serves one request at a time.
+ * One line per adapter count at a batch of up to 32, each against the 1-adapter server measured
+ * in the same stretch of time: both servers stay up and take turns, `rounds` rounds each of
+ * `requests / rounds` requests, so load on the machine hits both alike (vs_1_adapter is the ratio
+ * of those paired runs). Then the batching gain at `gainN` adapters: the batched server against
+ * one that serves one request at a time, also in turns.
  */
-async function sweep<M extends { reqPerS: number }>(
+async function sweep(
   counts: number[],
   gainN: number,
   requests: number,
   oneAtATimeRequests: number,
-  measure: (n: number, maxBatch: number, requests: number) => Promise<M>,
-  line: (n: number, r: M, vs1: number) => object,
-  gainLine: (batched: M, single: M) => object,
+  rounds: number,
+  start: (n: number, maxBatch: number) => Promise<Served<Load>>,
+  line: (n: number, r: Load & { peakRssMb: number }, vs1: number) => object,
+  gainLine: (batched: Load, single: Load) => object,
 ): Promise<void> {
-  let one: number | undefined;
-  const batchedAt = new Map<number, M>();
-  for (const n of counts) {
-    const r = await measure(n, 32, requests);
-    batchedAt.set(n, r);
-    one ??= r.reqPerS;
-    console.log(JSON.stringify(line(n, r, +(r.reqPerS / one).toFixed(3))));
+  const per = (total: number) => Math.max(1, Math.round(total / rounds));
+  const turns = async (servers: Served<Load>[], sizes: number[]): Promise<Load[]> => {
+    const got: Load[][] = servers.map(() => []);
+    for (let k = 0; k < rounds; k++) for (const [i, s] of servers.entries()) got[i]!.push(await s.round(sizes[i]!));
+    return got.map((g) => pooled(g));
+  };
+  const one = await start(1, 32);
+  try {
+    for (const n of counts) {
+      if (n === 1) {
+        const [r] = await turns([one], [per(requests)]);
+        console.log(JSON.stringify(line(1, { ...r!, peakRssMb: await one.peakRssMb() }, 1)));
+        continue;
+      }
+      const many = await start(n, 32);
+      try {
+        const [r1, rn] = await turns([one, many], [per(requests), per(requests)]);
+        console.log(JSON.stringify(line(n, { ...rn!, peakRssMb: await many.peakRssMb() }, +(rn!.reqPerS / r1!.reqPerS).toFixed(3))));
+      } finally {
+        await many.close();
+      }
+    }
+  } finally {
+    await one.close();
   }
-  const batched = batchedAt.get(gainN) ?? (await measure(gainN, 32, requests));
-  const single = await measure(gainN, 1, oneAtATimeRequests);
-  console.log(JSON.stringify(gainLine(batched, single)));
+  const [batchedServer, singleServer] = [await start(gainN, 32), await start(gainN, 1)];
+  try {
+    const [batched, single] = await turns([batchedServer, singleServer], [per(requests), per(oneAtATimeRequests)]);
+    console.log(JSON.stringify(gainLine(batched!, single!)));
+  } finally {
+    await Promise.all([batchedServer.close(), singleServer.close()]);
+  }
 }
 
 async function generateCases(root: string, values: Values): Promise<void> {
   const layers = Number(values["generate-layers"]);
-  const [C, R, tokens, threads, gainN, R1] = [values["generate-concurrency"], values["generate-requests"], values["new-tokens"], values.threads, values["gain-adapters"], values["one-at-a-time-requests"]].map(Number) as [number, number, number, number, number, number];
+  const [C, R, tokens, threads, gainN, R1, rounds] = [values["generate-concurrency"], values["generate-requests"], values["new-tokens"], values.threads, values["gain-adapters"], values["one-at-a-time-requests"], values.rounds].map(Number) as [number, number, number, number, number, number, number];
   const counts = String(values["generate-adapters"]).split(",").map(Number);
   const dir = join(root, "gpt2");
   await writeCheckpoint(dir, { model_type: "gpt2", architectures: ["GPT2LMHeadModel"], n_embd: 768, n_layer: layers, n_head: 12, vocab_size: 50257, n_positions: 1024, layer_norm_epsilon: 1e-5, activation_function: "gelu_new", eos_token_id: 50256, bos_token_id: 50256 }, gpt2Shapes(layers, 768, 50257, 1024));
@@ -279,23 +328,25 @@ async function generateCases(root: string, values: Values): Promise<void> {
   );
   console.log(JSON.stringify({ case: "serve_profile", endpoint: "/v1/completions (decode step)", layers, batch: C, ms_per_row_batch_1: +p.one.toFixed(1), ms_per_row_batch_c: +p.many.toFixed(1), ceiling: +(p.one / p.many).toFixed(2) }));
 
-  const measure = async (n: number, maxBatch: number, requests: number) => {
+  const start = async (n: number, maxBatch: number): Promise<Served<Load>> => {
     const names = Array.from({ length: n }, (_, i) => `lm${i}`);
     const server = await spawnServer({ model: dir, adapters: adapterRoot, port: 0, logLevel: "silent", maxLoaded: n, maxBatch, maxQueue: 4 * C, threads, deadlineMs: 600_000 });
     const url = server.url;
+    const ask = async (m: string, max: number) => {
+      const r = await post(`${url}/v1/completions`, { model: m, prompt, max_tokens: max, temperature: 0 });
+      check(m, r, m);
+      return (r.body.usage as { completion_tokens: number }).completion_tokens;
+    };
+    let sent = 0;
     try {
-      const ask = async (m: string, max: number) => {
-        const r = await post(`${url}/v1/completions`, { model: m, prompt, max_tokens: max, temperature: 0 });
-        check(m, r, m);
-        return (r.body.usage as { completion_tokens: number }).completion_tokens;
-      };
       await inChunks(names, C, (m) => ask(m, 1)); // load every adapter first
-      return { ...(await drive(C, requests, (i) => ask(names[(i * 7919) % n]!, tokens))), peakRssMb: await server.peakRssMb() };
-    } finally {
+    } catch (e) {
       await server.close();
+      throw e;
     }
+    return { round: (requests) => drive(C, requests, () => ask(names[(sent++ * 7919) % n]!, tokens)), peakRssMb: server.peakRssMb, close: server.close };
   };
-  await sweep(counts, gainN, R, R1, measure, (n, r, vs1) => ({ case: "serve_generate", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), tokens_per_s: +r.tokensPerS.toFixed(1), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, new_tokens: tokens, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/completions", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), batched_tokens_per_s: +batched.tokensPerS.toFixed(1), one_at_a_time_tokens_per_s: +single.tokensPerS.toFixed(1), requests: R, one_at_a_time_requests: R1, layers, new_tokens: tokens }));
+  await sweep(counts, gainN, R, R1, rounds, start, (n, r, vs1) => ({ case: "serve_generate", adapters: n, concurrency: C, req_per_s: +r.reqPerS.toFixed(2), tokens_per_s: +r.tokensPerS.toFixed(1), p50_ms: +r.p50.toFixed(0), p99_ms: +r.p99.toFixed(0), peak_rss_mb: r.peakRssMb, vs_1_adapter: vs1, layers, new_tokens: tokens, requests: R }), (batched, single) => ({ case: "serve_batching_gain", endpoint: "/v1/completions", adapters: gainN, concurrency: C, ratio: +(batched.reqPerS / single.reqPerS).toFixed(2), batched_req_per_s: +batched.reqPerS.toFixed(2), one_at_a_time_req_per_s: +single.reqPerS.toFixed(2), batched_tokens_per_s: +batched.tokensPerS.toFixed(1), one_at_a_time_tokens_per_s: +single.tokensPerS.toFixed(1), requests: R, one_at_a_time_requests: R1, layers, new_tokens: tokens }));
 }
 
 // The server process of spawnServer: listen, print the URL, drain and exit on SIGTERM.
