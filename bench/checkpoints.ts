@@ -57,3 +57,22 @@ export function gpt2Shapes(L: number, H: number, V: number, P: number): Record<s
 export async function writeBertBase(dir: string, layers = 12): Promise<void> {
   await writeCheckpoint(dir, { model_type: "bert", hidden_size: 768, num_hidden_layers: layers, num_attention_heads: 12, intermediate_size: 3072, vocab_size: 30522, max_position_embeddings: 512, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: "gelu", num_labels: 2 }, bertShapes(layers, 768, 3072, 30522, 512));
 }
+
+/** HuggingFaceTB/SmolLM-135M's config.json (the fields that shape the computation). */
+export const SMOLLM_135M = {
+  model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3,
+  intermediate_size: 1536, vocab_size: 49152, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000.0, hidden_act: "silu",
+  tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 0,
+} as const;
+
+/** Tensor shapes of a Llama checkpoint with tied embeddings (no lm_head.weight). */
+export function llamaShapes(c: { hidden_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; intermediate_size: number; vocab_size: number }): Record<string, number[]> {
+  const [H, I, kv] = [c.hidden_size, c.intermediate_size, (c.num_key_value_heads * c.hidden_size) / c.num_attention_heads];
+  const s: Record<string, number[]> = { "model.embed_tokens.weight": [c.vocab_size, H], "model.norm.weight": [H] };
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const p = `model.layers.${i}.`;
+    for (const [n, out, inp] of [["self_attn.q_proj", H, H], ["self_attn.k_proj", kv, H], ["self_attn.v_proj", kv, H], ["self_attn.o_proj", H, H], ["mlp.gate_proj", I, H], ["mlp.up_proj", I, H], ["mlp.down_proj", H, I]] as const) s[`${p}${n}.weight`] = [out, inp];
+    for (const n of ["input_layernorm", "post_attention_layernorm"]) s[`${p}${n}.weight`] = [H];
+  }
+  return s;
+}

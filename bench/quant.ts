@@ -18,32 +18,13 @@ import { int8Storage, quantizeInt8, transposeInt8, zeroPoints } from "../src/ir/
 import { type PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { lowerToOnnx } from "../src/runtime/lower.js";
-import { gpt2Shapes, writeBertBase, writeCheckpoint } from "./checkpoints.js";
+import { gpt2Shapes, llamaShapes, SMOLLM_135M, writeBertBase, writeCheckpoint } from "./checkpoints.js";
 import { peakRssMb, stats } from "./measure.js";
 
 const exec = promisify(execFile);
 const here = fileURLToPath(new URL(".", import.meta.url));
 const LORA = { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["query", "value"] } as const;
 const PYTHON = "/usr/bin/python3";
-
-/** HuggingFaceTB/SmolLM-135M's config.json (the fields that shape the computation). */
-const SMOLLM_135M = {
-  model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3,
-  intermediate_size: 1536, vocab_size: 49152, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000.0, hidden_act: "silu",
-  tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 0,
-} as const;
-
-/** Tensor shapes of a Llama checkpoint with tied embeddings (no lm_head.weight). */
-function llamaShapes(c: { hidden_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; intermediate_size: number; vocab_size: number }): Record<string, number[]> {
-  const [H, I, kv] = [c.hidden_size, c.intermediate_size, (c.num_key_value_heads * c.hidden_size) / c.num_attention_heads];
-  const s: Record<string, number[]> = { "model.embed_tokens.weight": [c.vocab_size, H], "model.norm.weight": [H] };
-  for (let i = 0; i < c.num_hidden_layers; i++) {
-    const p = `model.layers.${i}.`;
-    for (const [n, out, inp] of [["self_attn.q_proj", H, H], ["self_attn.k_proj", kv, H], ["self_attn.v_proj", kv, H], ["self_attn.o_proj", H, H], ["mlp.gate_proj", I, H], ["mlp.up_proj", I, H], ["mlp.down_proj", H, I]] as const) s[`${p}${n}.weight`] = [out, inp];
-    for (const n of ["input_layernorm", "post_attention_layernorm"]) s[`${p}${n}.weight`] = [H];
-  }
-  return s;
-}
 
 /** Bytes of the frozen weights a graph bakes in (what ONNX Runtime is handed), in MB. */
 function frozenMb(outputs: Parameters<typeof lowerToOnnx>[0]): number {

@@ -120,8 +120,9 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-// Child-process entry: `tuners.ts --case train|infer --method <m> --dir <checkpoint> ...`
-if (process.argv.includes("--case")) {
+// Child-process entry: `tuners.ts --case train|infer --method <m> --dir <checkpoint> ...` (only when
+// this file is the program: bench/run.ts imports every bench, and `bench -- web` has a --case too).
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes("--case")) {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {

@@ -5,11 +5,16 @@
 // LoRA r=8 on query/value with dropout, AdamW. Prints one JSON line per case:
 // {"case":"web_lora_step","model","backend":"wasm","threads","web_ms","node_ms","ratio"}: medians in
 // ms over the timed steps (after 2 untimed ones), ratio = web / node; the minima beside them as
-// web_ms_min, node_ms_min, ratio_min.
+// web_ms_min, node_ms_min, ratio_min; web_peak_rss_mb, the Chromium renderer's peak RSS so far,
+// and node_peak_rss_mb, this process's. `--case smollm135m` (not run by default: minutes per step)
+// is the issue's stretch: a SmolLM-135M-sized decoder (its config, random weights), batch 4 x 256,
+// LM loss, LoRA on q_proj / v_proj; a failure in the page (e.g. out of wasm memory) is its result.
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { chromiumSkipReason } from "../test/browser-support.js";
-import { stats } from "./measure.js";
+import { SMOLLM_135M } from "./checkpoints.js";
+import { peakRssMb, stats } from "./measure.js";
 import { timeLoraSteps, type ModelSource } from "../test/web-lora-steps.js";
 import { openWebPage } from "../test/web-page.js";
 
@@ -22,11 +27,53 @@ const BERT_BASE_LAYER = {
   attention_probs_dropout_prob: 0.1, pad_token_id: 0, num_labels: 2,
 };
 
+/** Cases by name: the model, its batch, and whether a plain `bench -- web` runs it. */
 const CASES = {
-  "encoder-mini": { batch: 8, seqLen: 64 },
-  "bert-base-layer": { batch: 8, seqLen: 128 },
+  "encoder-mini": { batch: 8, seqLen: 64, byDefault: true },
+  "bert-base-layer": { batch: 8, seqLen: 128, byDefault: true, config: BERT_BASE_LAYER },
+  // The issue's stretch: a SmolLM-135M-sized decoder (its config, random weights), LM loss, LoRA on
+  // q_proj / v_proj; minutes per step in wasm, so only with --case smollm135m.
+  smollm135m: { batch: 4, seqLen: 256, byDefault: false, config: SMOLLM_135M as unknown as Record<string, unknown> },
 } as const;
 type CaseName = keyof typeof CASES;
+
+/**
+ * Peak RSS (VmHWM, MB) of the largest Chromium renderer process this process started: the page's
+ * JavaScript heap, the wasm memory and its worker threads live there. Linux only (else null).
+ */
+function rendererPeakRssMb(): number | null {
+  try {
+    const parent = new Map<number, number>();
+    for (const e of readdirSync("/proc")) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its closing paren.
+        const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+        parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      } catch {
+        // exited meanwhile
+      }
+    }
+    const ours = (pid: number): boolean => {
+      for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) if (p === process.pid) return true;
+      return false;
+    };
+    let best: number | null = null;
+    for (const pid of parent.keys()) {
+      if (!ours(pid)) continue;
+      try {
+        if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
+        const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+        if (kb) best = Math.max(best ?? 0, Math.round(kb / 1024));
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return best;
+  } catch {
+    return null;
+  }
+}
 
 
 export async function main(argv: string[]): Promise<void> {
@@ -42,29 +89,37 @@ export async function main(argv: string[]): Promise<void> {
   if (skip) throw new Error(`bench web needs Chromium: ${skip}`);
   const steps = Number(values.steps);
   const threads = Number(values.threads);
-  const names = (values.case ?? Object.keys(CASES)) as CaseName[];
+  const names = (values.case ?? Object.keys(CASES).filter((n) => CASES[n as CaseName].byDefault)) as CaseName[];
   for (const n of names) if (!(n in CASES)) throw new Error(`--case ${n}: unknown; cases are ${Object.keys(CASES).join(", ")}`);
   const web = await openWebPage();
   try {
     for (const name of names) {
-      const { batch, seqLen } = CASES[name];
-      const nodeSource: ModelSource = name === "encoder-mini" ? join(ROOT, "models", "encoder-mini") : { config: BERT_BASE_LAYER, name };
-      const pageSource = name === "encoder-mini" ? { url: `${web.url}/models/encoder-mini/` } : { config: BERT_BASE_LAYER, name };
-      const nodeMs = await timeLoraSteps(nodeSource, { threads, steps, batch, seqLen });
-      const r = await web.page
-        .evaluate(
+      const c = CASES[name];
+      const { batch, seqLen } = c;
+      // The big decoder: 2 timed steps after 1 untimed (each takes minutes in wasm).
+      const [n, warmup] = name === "smollm135m" ? [Math.min(steps, 2), 1] : [steps, 2];
+      const nodeSource: ModelSource = "config" in c ? { config: c.config, name } : join(ROOT, "models", name);
+      const pageSource = "config" in c ? { config: c.config, name } : { url: `${web.url}/models/${name}/` };
+      const nodeMs = await timeLoraSteps(nodeSource, { threads, steps: n, warmup, batch, seqLen });
+      const line = { case: "web_lora_step", model: name, backend: "wasm", threads, batch, seq: seqLen, steps: n };
+      let r: { ms: number[]; numThreads: number };
+      try {
+        r = await web.page.evaluate(
           ([source, opts]) => (globalThis as unknown as { peftjsTest: { timedSteps(s: unknown, o: unknown): Promise<{ ms: number[]; numThreads: number }> } }).peftjsTest.timedSteps(source, opts),
-          [pageSource, { threads, steps, batch, seqLen }] as const,
-        )
-        .catch((e: Error) => {
-          throw new Error(`${e.message}\npage log:\n${web.log.join("\n")}`);
-        });
+          [pageSource, { threads, steps: n, warmup, batch, seqLen }] as const,
+        );
+      } catch (e) {
+        if (name !== "smollm135m") throw new Error(`${(e as Error).message}\npage log:\n${web.log.join("\n")}`);
+        // The stretch case reports a failure (e.g. out of wasm memory) as its result.
+        console.log(JSON.stringify({ ...line, error: (e as Error).message.split("\n")[0], web_peak_rss_mb: rendererPeakRssMb(), node_ms: stats(nodeMs).median, node_peak_rss_mb: peakRssMb() }));
+        continue;
+      }
       if (r.numThreads !== threads) throw new Error(`the page runs ${r.numThreads} wasm threads, asked for ${threads}`);
       const [w, nd] = [stats(r.ms), stats(nodeMs)];
       console.log(JSON.stringify({
-        case: "web_lora_step", model: name, backend: "wasm", threads, batch, seq: seqLen, steps,
-        web_ms: w.median, node_ms: nd.median, ratio: +(w.median / nd.median).toFixed(2),
+        ...line, web_ms: w.median, node_ms: nd.median, ratio: +(w.median / nd.median).toFixed(2),
         web_ms_min: w.min, node_ms_min: nd.min, ratio_min: +(w.min / nd.min).toFixed(2),
+        web_peak_rss_mb: rendererPeakRssMb(), node_peak_rss_mb: peakRssMb(),
       }));
     }
   } finally {

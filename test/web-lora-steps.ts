@@ -1,6 +1,6 @@
 // The parity workload, shared by Node (onnxruntime-node and onnxruntime-web) and the Chromium page
 // (test/web-page-entry.ts): LoRA (r=8 on query/value, dropout on) over encoder-mini's sequence
-// classifier, the same fixed batch every step, AdamW; everything seeded, so the losses of each
+// classifier (a from-config causal LM instead trains its LM loss, LoRA on q_proj / v_proj), the same fixed batch every step, AdamW; everything seeded, so the losses of each
 // step must agree across runtimes up to floating-point rounding. Imports core modules only.
 import { int64 } from "../src/ir/tensor.js";
 import { seededRandom } from "../src/ir/random.js";
@@ -35,13 +35,21 @@ export interface LoraRunOptions {
 }
 
 async function setup(source: ModelSource, opts: LoraRunOptions) {
-  const base =
-    typeof source === "string" ? await loadModel(source, { task: "sequence-classification" }) : PretrainedModel.fromConfig(source.config, undefined, "sequence-classification", source.name);
-  const peft = PeftModel.create(base, { peft_type: "LORA", r: 8, lora_alpha: 16, lora_dropout: 0.1, target_modules: ["query", "value"] });
+  // A from-config causal LM (Llama family) trains its LM loss with LoRA on q_proj / v_proj.
+  const lm = typeof source !== "string" && String((source.config.architectures as string[] | undefined)?.[0]).endsWith("ForCausalLM");
+  const task = lm ? "causal-lm" : "sequence-classification";
+  const base = typeof source === "string" ? await loadModel(source, { task }) : PretrainedModel.fromConfig(source.config, undefined, task, source.name);
+  const peft = PeftModel.create(base, { peft_type: "LORA", r: 8, lora_alpha: 16, lora_dropout: 0.1, target_modules: lm ? ["q_proj", "v_proj"] : ["query", "value"] });
   const batch = opts.batch ?? PARITY_TEXTS.length;
   const labels = int64([batch], Array.from({ length: batch }, (_, i) => PARITY_LABELS[i % PARITY_LABELS.length]!));
   let feeds;
-  if (base.tokenizer) {
+  if (lm) {
+    // The token ids bench/reference/llama_lora_torch.py uses; the labels are the inputs (shifted inside the loss).
+    const len = opts.seqLen ?? 16;
+    const vocab = base.config.vocabSize;
+    const ids = int64([batch, len], Array.from({ length: batch * len }, (_, i) => (i * 7919 + 13) % vocab));
+    feeds = peft.prepareInputs({ input_ids: ids }, { labels: ids });
+  } else if (base.tokenizer) {
     const texts = Array.from({ length: batch }, (_, i) => PARITY_TEXTS[i % PARITY_TEXTS.length]!);
     feeds = peft.prepareInputs(base.tokenizer.encodeBatch(texts, opts.seqLen ? { padding: "max_length", maxLength: opts.seqLen } : {}), { labels });
   } else {
