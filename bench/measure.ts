@@ -1,0 +1,25 @@
+// What every benchmark measures the same way: min and median of timings, and a process's peak
+// resident memory.
+import { readFileSync } from "node:fs";
+
+/** Min and median of `xs`, rounded to `digits` decimals. */
+export function stats(xs: readonly number[], digits = 1): { min: number; median: number } {
+  if (xs.length === 0) throw new Error("stats: no measurements");
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: +s[0]!.toFixed(digits), median: +s[Math.floor(s.length / 2)]!.toFixed(digits) };
+}
+
+/**
+ * This process's peak resident memory in MB: VmHWM on Linux. Not getrusage's maxrss, which a child
+ * inherits from the process that forked it (Linux keeps the high-water mark across execve), so a
+ * child of a big benchmark parent would report at least the parent's size.
+ */
+export function peakRssMb(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m) return Math.round(Number(m[1]) / 1024);
+  } catch {
+    // not Linux: fall through
+  }
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
