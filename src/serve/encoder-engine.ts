@@ -180,7 +180,8 @@ export class EncoderEngine implements AdapterLoader<EncoderAdapter> {
     const built = build();
     const { logits, start_logits, end_logits, last_hidden_state } = built.outputs;
     const outputs = Object.fromEntries(Object.entries({ logits, start_logits, end_logits, last_hidden_state }).filter(([, v]) => v !== undefined)) as Record<string, NonNullable<typeof logits>>;
-    s = compile(outputs, this.threads ? { threads: this.threads } : {});
+    // On a worker thread: the server keeps answering (health, metrics, new requests) while it runs.
+    s = compile(outputs, { worker: true, ...(this.threads ? { threads: this.threads } : {}) });
     this.compiled++;
     this.sessions.set(key, s);
     s.catch(() => this.sessions.get(key) === s && this.sessions.delete(key));
