@@ -23,6 +23,18 @@ export interface ConformanceGraph {
   name: string;
   outputs: Record<string, Value>;
   feeds: Record<string, Tensor>;
+  /** The feeds' sizes of the inputs' symbolic dimensions (SessionOptions.dims for WebGPU). */
+  dims: Record<string, number>;
+}
+
+/** The sizes the feeds give the symbolic dimensions of `outputs`' graph inputs. */
+function feedDims(outputs: Record<string, Value>, feeds: Record<string, Tensor>): Record<string, number> {
+  const dims: Record<string, number> = {};
+  for (const [name, v] of Object.values(outputs)[0]!.graph.inputs) {
+    const t = feeds[name];
+    if (t) v.shape.forEach((d, k) => typeof d === "string" && (dims[d] = t.shape[k]!));
+  }
+  return dims;
 }
 
 /** Test sizes: the presets' prompt lengths cut to 4 virtual tokens. */
@@ -51,9 +63,10 @@ export async function* conformanceGraphs(include: (preset: string, arch: string)
       const loss = train.outputs.loss!;
       const params = [...loss.graph.params.values()].filter((p) => p.trainable);
       const grads = gradients(loss, params.map((p) => p.value));
-      yield { name: `${name}: training step`, outputs: { loss, ...Object.fromEntries(grads.map((g, i) => [`grad_${params[i]!.name}`, g])) }, feeds };
+      const trainOutputs = { loss, ...Object.fromEntries(grads.map((g, i) => [`grad_${params[i]!.name}`, g])) };
+      yield { name: `${name}: training step`, outputs: trainOutputs, feeds, dims: feedDims(trainOutputs, feeds) };
       const infer = peft.build({});
-      yield { name: `${name}: inference`, outputs: { logits: infer.outputs.logits! }, feeds };
+      yield { name: `${name}: inference`, outputs: { logits: infer.outputs.logits! }, feeds, dims: feedDims({ logits: infer.outputs.logits! }, feeds) };
     }
   }
 }

@@ -8,7 +8,7 @@ import { type Shape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { lowerGemmAccumulation, planGemmAccumulation } from "./gemm-accumulate.js";
 import { ModelProto, OnnxAttributeType, OnnxDataType } from "./onnx-schema.js";
-import { absorbedForWebGpu, lowerForWebGpu } from "./webgpu-lowering.js";
+import { absorbedForWebGpu, fixShapes, int32Context, lowerForWebGpu } from "./webgpu-lowering.js";
 
 /** ONNX opset of the standard domain (20: Gelu; reductions take axes as an input since 18). */
 export const OPSET = 20;
@@ -37,6 +37,10 @@ export interface LoweredModel {
   nodeCount: number;
   /** ONNX nodes per op type (e.g. to verify that no frozen-weight gradient was built). */
   opCounts: Record<string, number>;
+  /** The fixed sizes of symbolic input dimensions the model was specialized to (LowerOptions.dims). */
+  dims?: Readonly<Record<string, number>>;
+  /** int64 inputs the model takes as int32 (target "webgpu" with dims); callers convert their values. */
+  int32Inputs?: readonly string[];
 }
 
 type Proto = Record<string, unknown>;
@@ -96,12 +100,27 @@ export interface LowerOptions {
    * (webgpu-lowering.ts); same results. Default: the plainest ONNX for the CPU providers.
    */
   target?: "cpu" | "webgpu";
+  /**
+   * Target "webgpu" only: fixed sizes of the inputs' symbolic dimensions (e.g. { batch: 8, seq: 128 }).
+   * The model is written for exactly these shapes: shape arithmetic becomes int64 constants, so
+   * no Shape/Slice/Concat chain is left for ONNX Runtime to run on its CPU provider, and int64
+   * inputs and the integers computed from them (labels, ids, masks) are int32 in the model
+   * (LoweredModel.int32Inputs), which the WebGPU provider has kernels for.
+   */
+  dims?: Readonly<Record<string, number>>;
 }
 
 export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: LowerOptions = {}, graphName = "peftjs"): LoweredModel {
   const roots = Object.values(outputs);
   if (roots.length === 0) throw new Error("lowerToOnnx: no outputs requested");
   const nodes = neededNodes(roots);
+  const webgpu = opts.target === "webgpu";
+  if (opts.dims && !webgpu) throw new Error(`lowerToOnnx: dims (fixed input dimensions) are for target "webgpu" only, got target "${opts.target ?? "cpu"}"`);
+  const fixed = opts.dims ? fixShapes(nodes, opts.dims) : undefined;
+  const spec = fixed?.spec;
+  const onnxDtype = (v: Value): DType => (fixed?.int32.has(v) ? "int32" : v.dtype);
+  /** Values the specialization computed: written as constants when used, their nodes not at all. */
+  const folded = new Set<Value>();
 
   const names = new Map<Value, string>();
   const initializers: Proto[] = [];
@@ -145,6 +164,10 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
     } else if (s.kind === "constant") {
       n = `const_${v.id}`;
       addInitializer(n, s.tensor);
+    } else if (folded.has(v)) {
+      const shape = spec!.shape(v);
+      const k = spec!.constant(v)!;
+      n = constant(`i64${JSON.stringify(shape)}[${k.join(",")}]`, () => ({ dtype: "int64", shape: [...shape], data: BigInt64Array.from(k, (x) => BigInt(x)) }));
     } else {
       n = `t${v.id}`;
     }
@@ -195,7 +218,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
   // Requested outputs that are produced by nodes take the requested name directly.
   const outputNames = new Map<Value, string>();
   for (const [outName, v] of Object.entries(outputs)) {
-    if (v.producer && !outputNames.has(v)) {
+    if (v.producer && !outputNames.has(v) && !fixed?.int32.has(v)) {
       outputNames.set(v, outName);
       names.set(v, outName);
     }
@@ -203,7 +226,16 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
 
   const accumulate = planGemmAccumulation(nodes, roots);
   const absorbed = new Set([...accumulate.values()].map((a) => a.gemm));
-  const webgpu = opts.target === "webgpu";
+  if (spec) {
+    // int64 values the specialization computed (shapes and what is derived from them) are constants.
+    for (const n of nodes) {
+      const out = n.outputs[0]!;
+      const k = n.outputs.length === 1 && !roots.includes(out) ? spec.constant(out) : undefined;
+      if (!k) continue;
+      folded.add(out);
+      absorbed.add(n);
+    }
+  }
   if (webgpu) {
     const consumers = new Map<Node, Node[]>();
     for (const n of nodes) for (const v of n.inputs) if (v?.producer) consumers.set(v.producer, [...(consumers.get(v.producer) ?? []), n]);
@@ -213,16 +245,21 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
     if (absorbed.has(node)) continue;
     const acc = accumulate.get(node);
     emitting = node;
+    const c = fixed ? int32Context(node, ctx, fixed) : ctx;
     const lowered: LoweredNode =
-      (webgpu && !acc ? lowerForWebGpu(node, ctx) : undefined) ?? (acc ? lowerGemmAccumulation(acc, ctx) : node.op.lower ? node.op.lower(node, ctx) : defaultLowering(node, ctx));
+      (webgpu && !acc ? lowerForWebGpu(node, c, fixed) : undefined) ?? (acc ? lowerGemmAccumulation(acc, c) : node.op.lower ? node.op.lower(node, c) : defaultLowering(node, c));
     protoNodes.push(protoNode(lowered, String(node.id), node.outputs.map((o) => name(o))));
   }
 
+  const shapeOf = (v: Value): Shape => (spec ? spec.shape(v) : v.shape);
   const graphOutputs: Proto[] = [];
   for (const [outName, v] of Object.entries(outputs)) {
     const n = name(v);
-    if (n !== outName) protoNodes.push({ name: `Identity_${outName}_${tmp++}`, opType: "Identity", input: [n], output: [outName] });
-    graphOutputs.push(valueInfo(outName, v.dtype, v.shape));
+    if (fixed?.int32.has(v)) {
+      // Computed as int32 on the device; the output keeps its int64 dtype.
+      protoNodes.push({ name: `Cast_${outName}_${tmp++}`, opType: "Cast", input: [n], output: [outName], attribute: [attribute("to", { kind: "int", value: OnnxDataType.int64 })] });
+    } else if (n !== outName) protoNodes.push({ name: `Identity_${outName}_${tmp++}`, opType: "Identity", input: [n], output: [outName] });
+    graphOutputs.push(valueInfo(outName, v.dtype, shapeOf(v)));
   }
 
   // Declared shapes of intermediates (symbolic dims as dim_param) let ORT's fusions that check
@@ -233,11 +270,11 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
     if (absorbed.has(node)) continue;
     for (const o of node.outputs) {
       const n = names.get(o);
-      if (n !== undefined && !outputSet.has(n)) valueInfos.push(valueInfo(n, o.dtype, o.shape));
+      if (n !== undefined && !outputSet.has(n)) valueInfos.push(valueInfo(n, onnxDtype(o), shapeOf(o)));
     }
   }
 
-  const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, v.dtype, v.shape)), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
+  const graphInputs = [...inputs.map((v) => valueInfo(names.get(v)!, onnxDtype(v), shapeOf(v))), ...trainable.map((p) => valueInfo(p.name, p.dtype, p.shape))];
   const model = ModelProto.create({
     irVersion: IR_VERSION,
     producerName: "peftjs",
@@ -246,7 +283,7 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
   });
   const opCounts: Record<string, number> = {};
   for (const n of protoNodes) opCounts[n.opType as string] = (opCounts[n.opType as string] ?? 0) + 1;
-  return { bytes: ModelProto.encode(model).finish(), externalData, inputs, trainable, outputs: Object.keys(outputs), nodeCount: protoNodes.length, opCounts };
+  return { bytes: ModelProto.encode(model).finish(), externalData, inputs, trainable, outputs: Object.keys(outputs), nodeCount: protoNodes.length, opCounts, ...(fixed ? { dims: opts.dims, int32Inputs: inputs.filter((v) => fixed.int32.has(v)).map((v) => names.get(v)!) } : {}) };
 }
 
 function defaultLowering(node: Node, ctx: LoweringContext): LoweredNode {

@@ -28,6 +28,17 @@ export interface SessionOptions {
    * the WebGPU provider lacks. Default: "webgpu" when executionProviders lists it first, else "cpu".
    */
   lowering?: "cpu" | "webgpu";
+  /**
+   * With the "webgpu" lowering: fixed sizes of the inputs' symbolic dimensions (e.g.
+   * `{ batch: 8, seq: 128 }`). The session is then specific to these shapes (a training step on
+   * fixed padded batches is): shape arithmetic is constant, int64 inputs (labels, ids, masks)
+   * are fed to the model as int32 (values must fit; run converts them), and no int64 arithmetic
+   * is left for the CPU provider: the tuner conformance graphs run with `disableCpuFallback`
+   * (test/web-webgpu.test.ts). A run with other sizes fails with an error naming the dimension.
+   * Without `dims`, ONNX Runtime runs the int64 nodes (shape arithmetic, integer inputs) on its
+   * CPU provider.
+   */
+  dims?: Readonly<Record<string, number>>;
   /** Graph optimization level (default "all"). */
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
   /** Prepack weights for faster GEMMs (default true); off saves start-up time and memory. */
@@ -83,6 +94,18 @@ function fromOrt(t: Pick<OrtTensor, "type" | "dims" | "data">): Tensor {
   return { dtype, shape: [...t.dims], data };
 }
 
+/** An int64 input as int32 (the WebGPU lowering's integer inputs); every value must fit. */
+function toInt32(t: Tensor, name: string): Tensor {
+  const src = t.data as BigInt64Array;
+  const data = new Int32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = src[i]!;
+    if (x < -2147483648n || x > 2147483647n) throw new RangeError(`input "${name}": element ${i} is ${x}, which does not fit in int32 (the WebGPU lowering feeds int64 inputs as int32)`);
+    data[i] = Number(x);
+  }
+  return { dtype: "int32", shape: t.shape, data };
+}
+
 /** A graph compiled to an ONNX Runtime session. */
 export class CompiledGraph {
   private constructor(
@@ -105,7 +128,7 @@ export class CompiledGraph {
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
     const target = opts.lowering ?? (opts.executionProviders?.[0] === "webgpu" ? "webgpu" : "cpu");
-    const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs, target });
+    const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs, target, ...(opts.dims ? { dims: opts.dims } : {}) });
     if (opts.saveModelTo) await writeFile(opts.saveModelTo, model.bytes);
     const rt = onnxRuntime();
     const web = onnxRuntimeKind(rt) === "web";
@@ -161,6 +184,8 @@ export class CompiledGraph {
   async run(feeds: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, OrtTensor> = {};
     const symbols = new Map<string, [number, string]>();
+    const fixed = this.model.dims;
+    const int32 = new Set(this.model.int32Inputs);
     for (const v of this.model.inputs) {
       const name = (v.source as { name: string }).name;
       const t = feeds[name];
@@ -172,12 +197,15 @@ export class CompiledGraph {
         if (typeof d === "number") {
           if (d !== actual) throw new RangeError(`input "${name}": expected shape ${formatShape(v.shape)}, got ${formatShape(t.shape)}`);
         } else {
+          if (fixed?.[d] !== undefined && fixed[d] !== actual) {
+            throw new RangeError(`input "${name}": dimension "${d}" is ${actual}, but this session was compiled for ${d} = ${fixed[d]} (SessionOptions.dims); compile one per shape`);
+          }
           const prev = symbols.get(d);
           if (prev && prev[0] !== actual) throw new RangeError(`input "${name}": dimension "${d}" is ${actual} here but ${prev[0]} in input "${prev[1]}"`);
           symbols.set(d, [actual, name]);
         }
       });
-      ortFeeds[name] = toOrt(this.runtime, t, `input "${name}"`);
+      ortFeeds[name] = toOrt(this.runtime, int32.has(name) ? toInt32(t, name) : t, `input "${name}"`);
     }
     for (const p of this.model.trainable) ortFeeds[p.name] = toOrt(this.runtime, p.tensor, `parameter "${p.name}"`);
     const out = await this.session.run(ortFeeds);
