@@ -122,6 +122,13 @@ export interface WeightFiles {
   names(): string[];
   has(name: string): boolean;
   get(name: string): Tensor;
+  /**
+   * Drop the reader's reference to a tensor's data; `get`/`getBytes` of it then throw a
+   * SafetensorsError saying so (its name and layout stay). The memory is freed once nothing else
+   * views its buffer: at once for a file read with `ReadOptions.separate` (a buffer per tensor),
+   * never for a file held in one buffer (every tensor views the same one).
+   */
+  release(name: string): void;
 }
 
 /** A parsed safetensors file. Tensors are decoded lazily by `get`. */
@@ -282,9 +289,14 @@ function decode(source: string, name: string, info: TensorInfo, raw: Uint8Array)
   );
 }
 
-function makeFile(source: string, layout: Layout, raw: (name: string, info: TensorInfo) => Uint8Array, bytes?: Uint8Array): SafetensorsFile {
+function makeFile(source: string, layout: Layout, raw: (name: string, info: TensorInfo) => Uint8Array, bytes?: Uint8Array, forget?: (name: string) => void): SafetensorsFile {
   const { metadata, tensors } = layout;
-  const info = (name: string): TensorInfo => tensors.get(name) ?? missing(source, name, tensors.size);
+  const released = new Set<string>();
+  const info = (name: string): TensorInfo => {
+    const i = tensors.get(name) ?? missing(source, name, tensors.size);
+    if (released.has(name)) throw new SafetensorsError(source, "its data was released (release()); read the file again to get it", name);
+    return i;
+  };
   return {
     source,
     metadata,
@@ -294,6 +306,11 @@ function makeFile(source: string, layout: Layout, raw: (name: string, info: Tens
     has: (name) => tensors.has(name),
     get: (name) => decode(source, name, info(name), raw(name, info(name))),
     getBytes: (name) => raw(name, info(name)),
+    release: (name) => {
+      info(name);
+      released.add(name);
+      forget?.(name);
+    },
   };
 }
 
@@ -324,6 +341,11 @@ export interface ReadOptions {
    * allows (4 GiB on Node 20), so bigger files (e.g. 10 GB shards) still load.
    */
   maxBufferBytes?: number;
+  /**
+   * Give every tensor a buffer of its own (one read each), so that `release(name)` frees its
+   * memory (a quantized model drops the float32 weights it quantized). Default false: one buffer.
+   */
+  separate?: boolean;
 }
 
 /** Open a safetensors file to read; a failure is a SafetensorsError naming it. */
@@ -351,13 +373,13 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
   try {
     const size = (await fh.stat()).size;
     const { head, layout } = await readHead(fh, size, path);
-    if (size <= limit) {
+    if (size <= limit && !opts.separate) {
       const bytes = plainBytes(size);
       bytes.set(head);
       await readFully(fh, bytes.subarray(head.byteLength), head.byteLength, path);
       return makeFile(path, layout, (_, i) => bytes.subarray(i.byteOffset, i.byteOffset + i.byteLength), bytes);
     }
-    // Too big for one buffer: the data in tensor-aligned pieces.
+    // Too big for one buffer (or `separate`): the data in tensor-aligned pieces.
     const views = new Map<string, Uint8Array>();
     let group: [string, TensorInfo][] = [];
     const flush = async () => {
@@ -373,11 +395,11 @@ export async function readSafetensors(path: string, opts: ReadOptions = {}): Pro
     };
     for (const [name, info] of layout.tensors) {
       if (info.byteLength > MAX_BUFFER_BYTES - 8) throw new SafetensorsError(path, `${info.byteLength} bytes is larger than the biggest buffer Node allows (${MAX_BUFFER_BYTES})`, name);
-      if (group.length && info.byteOffset + info.byteLength - group[0]![1].byteOffset > limit) await flush();
+      if (group.length && (opts.separate || info.byteOffset + info.byteLength - group[0]![1].byteOffset > limit)) await flush();
       group.push([name, info]);
     }
     await flush();
-    return makeFile(path, layout, (name) => views.get(name)!);
+    return makeFile(path, layout, (name) => views.get(name)!, undefined, (name) => views.delete(name));
   } finally {
     await fh.close();
   }
@@ -678,6 +700,10 @@ export async function readShardedSafetensors(dir: string, indexName = INDEX, opt
     get: (name) => {
       const file = weightMap.get(name) ?? missing(indexPath, name, weightMap.size);
       return shards.get(file)!.get(name);
+    },
+    release: (name) => {
+      const file = weightMap.get(name) ?? missing(indexPath, name, weightMap.size);
+      shards.get(file)!.release(name);
     },
   };
 }
