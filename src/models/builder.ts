@@ -1,11 +1,12 @@
 // The model builder: binds parameters by their Hugging Face names from a weight source, applies
 // hooks at every named point, and collects missing/mismatched weights to report them together.
 import { conv1d, dequantizeLinear, int4Linear, int8Linear, linear, type Int4Weight, type Int8Weight } from "../ir/composites/linear.js";
-import { Graph, type Value } from "../ir/graph.js";
+import { Graph, type Param, type Value } from "../ir/graph.js";
+import { type TensorArray } from "../ir/dtype.js";
 import { transpose } from "../ir/ops/index.js";
-import { int8Storage, quantizeInt4Blockwise, quantizeInt8, transposeInt8, zeroPoints, type Int4Blockwise, type QuantizeKind } from "../ir/quantize.js";
+import { dequantizeInt4Blockwise, int8Storage, quantizeInt4Blockwise, quantizeInt8, transposeInt8, zeroPoints, type Int4Blockwise, type QuantizeKind } from "../ir/quantize.js";
 import { formatShape, sameShape } from "../ir/shape.js";
-import { type Tensor } from "../ir/tensor.js";
+import { numel, type Tensor } from "../ir/tensor.js";
 import { fillNormal } from "../ir/random.js";
 import { type ModelHooks } from "./hooks.js";
 
@@ -14,6 +15,12 @@ export interface WeightSource {
   names(): string[];
   has(name: string): boolean;
   get(name: string): Tensor;
+  /**
+   * Drop the source's data for `name` (a frozen Linear weight the builder has quantized): `get`
+   * then answers `replacement()`, computed on each call and not kept. Optional; a source without
+   * it keeps its data.
+   */
+  release?(name: string, replacement: () => Tensor): void;
 }
 
 /** A weight source over an in-memory map. */
@@ -70,6 +77,49 @@ function transposeFloat(data: Float32Array, rows: number, cols: number): Float32
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = data[i * cols + j]!;
   return out;
+}
+
+/**
+ * A quantized weight as float32 in its checkpoint layout ([out, in] for nn.Linear, [in, out] for
+ * a GPT-2 Conv1D): the values the graphs compute with.
+ */
+export function dequantizeStorage(stored: QuantizedStorage | Int4Storage): Tensor<"float32"> {
+  if ("packed" in stored) {
+    const outIn = dequantizeInt4Blockwise(stored);
+    if (stored.layout === "linear") return outIn;
+    const [n, k] = stored.shape;
+    return { dtype: "float32", shape: [k, n], data: transposeFloat(outIn.data, n, k) };
+  }
+  const [inF, outF] = stored.shape;
+  const out = new Float32Array(inF * outF);
+  // Stored [in, out]; an nn.Linear weight is [out, in], a Conv1D one [in, out].
+  const linearLayout = stored.layout === "linear";
+  for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) out[linearLayout ? o * inF + i : i * outF + o] = (stored.q[i * outF + o]! - 128) * stored.scale[o]!;
+  return { dtype: "float32", shape: linearLayout ? [outF, inF] : [inF, outF], data: out };
+}
+
+/** The checkpoint shape of a quantized weight. */
+function storedShape(stored: QuantizedStorage | Int4Storage): [number, number] {
+  const [a, b] = stored.shape;
+  // int8 is stored [in, out], int4 [out, in].
+  const [outF, inF] = "packed" in stored ? [a, b] : [b, a];
+  return stored.layout === "linear" ? [outF, inF] : [inF, outF];
+}
+
+/**
+ * Make a frozen float32 Param that stands for a quantized weight hold no float32 data: its `data`
+ * becomes the dequantized values, computed on each read and not kept. Graphs keep the Param
+ * (its name and shape, for `modules()` and hooks), but only a graph that uses the float weight
+ * itself (a hook given it, e.g. on int4, where hooks get the Param) makes lowering read it.
+ */
+function deferToStorage(p: Param, stored: QuantizedStorage | Int4Storage): void {
+  Object.defineProperty(p, "data", {
+    configurable: true,
+    enumerable: true,
+    get: () => dequantizeStorage(stored).data,
+    // Whoever assigns data (an update in place) owns it from then on.
+    set: (data: TensorArray) => Object.defineProperty(p, "data", { value: data, writable: true, configurable: true, enumerable: true }),
+  });
 }
 
 /** LM-head transforms are heads too: they stay float32 under quantization. */
@@ -156,11 +206,29 @@ export class ModelBuilder {
       return this.graph.param(name, { dtype: "float32", shape, data: new Float32Array(n) });
     }
     this.used.add(key);
-    const t = this.weights.get(key);
+    this.keys.set(name, key);
+    // Quantized by an earlier build: the source no longer holds its float32 data; a stand-in.
+    const stored = this.quantize === "int4" ? this.quantized4.get(name) : this.quantize ? this.quantized.get(name) : undefined;
+    const t = stored ? { dtype: "float32" as const, shape: storedShape(stored), data: { length: numel(storedShape(stored)) } as Float32Array } : this.weights.get(key);
     if (!sameShape(t.shape, shape)) {
       this.mismatched.push(`${key}: checkpoint has ${formatShape(t.shape)}, config implies ${formatShape(shape)}`);
     }
-    return this.remember(name, this.graph.param(name, t));
+    const v = this.graph.param(name, t);
+    if (stored && v.source.kind === "param") deferToStorage(v.source.param, stored);
+    return this.remember(name, v);
+  }
+
+  /** The checkpoint key each parameter name was bound to. */
+  private readonly keys = new Map<string, string>();
+
+  /**
+   * After quantizing: the Param and the weight source stop holding the float32 data (again for
+   * a Param bound before another build quantized its weight; the source ignores a repeat).
+   */
+  private release(p: Param, stored: QuantizedStorage | Int4Storage): void {
+    deferToStorage(p, stored);
+    const key = this.keys.get(p.name);
+    if (key !== undefined) this.weights.release?.(key, () => dequantizeStorage(stored));
   }
 
   private readonly bound = new Map<string, Value>();
@@ -233,6 +301,7 @@ export class ModelBuilder {
         const outIn = layout === "linear" ? t : { dtype: "float32" as const, shape: [t.shape[1]!, t.shape[0]!], data: transposeFloat(t.data as Float32Array, t.shape[0]!, t.shape[1]!) };
         this.quantized4.set(name, (stored = { ...quantizeInt4Blockwise(outIn, INT4_BLOCK), layout }));
       }
+      this.release(s.param, stored);
       const [n, k] = stored.shape;
       const blocks = Math.ceil(k / stored.blockSize);
       return {
@@ -252,6 +321,7 @@ export class ModelBuilder {
       stored = { q: int8Storage(inOut.q), scale: inOut.scale, shape: inOut.shape as [number, number], layout };
       this.quantized.set(name, stored);
     }
+    this.release(s.param, stored);
     const [inF, outF] = stored.shape;
     return {
       int8: {

@@ -8,8 +8,8 @@ import { Tokenizer } from "../io/tokenizer.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type SessionOptions } from "../runtime/session.js";
 import { buildBert, BERT_TASKS } from "./bert.js";
-import { CheckpointError, ModelBuilder, type BuildOptions, type Int4Storage, type QuantizedStorage, type WeightSource } from "./builder.js";
-import { dequantizeInt4Blockwise, type QuantizeKind } from "../ir/quantize.js";
+import { CheckpointError, dequantizeStorage, ModelBuilder, type BuildOptions, type Int4Storage, type QuantizedStorage, type WeightSource } from "./builder.js";
+import { type QuantizeKind } from "../ir/quantize.js";
 import { ConfigError, parseModelConfig, type ModelConfig } from "./config.js";
 import { type DecoderOptions } from "./decoder.js";
 import { buildDistilBert, DISTILBERT_TASKS } from "./distilbert.js";
@@ -32,7 +32,8 @@ export interface LoadOptions {
   noTokenizer?: boolean;
   /**
    * Store the frozen Linear weights quantized ("int8": per-output-channel symmetric, activations
-   * quantized on the fly); embeddings, norms, heads and trainable tensors stay float32.
+   * quantized on the fly); embeddings, norms, heads and trainable tensors stay float32. The
+   * float32 data of the weights quantized is not kept (see `PretrainedModel.weight`).
    */
   quantize?: QuantizeKind;
 }
@@ -120,8 +121,16 @@ export class PretrainedModel {
   /** Head weights the checkpoint lacks, initialized on first build and shared by later builds. */
   readonly freshWeights = new Map<string, Tensor>();
 
-  /** A base parameter by name: from the checkpoint, or a freshly initialized head. */
+  /**
+   * A base parameter by name: from the checkpoint, or a freshly initialized head. On a quantized
+   * model (`loadModel`'s `quantize`) the frozen Linear weights it quantizes are not kept in
+   * float32: for those this answers the dequantized values the graphs compute with (as
+   * `computedWeight`), made anew on each call. So that the answer does not depend on whether a
+   * graph was built yet, the first call on a quantized model builds the graph once (`modules()`),
+   * which quantizes them.
+   */
   weight(name: string): Tensor {
+    if (this.quantize && !this.fromScratch) this.modules();
     const fresh = this.freshWeights.get(name);
     if (fresh) return fresh;
     // Task models name parameters with the base-model prefix; base checkpoints do not (and back).
@@ -136,24 +145,8 @@ export class PretrainedModel {
    * quantized (a merge into a quantized base starts from these values), else `weight(name)`.
    */
   computedWeight(name: string): Tensor {
-    const q4 = this.quantized4Weights.get(name);
-    if (q4) {
-      const outIn = dequantizeInt4Blockwise(q4);
-      if (q4.layout === "linear") return outIn;
-      const [n, k] = q4.shape;
-      const t = new Float32Array(n * k);
-      for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) t[j * n + i] = outIn.data[i * k + j]!;
-      return { dtype: "float32", shape: [k, n], data: t };
-    }
-    const q = this.quantizedWeights.get(name);
-    if (!q) return this.weight(name);
-    const [inF, outF] = q.shape;
-    const w = this.weight(name);
-    const out = new Float32Array(inF * outF);
-    // Stored [in, out]; an nn.Linear weight is [out, in], a Conv1D one [in, out].
-    const linearLayout = q.layout === "linear";
-    for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) out[linearLayout ? o * inF + i : i * outF + o] = (q.q[i * outF + o]! - 128) * q.scale[o]!;
-    return { dtype: "float32", shape: w.shape, data: out };
+    const stored = this.quantized4Weights.get(name) ?? this.quantizedWeights.get(name);
+    return stored ? dequantizeStorage(stored) : this.weight(name);
   }
 
   /**
@@ -324,14 +317,26 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Weights as float32 (f16/bf16/f64 converted once, on first use). */
-function float32Weights(source: { names(): string[]; get(name: string): Tensor }): WeightSource {
+/**
+ * Weights as float32 (f16/bf16/f64 converted once, on first use). `release(n, replacement)`
+ * drops the cached tensor and the file's data for `n`; `get(n)` then answers `replacement()`.
+ */
+function float32Weights(source: { names(): string[]; get(name: string): Tensor; release?(name: string): void }): WeightSource {
   const names = new Set(source.names());
   const cache = new Map<string, Tensor>();
+  const replaced = new Map<string, () => Tensor>();
   return {
     names: () => [...names],
     has: (n) => names.has(n),
+    release: (n, replacement) => {
+      if (!names.has(n) || replaced.has(n)) return;
+      cache.delete(n);
+      source.release?.(n);
+      replaced.set(n, replacement);
+    },
     get: (n) => {
+      const replacement = replaced.get(n);
+      if (replacement) return replacement();
       let t = cache.get(n);
       if (!t) {
         const raw = source.get(n);
@@ -369,7 +374,8 @@ export async function loadModel(dirOrRepo: string, opts: LoadOptions = {}): Prom
   const dir = await resolveCheckpoint(dirOrRepo, opts.hub);
   const config = parseModelConfig(await readJson(join(dir, "config.json")), join(dir, "config.json"));
   const task = opts.task ?? taskFromConfig(config, join(dir, "config.json"));
-  const weights = float32Weights(await loadSafetensorsWeights(dir));
+  // Quantized: a buffer per tensor, so the float32 data of each weight quantized can be freed.
+  const weights = float32Weights(await loadSafetensorsWeights(dir, { separate: opts.quantize !== undefined }));
   const tokenizer = !opts.noTokenizer && (await exists(join(dir, "tokenizer.json"))) ? await Tokenizer.fromDir(dir) : undefined;
   const model = new PretrainedModel(dir, config, weights, tokenizer, task);
   model.nameOrPath = dirOrRepo;
