@@ -119,15 +119,41 @@ export class Node {
 
 /** A named weight. Frozen parameters become ONNX initializers; trainable ones are fed each run. */
 export class Param {
+  private values: TensorArray | undefined;
+  private compute: (() => TensorArray) | undefined;
+
   constructor(
     readonly name: string,
-    public data: TensorArray,
+    data: TensorArray | (() => TensorArray),
     readonly dtype: DType,
     readonly shape: readonly number[],
     public trainable: boolean,
-  ) {}
+  ) {
+    if (typeof data === "function") this.compute = data;
+    else this.values = data;
+  }
   /** The graph value that stands for this parameter. */
   value!: Value;
+
+  /** The values: held, or computed on each read for a deferred parameter (see `defer`). */
+  get data(): TensorArray {
+    return this.compute ? this.compute() : this.values!;
+  }
+
+  /** Hold these values (an update in place, or the end of a deferral). */
+  set data(values: TensorArray) {
+    this.values = values;
+    this.compute = undefined;
+  }
+
+  /**
+   * Hold no values: `data` is computed by `compute` on each read and not kept, until assigned.
+   * For a frozen weight whose values live elsewhere, e.g. a quantized copy it is dequantized from.
+   */
+  defer(compute: () => TensorArray): void {
+    this.values = undefined;
+    this.compute = compute;
+  }
 
   get tensor(): Tensor {
     return { dtype: this.dtype, shape: this.shape, data: this.data };
@@ -150,10 +176,13 @@ export class Graph {
     return v;
   }
 
-  /** A parameter bound by name (e.g. a Hugging Face weight name). Frozen unless `trainable`. */
-  param(name: string, t: Tensor, opts: { trainable?: boolean } = {}): Value {
+  /**
+   * A parameter bound by name (e.g. a Hugging Face weight name). Frozen unless `trainable`.
+   * `t.data` may be a function: a deferred parameter whose values are computed on each read.
+   */
+  param(name: string, t: Omit<Tensor, "data"> & { data: TensorArray | (() => TensorArray) }, opts: { trainable?: boolean } = {}): Value {
     if (this.params.has(name) || this.inputs.has(name)) throw new Error(`parameter "${name}" is already defined`);
-    if (t.data.length !== numel(t.shape)) {
+    if (typeof t.data !== "function" && t.data.length !== numel(t.shape)) {
       throw new RangeError(`parameter "${name}": ${t.data.length} elements do not fill shape ${formatShape(t.shape)}`);
     }
     const p = new Param(name, t.data, t.dtype, [...t.shape], opts.trainable ?? false);

@@ -2,11 +2,10 @@
 // hooks at every named point, and collects missing/mismatched weights to report them together.
 import { conv1d, dequantizeLinear, int4Linear, int8Linear, linear, type Int4Weight, type Int8Weight } from "../ir/composites/linear.js";
 import { Graph, type Param, type Value } from "../ir/graph.js";
-import { type TensorArray } from "../ir/dtype.js";
 import { transpose } from "../ir/ops/index.js";
 import { dequantizeInt4Blockwise, int8Storage, quantizeInt4Blockwise, quantizeInt8, transposeInt8, zeroPoints, type Int4Blockwise, type QuantizeKind } from "../ir/quantize.js";
 import { formatShape, sameShape } from "../ir/shape.js";
-import { numel, type Tensor } from "../ir/tensor.js";
+import { type Tensor } from "../ir/tensor.js";
 import { fillNormal } from "../ir/random.js";
 import { type ModelHooks } from "./hooks.js";
 
@@ -106,22 +105,6 @@ function storedShape(stored: QuantizedStorage | Int4Storage): [number, number] {
   return stored.layout === "linear" ? [outF, inF] : [inF, outF];
 }
 
-/**
- * Make a frozen float32 Param that stands for a quantized weight hold no float32 data: its `data`
- * becomes the dequantized values, computed on each read and not kept. Graphs keep the Param
- * (its name and shape, for `modules()` and hooks), but only a graph that uses the float weight
- * itself (a hook given it, e.g. on int4, where hooks get the Param) makes lowering read it.
- */
-function deferToStorage(p: Param, stored: QuantizedStorage | Int4Storage): void {
-  Object.defineProperty(p, "data", {
-    configurable: true,
-    enumerable: true,
-    get: () => dequantizeStorage(stored).data,
-    // Whoever assigns data (an update in place) owns it from then on.
-    set: (data: TensorArray) => Object.defineProperty(p, "data", { value: data, writable: true, configurable: true, enumerable: true }),
-  });
-}
-
 /** LM-head transforms are heads too: they stay float32 under quantization. */
 const HEAD_PATH = /(^|\.)(lm_head|cls|vocab_transform|vocab_projector)(\.|$)/;
 
@@ -209,13 +192,13 @@ export class ModelBuilder {
     this.keys.set(name, key);
     // Quantized by an earlier build: the source no longer holds its float32 data; a stand-in.
     const stored = this.quantize === "int4" ? this.quantized4.get(name) : this.quantize ? this.quantized.get(name) : undefined;
-    const t = stored ? { dtype: "float32" as const, shape: storedShape(stored), data: { length: numel(storedShape(stored)) } as Float32Array } : this.weights.get(key);
+    // Its graph Param is deferred: only a graph that uses the float weight itself (a hook given
+    // it) makes lowering read it, dequantized.
+    const t = stored ? { dtype: "float32" as const, shape: storedShape(stored), data: () => dequantizeStorage(stored).data } : this.weights.get(key);
     if (!sameShape(t.shape, shape)) {
       this.mismatched.push(`${key}: checkpoint has ${formatShape(t.shape)}, config implies ${formatShape(shape)}`);
     }
-    const v = this.graph.param(name, t);
-    if (stored && v.source.kind === "param") deferToStorage(v.source.param, stored);
-    return this.remember(name, v);
+    return this.remember(name, this.graph.param(name, t));
   }
 
   /** The checkpoint key each parameter name was bound to. */
@@ -226,7 +209,7 @@ export class ModelBuilder {
    * a Param bound before another build quantized its weight; the source ignores a repeat).
    */
   private release(p: Param, stored: QuantizedStorage | Int4Storage): void {
-    deferToStorage(p, stored);
+    p.defer(() => dequantizeStorage(stored).data);
     const key = this.keys.get(p.name);
     if (key !== undefined) this.weights.release?.(key, () => dequantizeStorage(stored));
   }
