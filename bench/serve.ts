@@ -340,6 +340,8 @@ async function generateCases(root: string, values: Values): Promise<void> {
     let sent = 0;
     try {
       await inChunks(names, C, (m) => ask(m, 1)); // load every adapter first
+      // Then one full-size round, as for classify: the first batches of a new server grow its arena.
+      await drive(C, Math.min(C, R), () => ask(names[(sent++ * 7919) % n]!, tokens));
     } catch (e) {
       await server.close();
       throw e;
