@@ -10,16 +10,19 @@ export function stats(xs: readonly number[], digits = 1): { min: number; median:
 }
 
 /**
- * This process's peak resident memory in MB: VmHWM on Linux. Not getrusage's maxrss, which a child
- * inherits from the process that forked it (Linux keeps the high-water mark across execve), so a
- * child of a big benchmark parent would report at least the parent's size.
+ * Peak resident memory in MB of process `pid` (default: this one): VmHWM on Linux. Not getrusage's
+ * maxrss, which a child inherits from the process that forked it (Linux keeps the high-water mark
+ * across execve), so a child of a big benchmark parent would report at least the parent's size.
+ * Elsewhere: this process's maxrss, or null for another process.
  */
-export function peakRssMb(): number {
+export function peakRssMb(): number;
+export function peakRssMb(pid: number): number | null;
+export function peakRssMb(pid?: number): number | null {
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid ?? "self"}/status`, "utf8"));
     if (m) return Math.round(Number(m[1]) / 1024);
   } catch {
-    // not Linux: fall through
+    // not Linux, or the process is gone: fall through
   }
-  return Math.round(process.resourceUsage().maxRSS / 1024);
+  return pid === undefined ? Math.round(process.resourceUsage().maxRSS / 1024) : null;
 }

@@ -14,7 +14,7 @@
 // client-side over loopback.
 // Smaller runs: --adapters 1,8 --layers 2 --generate-layers 2 --endpoints classify.
 import { spawn } from "node:child_process";
-import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,7 @@ import { LoraStack } from "../src/serve/stacked-lora.js";
 import { classificationExamples, collate } from "../src/train/data.js";
 import { seededRandom } from "../src/ir/random.js";
 import { bertShapes, gpt2Shapes, writeCheckpoint } from "./checkpoints.js";
+import { peakRssMb } from "./measure.js";
 
 const FIXTURE = join(import.meta.dirname, "..", "test", "fixtures", "models", "bert-tiny");
 const GPT2_FIXTURE = join(import.meta.dirname, "..", "test", "fixtures", "models", "gpt2-tiny");
@@ -79,7 +80,7 @@ async function spawnServer(opts: Record<string, unknown>): Promise<{ url: string
   });
   return {
     url,
-    peakRssMb: async () => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? NaN) / 1024),
+    peakRssMb: async () => peakRssMb(child.pid!) ?? NaN,
     close: async () => {
       child.kill("SIGTERM");
       await exited;

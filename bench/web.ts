@@ -63,8 +63,8 @@ function rendererPeakRssMb(): number | null {
       if (!ours(pid)) continue;
       try {
         if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
-        const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-        if (kb) best = Math.max(best ?? 0, Math.round(kb / 1024));
+        const mb = peakRssMb(pid);
+        if (mb !== null) best = Math.max(best ?? 0, mb);
       } catch {
         // exited meanwhile
       }
