@@ -7,6 +7,7 @@ import { chartPoints, loadEncoderAndReviews, openStudio, setTraining, trainAndWa
 
 const skip = chromiumSkipReason();
 const STEPS = 12;
+const CANCEL_STEPS = 500;
 
 describe("peftjs studio: pause, resume after a reload, cancel", { skip }, () => {
   let s: StudioPage;
@@ -52,8 +53,11 @@ describe("peftjs studio: pause, resume after a reload, cancel", { skip }, () => 
 
   it("cancel stops a run at once, deletes it, and leaves the page ready to train", async () => {
     const { page } = s;
+    // A run long enough that it cannot end between the first step shown and the click (with 12
+    // steps on a quiet machine it could, and then there was nothing to cancel).
+    await setTraining(page, CANCEL_STEPS);
     await page.click("#train");
-    await waitText(page, "#eta", new RegExp(`^step [1-9]\\d*/${STEPS}`));
+    await waitText(page, "#eta", new RegExp(`^step [1-9]\\d*/${CANCEL_STEPS}`));
     await page.click("#cancel");
     await waitText(page, "#message", /^Training cancelled\.$/);
     await waitText(page, "#model-status", /encoder-mini: roberta/);
