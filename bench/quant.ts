@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import { AdamW, compile, fillNormal, Generator, Graph, int64, int8MatMul, linear, loadModel, TrainStep, type Tensor } from "../src/index.js";
+import { AdamW, compile, fillNormal, Generator, Graph, int64, int8MatMul, linear, loadModel, TrainStep, type SessionOptions, type Tensor } from "../src/index.js";
 import { type Int8Kernel } from "../src/ir/composites/linear.js";
 import { int8Storage, quantizeInt8, transposeInt8, zeroPoints } from "../src/ir/quantize.js";
 import { type PretrainedModel } from "../src/models/pretrained.js";
@@ -44,14 +44,16 @@ function withGradKernel(model: PretrainedModel, gradKernel: Int8Kernel): Pretrai
 }
 
 /** BERT-base LoRA step variants: the base's storage, the int8 input-gradient kernel, session options. */
-const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; memoryArena?: boolean; prepacking?: boolean; memoryPattern?: boolean }> = {
+// `initializers`: the frozen weights handed to ORT as (prepacked) initializers, the default
+// before a training step fed them in place (SessionOptions.frozenWeightsAsInputs).
+const LORA_VARIANTS: Record<string, { quantize?: "int8"; gradKernel?: Int8Kernel; session?: SessionOptions }> = {
   fp32: {},
-  fp32_pattern: { memoryPattern: true },
-  fp32_lean: { memoryArena: false, prepacking: false },
-  fp32_no_arena: { memoryArena: false },
+  fp32_initializers: { session: { frozenWeightsAsInputs: false } },
+  fp32_pattern: { session: { memoryPattern: true } },
+  fp32_no_arena: { session: { memoryArena: false } },
   int8: { quantize: "int8" },
   int8_dequantize_grad: { quantize: "int8", gradKernel: "dequantize" },
-  int8_lean: { quantize: "int8", memoryArena: false, prepacking: false },
+  int8_initializers: { quantize: "int8", session: { frozenWeightsAsInputs: false } },
 };
 
 async function loraStep(dir: string, variant: string, threads: number) {
@@ -61,7 +63,7 @@ async function loraStep(dir: string, variant: string, threads: number) {
   if (v.gradKernel) withGradKernel(base, v.gradKernel);
   const peft = PeftModel.create(base, LORA);
   const built = peft.build({ withLoss: true, training: true });
-  const step = await TrainStep.create(built.outputs.loss!, { session: { threads, memoryArena: v.memoryArena, prepacking: v.prepacking, memoryPattern: v.memoryPattern } });
+  const step = await TrainStep.create(built.outputs.loss!, { session: { threads, ...v.session } });
   const opt = new AdamW(step.params, { lr: 1e-4 });
   const batch = { input_ids: int64([8, 128], Array.from({ length: 8 * 128 }, (_, i) => 1000 + ((i * 7919) % 20000))) };
   const feeds = peft.prepareInputs(batch, { labels: int64([8], [0, 1, 0, 1, 0, 1, 0, 1]) });
@@ -90,11 +92,11 @@ async function rssCase(dir: string, variant: string, threads: number, iters: num
 }
 
 /** A SmolLM-sized variant: the frozen base's storage and the ORT session options it runs with. */
-const SMOLLM_VARIANTS: Record<string, { quantize?: "int8"; memoryArena?: boolean; prepacking?: boolean }> = {
+const SMOLLM_VARIANTS: Record<string, { quantize?: "int8"; session?: SessionOptions }> = {
   fp32: {},
   int8: { quantize: "int8" },
-  fp32_lean: { memoryArena: false, prepacking: false },
-  int8_lean: { quantize: "int8", memoryArena: false, prepacking: false },
+  fp32_initializers: { session: { frozenWeightsAsInputs: false } },
+  int8_initializers: { quantize: "int8", session: { frozenWeightsAsInputs: false } },
 };
 
 /** Child process: one SmolLM-sized LoRA step variant alone (batch x seq causal LM, AdamW). */
@@ -104,7 +106,7 @@ async function smollmCase(dir: string, variant: string, o: { threads: number; it
   const peft = PeftModel.create(await loadModel(dir, { task: "causal-lm", quantize: v.quantize }), { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["q_proj", "v_proj"] });
   const built = peft.build({ withLoss: true, training: true });
   let t0 = performance.now();
-  const step = await TrainStep.create(built.outputs.loss!, { session: { threads: o.threads, memoryArena: v.memoryArena, prepacking: v.prepacking } });
+  const step = await TrainStep.create(built.outputs.loss!, { session: { threads: o.threads, ...v.session } });
   const createMs = performance.now() - t0;
   const opt = new AdamW(step.params, { lr: 1e-4 });
   const vocab = SMOLLM_135M.vocab_size;
@@ -199,7 +201,7 @@ export async function main(argv: string[]): Promise<void> {
       "new-tokens": { type: "string", default: "32" },
       threads: { type: "string", default: "2" },
       cases: { type: "string", default: "gemm,lora,forward,generate,smollm" },
-      "lora-variants": { type: "string", default: "fp32,int8,int8_dequantize_grad,fp32_lean" },
+      "lora-variants": { type: "string", default: "fp32,int8,int8_dequantize_grad,fp32_initializers" },
       "smollm-variants": { type: "string", default: "fp32,int8" },
       "smollm-iters": { type: "string", default: "3" },
       "smollm-layers": { type: "string", default: String(SMOLLM_135M.num_hidden_layers) },

@@ -12,7 +12,7 @@ export * from "./ir/composites/attention.js";
 export * from "./ir/composites/rotary.js";
 export * from "./ir/composites/losses.js";
 export { gradients, MissingGradientError, type GradientOptions } from "./autodiff/gradients.js";
-export { compile, CompiledGraph, type SessionOptions } from "./runtime/session.js";
+export { compile, CompiledGraph, trainingSessionOptions, type SessionOptions } from "./runtime/session.js";
 export { lowerToOnnx, OPSET, IR_VERSION, type LoweredModel } from "./runtime/lower.js";
 export { seededRandom, fillNormal } from "./ir/random.js";
 export { checkGradients, type GradCheckOptions, type GradCheckResult } from "./autodiff/gradcheck.js";

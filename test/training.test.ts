@@ -1,6 +1,9 @@
 // End to end through the public API: a small MLP and a 2-layer transformer classifier train to
 // near-zero loss on toy tasks.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import {
   AdamW, DROPOUT_KEY, Graph, TrainStep, add, crossEntropy, dropout, gather, gelu, int64, layerNorm, linear, reduceMean, relu, reshape,
@@ -8,6 +11,7 @@ import {
 } from "../src/index.js";
 import { dropoutKey } from "../src/train/train-step.js";
 import { randomF32 } from "./helpers.js";
+import { ModelProto } from "../src/runtime/onnx-schema.js";
 
 const init = (shape: number[], seed: number, scale: number): Tensor => {
   const t = randomF32(shape, seed, -scale, scale);
@@ -123,5 +127,34 @@ describe("training through the public API", () => {
     const fed = await build(3);
     assert.deepEqual(await losses(fed, 4, (i) => dropoutKey(1, i)), la, "the keys TrainStep draws are dropoutKey(seed, run)");
     await Promise.all([a, b, c, fed].map((s) => s.release()));
+  });
+
+  it("a TrainStep feeds frozen weights in place by default, with the loss and gradients of ORT-owned initializers", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", ["batch", 16]);
+    const y = g.input("y", "int64", ["batch"]);
+    const frozen = g.param("base.weight", init([16, 16], 1, 0.5));
+    const a = g.param("lora_A", init([4, 16], 2, 0.5), { trainable: true });
+    const b = g.param("lora_B", init([2, 4], 3, 0.5), { trainable: true });
+    const loss = crossEntropy(linear(linear(relu(linear(x, frozen)), a), b), y);
+    const dir = mkdtempSync(join(tmpdir(), "peftjs-frozen-"));
+    try {
+      const inPlace = await TrainStep.create(loss, { session: { threads: 1, saveModelTo: join(dir, "in-place.onnx") } });
+      const owned = await TrainStep.create(loss, { session: { threads: 1, frozenWeightsAsInputs: false, saveModelTo: join(dir, "owned.onnx") } });
+      const graphOf = (f: string) => (ModelProto.decode(readFileSync(join(dir, f))) as unknown as { graph: { input: { name: string }[]; initializer: { name: string }[] } }).graph;
+      assert.ok(graphOf("in-place.onnx").input.some((i) => i.name === "base.weight"), "the frozen weight is a run input");
+      assert.ok(!graphOf("in-place.onnx").initializer.some((i) => i.name === "base.weight"));
+      assert.ok(graphOf("owned.onnx").initializer.some((i) => i.name === "base.weight"), "with false it is an initializer");
+      assert.deepEqual(inPlace.params.map((p) => p.name), ["lora_A", "lora_B"], "only trainable parameters get gradients");
+      const feeds = { x: randomF32([8, 16], 4), y: int64([8], [0, 1, 1, 0, 1, 0, 0, 1]) };
+      const r1 = await inPlace.run(feeds);
+      const r2 = await owned.run(feeds);
+      assert.equal(r1.loss, r2.loss);
+      for (const [name, grad] of r2.grads) assert.deepEqual(r1.grads.get(name)!.data, grad.data, name);
+      await inPlace.release();
+      await owned.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -92,7 +92,7 @@ export interface LowerOptions {
   /**
    * Feed frozen parameters as inputs on every run instead of baking them in as initializers.
    * ORT then reads our buffers without keeping its own copy of the weights (less memory; no
-   * weight prepacking, so GEMMs are slightly slower).
+   * weight prepacking, which costs a large-batch GEMM nothing measurable and a small one time).
    */
   frozenAsInputs?: boolean;
   /**

@@ -8,7 +8,8 @@ import { add, cast, matmul, mul, stopGradient } from "../ir/ops/index.js";
 import { float32 } from "../ir/tensor.js";
 import { IR_VERSION, lowerToOnnx, OPSET } from "./lower.js";
 import { ModelProto } from "./onnx-schema.js";
-import { compile } from "./session.js";
+import { onnxRuntimeKind, setOnnxRuntime } from "./onnxruntime.js";
+import { compile, trainingSessionOptions } from "./session.js";
 
 interface DecodedModel {
   graph: { initializer: { name: string; dataLocation?: number; rawData?: Uint8Array }[]; input: { name: string }[]; output: { name: string }[] };
@@ -79,5 +80,24 @@ describe("lowering and sessions", () => {
     const out = await step.run({ h: { dtype: "float16", shape: [2, 2], data: Uint16Array.of(0x3c00, 0x4000, 0x3800, 0xbc00) } });
     const wd = g.params.get("w")!.data as Float32Array;
     assert.ok(Math.abs(out.y!.data[0] as number - (1 * wd[0]! + 2 * wd[2]!)) < 1e-6);
+  });
+
+  it("training-sized sessions feed frozen weights in place on onnxruntime-node's CPU provider only", async () => {
+    const inPlace = (o: Parameters<typeof trainingSessionOptions>[0]) => trainingSessionOptions(o).frozenWeightsAsInputs;
+    assert.equal(onnxRuntimeKind(), "native");
+    assert.equal(inPlace({}), true);
+    assert.equal(inPlace({ threads: 2, executionProviders: ["cpu"] }), true);
+    assert.deepEqual(trainingSessionOptions({ threads: 2 }), { threads: 2, frozenWeightsAsInputs: true });
+    assert.equal(inPlace({ frozenWeightsAsInputs: false }), false, "the caller's choice stands");
+    // A worker session clones its feeds on each run; WebGPU would upload them on each run.
+    assert.equal(inPlace({ worker: true }), false);
+    assert.equal(inPlace({ executionProviders: ["webgpu"] }), false);
+    // onnxruntime-web copies every input into its wasm heap on each run.
+    setOnnxRuntime(await import("onnxruntime-web"));
+    try {
+      assert.equal(inPlace({}), false);
+    } finally {
+      setOnnxRuntime("platform");
+    }
   });
 });

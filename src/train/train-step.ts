@@ -4,7 +4,7 @@ import { gradients } from "../autodiff/gradients.js";
 import { type Param, type Value } from "../ir/graph.js";
 import { DROPOUT_KEY } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
-import { compile, type CompiledGraph, type SessionOptions } from "../runtime/session.js";
+import { compile, trainingSessionOptions, type CompiledGraph, type SessionOptions } from "../runtime/session.js";
 
 export interface TrainStepOptions {
   /** Parameters to differentiate (default: every trainable parameter of the loss's graph). */
@@ -13,6 +13,12 @@ export interface TrainStepOptions {
   inputGradients?: readonly Value[];
   /** Extra values to return (e.g. logits for metrics). */
   outputs?: Readonly<Record<string, Value>>;
+  /**
+   * ONNX Runtime session options, completed by `trainingSessionOptions`: frozen weights are fed
+   * in place where the runtime allows, since a training step's GEMMs have batch x seq rows and
+   * ORT's own and prepacked copies of the weights would cost memory and buy no time
+   * (SessionOptions.frozenWeightsAsInputs has the numbers).
+   */
   session?: SessionOptions;
   /**
    * Seed of the dropout keys this step draws itself, run after run, when the caller feeds none
@@ -80,7 +86,7 @@ export class TrainStep {
     const outputs: Record<string, Value> = { loss };
     grads.forEach((g, i) => (outputs[GRAD_PREFIX + names[i]!] = g));
     for (const [k, v] of Object.entries(opts.outputs ?? {})) outputs[k] = v;
-    const compiled = await compile(outputs, opts.session);
+    const compiled = await compile(outputs, trainingSessionOptions(opts.session));
     return new TrainStep(compiled, params, names, Object.keys(opts.outputs ?? {}), opts.seed ?? 0);
   }
 

@@ -9,7 +9,7 @@ import { readSafetensors, writeFileAtomic, writeSafetensors } from "../io/safete
 import { DROPOUT_KEY } from "../ir/ops/index.js";
 import { type Tensor } from "../ir/tensor.js";
 import { type PeftModel } from "../peft/peft-model.js";
-import { compile, type CompiledGraph } from "../runtime/session.js";
+import { compile, trainingSessionOptions, type CompiledGraph } from "../runtime/session.js";
 import { collate, epochBatches, type Example } from "./data.js";
 import { bestWindows, decodePredictions, PREDICTION_TASKS, type Prediction } from "./predict.js";
 import { validateTrainerOptions } from "./trainer-options.js";
@@ -193,7 +193,9 @@ export class Trainer {
       this.print(restored ? `resumed from ${join(o.outputDir, LAST)} at step ${state.step}` : `no checkpoint in ${o.outputDir} to resume from; starting at step 0`);
       await this.truncateLog(state.step);
     }
-    const evaluator = this.evaluation ? await compile(this.evalOutputs(), session) : undefined;
+    // Evaluation batches are training-sized: where the runtime allows, the session reads the
+    // frozen weights the step reads, with no copy of its own.
+    const evaluator = this.evaluation ? await compile(this.evalOutputs(), trainingSessionOptions(session)) : undefined;
 
     const bar = o.progress ? createProgressBar("{bar} {percentage}% | step {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}") : undefined;
     bar?.start(this.totalSteps, state.step, { loss: "-", lr: "-", tps: "-" });
@@ -362,7 +364,7 @@ export class Trainer {
   /** Loss and the task's metrics on the evaluation examples. */
   async evaluate(compiled?: CompiledGraph): Promise<Record<string, number>> {
     if (!this.evaluation) return {};
-    const session = compiled ?? (await compile(this.evalOutputs(), this.opts.threads ? { threads: this.opts.threads } : {}));
+    const session = compiled ?? (await compile(this.evalOutputs(), trainingSessionOptions(this.opts.threads ? { threads: this.opts.threads } : {})));
     const task = this.model.base.task;
     let lossSum = 0;
     let count = 0;
