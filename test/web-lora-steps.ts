@@ -80,16 +80,25 @@ export async function loraStepLosses(source: ModelSource, opts: LoraRunOptions =
   return losses;
 }
 
-/** Milliseconds of each of `steps` LoRA steps (run + optimizer update) after `warmup` untimed ones. */
-export async function timeLoraSteps(source: ModelSource, opts: LoraRunOptions & { steps: number; warmup?: number }): Promise<number[]> {
+/**
+ * Milliseconds of each of `steps` LoRA steps (run + optimizer update) after untimed ones: at least
+ * `warmup` (default 2) and, with `warmupSeconds`, as many more as start within that many seconds.
+ * A browser needs the seconds: V8 first runs ONNX Runtime's wasm as quickly compiled baseline code
+ * and optimizes hot functions in the background, so early steps are slower (encoder-mini in
+ * headless Chromium, 2 threads: ~600-900 ms per step over the first ~10 s, 270-330 ms after ~20 s).
+ */
+export async function timeLoraSteps(source: ModelSource, opts: LoraRunOptions & { steps: number; warmup?: number; warmupSeconds?: number }): Promise<number[]> {
   const { step, opt, feeds } = await setup(source, opts);
   const ms: number[] = [];
   try {
-    for (let i = 0; i < (opts.warmup ?? 2) + opts.steps; i++) {
+    const start = performance.now();
+    let warm = 0;
+    while (ms.length < opts.steps) {
       const t0 = performance.now();
       const { grads } = await step.run(feeds);
       opt.step(grads);
-      if (i >= (opts.warmup ?? 2)) ms.push(performance.now() - t0);
+      if (warm < (opts.warmup ?? 2) || t0 - start < (opts.warmupSeconds ?? 0) * 1000) warm++;
+      else ms.push(performance.now() - t0);
     }
   } finally {
     await step.release();

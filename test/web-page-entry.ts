@@ -19,8 +19,8 @@ const api = {
     const losses = await loraStepLosses("/models/under-test", opts);
     return { losses, ms: performance.now() - t0, crossOriginIsolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated ?? false, numThreads: onnxRuntime().env.wasm.numThreads };
   },
-  /** Timed LoRA steps (bench/web.ts): per-step milliseconds after `warmup` steps. */
-  async timedSteps(model: { url: string } | { config: Record<string, unknown>; name: string }, opts: { threads: number; steps: number; warmup?: number; batch: number; seqLen: number }) {
+  /** Timed LoRA steps (bench/web.ts): per-step milliseconds after the warm-up (see timeLoraSteps). */
+  async timedSteps(model: { url: string } | { config: Record<string, unknown>; name: string }, opts: { threads: number; steps: number; warmup?: number; warmupSeconds?: number; batch: number; seqLen: number }) {
     if (!started.threads) {
       configureWasm({ threads: opts.threads });
       started.threads = opts.threads;
