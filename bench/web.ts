@@ -4,7 +4,8 @@
 // encoder-mini (batch 8 x 64) and one BERT-base-sized layer (random weights, batch 8 x 128),
 // LoRA r=8 on query/value with dropout, AdamW. Prints one JSON line per case:
 // {"case":"web_lora_step","model","backend":"wasm","threads","web_ms","node_ms","ratio"}: medians in
-// ms over the timed steps, ratio = web / node. Untimed steps first, in both runtimes alike: at least
+// ms over the timed steps of `--rounds` (default 2) rounds that alternate Node and the page,
+// ratio = web / node. Each round starts with untimed steps, in both runtimes alike: at least
 // 2 and for `--warmup-seconds` (default 20), since Chromium runs ONNX Runtime's wasm as baseline
 // code until V8 has optimized its hot functions in the background (encoder-mini, 2 threads:
 // ~600-900 ms per step in the first ~10 s, 270-330 ms after ~20 s). The minima beside them as
@@ -85,6 +86,7 @@ export async function main(argv: string[]): Promise<void> {
     options: {
       steps: { type: "string", default: "5" },
       "warmup-seconds": { type: "string", default: "20" },
+      rounds: { type: "string", default: "2" },
       threads: { type: "string", default: "2" },
       case: { type: "string", multiple: true },
     },
@@ -93,6 +95,8 @@ export async function main(argv: string[]): Promise<void> {
   if (skip) throw new Error(`bench web needs Chromium: ${skip}`);
   const steps = Number(values.steps);
   const threads = Number(values.threads);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a whole number >= 1, got "${values.rounds}"`);
   if (!(Number(values["warmup-seconds"]) >= 0)) throw new Error(`--warmup-seconds must be a number of seconds >= 0, got "${values["warmup-seconds"]}"`);
   const names = (values.case ?? Object.keys(CASES).filter((n) => CASES[n as CaseName].byDefault)) as CaseName[];
   for (const n of names) if (!(n in CASES)) throw new Error(`--case ${n}: unknown; cases are ${Object.keys(CASES).join(", ")}`);
@@ -105,18 +109,26 @@ export async function main(argv: string[]): Promise<void> {
       const [n, warmup, warmupSeconds] = name === "smollm135m" ? [Math.min(steps, 2), 1, 0] : [steps, 2, Number(values["warmup-seconds"])];
       const nodeSource: ModelSource = "config" in c ? { config: c.config, name } : join(ROOT, "models", name);
       const pageSource = "config" in c ? { config: c.config, name } : { url: `${web.url}/models/${name}/` };
-      const nodeMs = await timeLoraSteps(nodeSource, { threads, steps: n, warmup, warmupSeconds, batch, seqLen });
-      const line = { case: "web_lora_step", model: name, backend: "wasm", threads, batch, seq: seqLen, steps: n };
-      let r: { ms: number[]; numThreads: number };
+      const caseRounds = name === "smollm135m" ? 1 : rounds;
+      const line = { case: "web_lora_step", model: name, backend: "wasm", threads, batch, seq: seqLen, steps: n, rounds: caseRounds };
+      // Rounds alternate Node and the page, so that both runtimes meet the same stretch of machine
+      // load; each round warms up again (the page's optimized wasm code stays).
+      const nodeMs: number[] = [];
+      const r: { ms: number[]; numThreads: number } = { ms: [], numThreads: 0 };
       try {
-        r = await web.page.evaluate(
-          ([source, opts]) => (globalThis as unknown as { peftjsTest: { timedSteps(s: unknown, o: unknown): Promise<{ ms: number[]; numThreads: number }> } }).peftjsTest.timedSteps(source, opts),
-          [pageSource, { threads, steps: n, warmup, warmupSeconds, batch, seqLen }] as const,
-        );
+        for (let round = 0; round < caseRounds; round++) {
+          nodeMs.push(...(await timeLoraSteps(nodeSource, { threads, steps: n, warmup, warmupSeconds, batch, seqLen })));
+          const page = await web.page.evaluate(
+            ([source, opts]) => (globalThis as unknown as { peftjsTest: { timedSteps(s: unknown, o: unknown): Promise<{ ms: number[]; numThreads: number }> } }).peftjsTest.timedSteps(source, opts),
+            [pageSource, { threads, steps: n, warmup, warmupSeconds, batch, seqLen }] as const,
+          );
+          r.ms.push(...page.ms);
+          r.numThreads = page.numThreads;
+        }
       } catch (e) {
         if (name !== "smollm135m") throw new Error(`${(e as Error).message}\npage log:\n${web.log.join("\n")}`);
         // The stretch case reports a failure (e.g. out of wasm memory) as its result.
-        console.log(JSON.stringify({ ...line, error: (e as Error).message.split("\n")[0], web_peak_rss_mb: rendererPeakRssMb(), node_ms: stats(nodeMs).median, node_peak_rss_mb: peakRssMb() }));
+        console.log(JSON.stringify({ ...line, error: (e as Error).message.split("\n")[0], web_peak_rss_mb: rendererPeakRssMb(), node_ms: nodeMs.length ? stats(nodeMs).median : null, node_peak_rss_mb: peakRssMb() }));
         continue;
       }
       if (r.numThreads !== threads) throw new Error(`the page runs ${r.numThreads} wasm threads, asked for ${threads}`);
