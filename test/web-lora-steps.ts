@@ -7,6 +7,7 @@ import { seededRandom } from "../src/ir/random.js";
 import { loadModel, PretrainedModel } from "../src/models/pretrained.js";
 import { PeftModel } from "../src/peft/peft-model.js";
 import { AdamW } from "../src/train/optimizers.js";
+import { type SessionOptions } from "../src/runtime/session.js";
 import { TrainStep } from "../src/train/train-step.js";
 
 export const PARITY_TEXTS = [
@@ -32,6 +33,8 @@ export interface LoraRunOptions {
   batch?: number;
   /** Pad every row to this many tokens (default: the longest row). */
   seqLen?: number;
+  /** More session options, e.g. `{ executionProviders: ["webgpu"] }`. */
+  session?: SessionOptions;
 }
 
 async function setup(source: ModelSource, opts: LoraRunOptions) {
@@ -60,7 +63,10 @@ async function setup(source: ModelSource, opts: LoraRunOptions) {
     const ids = int64([batch, len], Array.from({ length: batch * len }, () => 1 + Math.floor(rand() * (vocab - 1))));
     feeds = peft.prepareInputs({ input_ids: ids, attention_mask: int64([batch, len], new Array<number>(batch * len).fill(1)), token_type_ids: int64([batch, len], new Array<number>(batch * len).fill(0)) }, { labels });
   }
-  const step = await TrainStep.create(peft.build({ withLoss: true, training: true }).outputs.loss!, { seed: 7, session: opts.threads ? { threads: opts.threads } : {} });
+  const step = await TrainStep.create(peft.build({ withLoss: true, training: true }).outputs.loss!, {
+    seed: 7,
+    session: { ...(opts.threads ? { threads: opts.threads } : {}), ...opts.session },
+  });
   return { step, opt: new AdamW(step.params, { lr: 1e-3 }), feeds };
 }
 

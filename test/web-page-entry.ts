@@ -3,13 +3,14 @@
 import {
   adapterFiles, configureWasm, detectTask, loadModel, mkdir, mountUrl, onnxRuntime, parseRecords, PeftModel, readdir, readFile, rename, rm, taskExamples, Trainer, usesOpfs, writeFile,
 } from "../src/browser.js";
+import { type SessionOptions } from "../src/runtime/session.js";
 import { loraStepLosses, PARITY_TEXTS, timeLoraSteps } from "./web-lora-steps.js";
 
 const started = { threads: 0 };
 
 const api = {
   /** The parity workload (test/web-lora-steps.ts) on a model served at `modelUrl`. */
-  async loraSteps(modelUrl: string, opts: { threads: number; steps?: number; batch?: number; seqLen?: number }) {
+  async loraSteps(modelUrl: string, opts: { threads: number; steps?: number; batch?: number; seqLen?: number; session?: SessionOptions }) {
     if (!started.threads) {
       configureWasm({ threads: opts.threads });
       started.threads = opts.threads;
