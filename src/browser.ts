@@ -33,8 +33,9 @@
 //   resume continues from the last checkpoint in outputDir); TrainStep for a bare step API.
 // - Report: renderReport(data) returns report.html's content (the CLI's report; Trainer writes it
 //   to outputDir/report.html too).
-// - Runtime: configureWasm({ threads, wasmPaths }) before the first session; onnxRuntime() is the
-//   onnxruntime-web module in use.
+// - Runtime: configureWasm({ threads, wasmPaths }) before the first session; selectBackend() makes
+//   later sessions run on WebGPU when the page has a hardware adapter (else wasm); onnxRuntime() is
+//   the onnxruntime-web module in use.
 //
 // @example (in a module Web Worker)
 //   import { configureWasm, mountUrl, loadModel, PeftModel, parseRecords, detectTask, taskExamples, splitExamples, Trainer, adapterFiles } from "peftjs/web";
@@ -47,14 +48,14 @@
 //   const files = await adapterFiles(peft); // -> Blob downloads
 
 import { join, platform, readdir, readFile, rm } from "./platform/host.js";
-import { onnxRuntime } from "./runtime/onnxruntime.js";
+import { onnxRuntime, setDefaultExecutionProviders } from "./runtime/onnxruntime.js";
 import { type PeftModel } from "./peft/peft-model.js";
 
 // The shared library API (src/library.ts); exporting for transformers.js is Node-only for now.
 export * from "./library.js";
 export { mountFiles, mountUrl, unmount, usesOpfs } from "./platform/browser.js";
 export { platform, readFile, writeFile, appendFile, stat, readdir, mkdir, rm, rename, join, dirname, basename } from "./platform/host.js";
-export { onnxRuntime, setOnnxRuntime, onnxRuntimeKind } from "./runtime/onnxruntime.js";
+export { onnxRuntime, setOnnxRuntime, onnxRuntimeKind, setDefaultExecutionProviders, defaultExecutionProviders } from "./runtime/onnxruntime.js";
 export { PRESETS, presetConfig, fieldDocs, presetsOf, type FieldDoc, type PresetName } from "./tuners/registry.js";
 export { Trainer, TrainingDivergedError, TrainingStepError, OutputExistsError, type TrainerOptions, type TrainResult, type LogEntry } from "./train/trainer.js";
 export { parseRecords, decodeDataFile, splitExamples, DataError, DATA_EXTENSIONS, type DataRecord, type Example, type DataOptions } from "./train/data.js";
@@ -73,6 +74,57 @@ export function configureWasm(opts: { threads?: number; wasmPaths?: string; prox
   if (opts.threads !== undefined) env.wasm.numThreads = opts.threads;
   if (opts.wasmPaths !== undefined) env.wasm.wasmPaths = opts.wasmPaths;
   if (opts.proxy !== undefined) env.wasm.proxy = opts.proxy;
+}
+
+/** What `selectBackend` chose, and why. */
+export interface BackendChoice {
+  backend: "webgpu" | "wasm";
+  /** The WebGPU adapter's vendor and architecture, when the page has one. */
+  adapter?: string;
+  reason: string;
+}
+
+interface GpuAdapterLike {
+  info?: { vendor?: string; architecture?: string; isFallbackAdapter?: boolean };
+  isFallbackAdapter?: boolean;
+}
+
+/**
+ * Choose the execution provider of the sessions created afterwards (those whose options name none):
+ * WebGPU (["webgpu", "wasm"]: nodes without a WebGPU kernel run on wasm) when `navigator.gpu` yields
+ * an adapter, else wasm. A fallback adapter — software rendering such as SwiftShader, which Chromium
+ * offers without a GPU and which runs on the CPU (an encoder-mini LoRA step at batch 8 x 16 takes
+ * ~25 s there, well under a second on wasm) — is refused unless `allowFallbackAdapter`. `prefer:
+ * "wasm"` chooses wasm outright; `prefer: "webgpu"` fails when no acceptable adapter exists.
+ * (onnxruntime-web then requests its own adapter, with the same default options; its
+ * `env.webgpu.adapter` is read-only once its WebGPU backend has started.)
+ *
+ * @example
+ *   const { backend, reason } = await selectBackend(); // before building sessions
+ */
+export async function selectBackend(opts: { prefer?: "auto" | "webgpu" | "wasm"; allowFallbackAdapter?: boolean } = {}): Promise<BackendChoice> {
+  const prefer = opts.prefer ?? "auto";
+  if (!["auto", "webgpu", "wasm"].includes(prefer)) throw new RangeError(`selectBackend: prefer must be "auto", "webgpu" or "wasm", got ${JSON.stringify(prefer)}`);
+  const wasm = (reason: string): BackendChoice => {
+    if (prefer === "webgpu") throw new Error(`selectBackend: WebGPU was asked for, but ${reason}`);
+    setDefaultExecutionProviders(["wasm"]);
+    return { backend: "wasm", reason };
+  };
+  if (prefer === "wasm") return wasm("wasm was asked for");
+  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } } }).navigator?.gpu;
+  if (!gpu) return wasm("this browser has no navigator.gpu (WebGPU)");
+  let adapter: GpuAdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return wasm(`navigator.gpu.requestAdapter() failed: ${(e as Error).message}`);
+  }
+  if (!adapter) return wasm("navigator.gpu.requestAdapter() found no adapter");
+  const name = [adapter.info?.vendor, adapter.info?.architecture].filter(Boolean).join(" ") || "unnamed adapter";
+  const fallback = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+  if (fallback && !opts.allowFallbackAdapter) return { ...wasm(`the only WebGPU adapter (${name}) is a fallback (software) adapter`), adapter: name };
+  setDefaultExecutionProviders(["webgpu", "wasm"]);
+  return { backend: "webgpu", adapter: name, reason: fallback ? `fallback adapter ${name} allowed` : `WebGPU adapter ${name}` };
 }
 
 /**

@@ -21,6 +21,8 @@ import {
   adapterFiles,
   configureWasm,
   onnxRuntime,
+  selectBackend,
+  type BackendChoice,
   splitExamples,
   TASK_FIELDS,
   taskExamples,
@@ -263,7 +265,8 @@ scope.onmessage = (e) => {
     });
     return;
   }
-  const work = m.type === "load-model" ? onLoadModel(m.id, m.source) : m.type === "load-data" ? onLoadData(m.id, m.file) : m.type === "train" ? onTrain(m.id, m.run, m.resume) : m.type === "predict" ? onPredict(m.id, m.text) : onExport(m.id);
+  // Sessions are built after the backend is chosen (a request can arrive before that).
+  const work = backend.then(() => (m.type === "load-model" ? onLoadModel(m.id, m.source) : m.type === "load-data" ? onLoadData(m.id, m.file) : m.type === "train" ? onTrain(m.id, m.run, m.resume) : m.type === "predict" ? onPredict(m.id, m.text) : onExport(m.id)));
   work.catch((err: unknown) => post({ id: m.id, type: "error", message: oneLine(err) }));
 };
 
@@ -271,4 +274,9 @@ scope.onmessage = (e) => {
 // files are served beside the bundle.
 const threads = scope.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
 configureWasm({ threads, wasmPaths: new URL("/", location.href).href });
-post({ type: "ready", backend: `onnxruntime-web ${onnxRuntime().env.versions?.web ?? ""} (wasm)`.replace("  ", " "), threads, isolated: scope.crossOriginIsolated });
+// WebGPU when the browser has a hardware adapter, else wasm (selectBackend says why).
+const backend = selectBackend().catch((e: unknown): BackendChoice => ({ backend: "wasm", reason: oneLine(e) }));
+void backend.then((b) => {
+  const which = b.backend === "webgpu" ? `WebGPU on ${b.adapter}` : `wasm; ${b.reason}`;
+  post({ type: "ready", backend: `onnxruntime-web ${onnxRuntime().env.versions?.web ?? ""} (${which})`.replace("  ", " "), threads, isolated: scope.crossOriginIsolated });
+});

@@ -34,6 +34,13 @@ describe("peftjs in headless Chromium", { skip }, () => {
     assert.ok(Math.max(...diffs) <= 1e-4, `per-step differences ${diffs.map((d) => d.toExponential(2)).join(", ")}\nnode    ${native.join(", ")}\nbrowser ${r.losses.join(", ")}`);
   });
 
+  it("selectBackend keeps wasm when the browser yields no WebGPU adapter", async () => {
+    const r = await web.page.evaluate(() => (globalThis as unknown as { peftjsTest: { backend(o: unknown, p: boolean): Promise<{ choice?: { backend: string; reason: string }; y?: number[] }> } }).peftjsTest.backend({}, false));
+    assert.equal(r.choice?.backend, "wasm");
+    assert.match(r.choice!.reason, /requestAdapter\(\) found no adapter|no navigator\.gpu/);
+    assert.deepEqual(r.y, [1, 2, 3, 4]);
+  });
+
   it("files go to the Origin Private File System; an adapter downloads as PEFT's files", async () => {
     const r = await web.page.evaluate(
       ([url]) => (globalThis as unknown as { peftjsTest: { storeAndAdapter(u: string): Promise<{ opfs: boolean; listing: string[]; text: string; adapter: Record<string, number> }> } }).peftjsTest.storeAndAdapter(url!),

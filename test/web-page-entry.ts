@@ -1,7 +1,8 @@
 // The page script of test/web-browser.test.ts and bench/web.ts, bundled with the browser build's
 // plugin: the library through src/browser.ts, run in headless Chromium.
 import {
-  adapterFiles, configureWasm, detectTask, loadModel, mkdir, mountUrl, onnxRuntime, parseRecords, PeftModel, readdir, readFile, rename, rm, taskExamples, Trainer, usesOpfs, writeFile,
+  adapterFiles, compile, configureWasm, detectTask, float32, Graph, loadModel, matmul, mkdir, mountUrl, onnxRuntime, parseRecords, PeftModel, readdir, readFile, rename, rm, selectBackend,
+  taskExamples, Trainer, usesOpfs, writeFile,
 } from "../src/browser.js";
 import { type SessionOptions } from "../src/runtime/session.js";
 import { loraStepLosses, PARITY_TEXTS, timeLoraSteps } from "./web-lora-steps.js";
@@ -9,6 +10,22 @@ import { loraStepLosses, PARITY_TEXTS, timeLoraSteps } from "./web-lora-steps.js
 const started = { threads: 0 };
 
 const api = {
+  /** selectBackend's choice (or its error's message), then y = x @ w run on a session that names no provider. */
+  async backend(opts: Parameters<typeof selectBackend>[0], profile: boolean) {
+    let choice;
+    try {
+      choice = await selectBackend(opts);
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+    const g = new Graph();
+    const x = g.input("x", "float32", [2, 2]);
+    const w = g.param("w", float32([2, 2], [1, 2, 3, 4]));
+    const session = await compile({ y: matmul(x, w) }, profile ? { profilePrefix: "peftjs-backend" } : {});
+    const { y } = await session.run({ x: float32([2, 2], [1, 0, 0, 1]) });
+    await session.release();
+    return { choice, y: Array.from(y!.data as Float32Array) };
+  },
   /** The parity workload (test/web-lora-steps.ts) on a model served at `modelUrl`. */
   async loraSteps(modelUrl: string, opts: { threads: number; steps?: number; batch?: number; seqLen?: number; session?: SessionOptions }) {
     if (!started.threads) {

@@ -60,4 +60,26 @@ describe("onnxruntime-web's WebGPU provider in headless Chromium", { skip }, () 
     // ScatterElements ([8, 2]) have no kernel in onnxruntime-web 1.30's WebGPU build.
     assert.ok(onGpu >= 0.99 * total, `only ${onGpu} of ${total} kernel runs on WebGPU: ${JSON.stringify(byProvider)}`);
   });
+
+  it("selectBackend refuses the fallback (software) adapter unless allowed, then sessions run on WebGPU by default", async () => {
+    type Result = { choice?: { backend: string; adapter?: string; reason: string }; y?: number[]; error?: string };
+    const call = (opts: unknown, profile = false) =>
+      web.page.evaluate(([o, p]) => (globalThis as unknown as { peftjsTest: { backend(o: unknown, p: boolean): Promise<Result> } }).peftjsTest.backend(o, p), [opts, profile] as const);
+    const auto = await call({});
+    assert.equal(auto.choice?.backend, "wasm");
+    assert.match(auto.choice!.reason, /the only WebGPU adapter \(google swiftshader\) is a fallback \(software\) adapter/);
+    assert.deepEqual(auto.y, [1, 2, 3, 4]);
+    assert.match((await call({ prefer: "webgpu" })).error ?? "", /selectBackend: WebGPU was asked for, but the only WebGPU adapter .* is a fallback/);
+    assert.match((await call({ prefer: "gpu" })).error ?? "", /prefer must be "auto", "webgpu" or "wasm", got "gpu"/);
+    const seen = web.log.length;
+    const allowed = await call({ allowFallbackAdapter: true }, true);
+    try {
+      assert.equal(allowed.choice?.backend, "webgpu", JSON.stringify(allowed));
+      assert.deepEqual(allowed.y, [1, 2, 3, 4]);
+      const { byProvider } = providers(web.log.slice(seen));
+      assert.ok((byProvider.JsExecutionProvider ?? 0) > 0 && !byProvider.CPUExecutionProvider, `a session naming no provider ran on ${JSON.stringify(byProvider)}`);
+    } finally {
+      assert.equal((await call({ prefer: "wasm" })).choice?.backend, "wasm");
+    }
+  });
 });

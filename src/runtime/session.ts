@@ -10,7 +10,7 @@ import { type Param, type Value } from "../ir/graph.js";
 import { formatShape } from "../ir/shape.js";
 import { type Tensor } from "../ir/tensor.js";
 import { lowerToOnnx, type LoweredModel } from "./lower.js";
-import { onnxRuntime, onnxRuntimeKind, type OnnxRuntime } from "./onnxruntime.js";
+import { defaultExecutionProviders, onnxRuntime, onnxRuntimeKind, type OnnxRuntime } from "./onnxruntime.js";
 
 export interface SessionOptions {
   /**
@@ -19,7 +19,7 @@ export interface SessionOptions {
    * isolated page; without it wasm runs on one thread).
    */
   threads?: number;
-  /** Execution providers in order of preference (default: the CPU / wasm provider). */
+  /** Execution providers in order of preference (default: setDefaultExecutionProviders's, else the CPU / wasm provider). */
   executionProviders?: string[];
   /** Fail at session creation when a node has no kernel on the chosen providers, instead of running it on the CPU. */
   disableCpuFallback?: boolean;
@@ -137,7 +137,8 @@ export class CompiledGraph {
    *   const { y } = await step.run({ x: float32([1, 3], [-1, 0, 2]) });
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const target = opts.lowering ?? (opts.executionProviders?.[0] === "webgpu" ? "webgpu" : "cpu");
+    const eps = opts.executionProviders ?? defaultExecutionProviders();
+    const target = opts.lowering ?? (eps?.[0] === "webgpu" ? "webgpu" : "cpu");
     const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs, target, ...(opts.dims ? { dims: opts.dims } : {}) });
     if (opts.saveModelTo) await writeFile(opts.saveModelTo, model.bytes);
     const rt = onnxRuntime();
@@ -149,7 +150,7 @@ export class CompiledGraph {
       externalData: model.externalData,
       extra: { session: { disable_prepacking: opts.prepacking === false ? "1" : "0", ...(opts.disableCpuFallback ? { disable_cpu_ep_fallback: "1" } : {}) } },
     };
-    if (opts.executionProviders) sessionOptions.executionProviders = opts.executionProviders;
+    if (eps) sessionOptions.executionProviders = [...eps];
     else if (web) sessionOptions.executionProviders = ["wasm"];
     if (opts.profilePrefix) {
       sessionOptions.enableProfiling = true;
@@ -244,7 +245,7 @@ export class CompiledGraph {
  */
 export function trainingSessionOptions(opts: SessionOptions = {}): SessionOptions {
   if (opts.frozenWeightsAsInputs !== undefined) return opts;
-  const cpu = (opts.executionProviders?.[0] ?? "cpu") === "cpu";
+  const cpu = ((opts.executionProviders ?? defaultExecutionProviders())?.[0] ?? "cpu") === "cpu";
   return { ...opts, frozenWeightsAsInputs: cpu && !opts.worker && onnxRuntimeKind() === "native" };
 }
 
