@@ -146,6 +146,11 @@ export class Param {
     this.compute = undefined;
   }
 
+  /** Whether `data` is computed on each read (see `defer`) rather than held. */
+  get deferred(): boolean {
+    return this.compute !== undefined;
+  }
+
   /**
    * Hold no values: `data` is computed by `compute` on each read and not kept, until assigned.
    * For a frozen weight whose values live elsewhere, e.g. a quantized copy it is dequantized from.

@@ -93,6 +93,7 @@ export interface LowerOptions {
    * Feed frozen parameters as inputs on every run instead of baking them in as initializers.
    * ORT then reads our buffers without keeping its own copy of the weights (less memory; no
    * weight prepacking, which costs a large-batch GEMM nothing measurable and a small one time).
+   * Deferred parameters (`Param.defer`, held nowhere) stay initializers.
    */
   frozenAsInputs?: boolean;
   /**
@@ -159,7 +160,9 @@ export function lowerToOnnx(outputs: Readonly<Record<string, Value>>, opts: Lowe
       inputs.push(v);
     } else if (s.kind === "param") {
       n = s.param.name;
-      if (s.param.trainable || opts.frozenAsInputs) trainable.push(s.param);
+      // A deferred parameter has no buffer to feed in place: fed, it would be recomputed on every
+      // run; as an initializer it is computed once, here.
+      if (s.param.trainable || (opts.frozenAsInputs && !s.param.deferred)) trainable.push(s.param);
       else addInitializer(n, s.param.tensor);
     } else if (s.kind === "constant") {
       n = `const_${v.id}`;

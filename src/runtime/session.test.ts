@@ -100,4 +100,18 @@ describe("lowering and sessions", () => {
       setOnnxRuntime("platform");
     }
   });
+
+  it("with frozen weights fed in place, a deferred parameter is an initializer, computed once", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [1, 2]);
+    let computed = 0;
+    const w = g.param("w", { dtype: "float32", shape: [2, 1], data: () => (computed++, Float32Array.of(1, 2)) });
+    const held = g.param("v", float32([2, 1], [3, 4]));
+    const step = await compile({ y: add(matmul(x, w), matmul(x, held)) }, { frozenWeightsAsInputs: true });
+    for (let i = 0; i < 3; i++) assert.equal((await step.run({ x: float32([1, 2], [2, 3]) })).y!.data[0], 2 + 6 + 6 + 12);
+    assert.equal(computed, 1, "computed at lowering only");
+    assert.deepEqual(lowerToOnnx({ y: matmul(x, w) }, { frozenAsInputs: true }).trainable.map((p) => p.name), []);
+    assert.deepEqual(lowerToOnnx({ y: matmul(x, held) }, { frozenAsInputs: true }).trainable.map((p) => p.name), ["v"]);
+    await step.release();
+  });
 });
