@@ -97,7 +97,8 @@ export async function main(argv: string[]): Promise<void> {
   const threads = Number(values.threads);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a whole number >= 1, got "${values.rounds}"`);
-  if (!(Number(values["warmup-seconds"]) >= 0)) throw new Error(`--warmup-seconds must be a number of seconds >= 0, got "${values["warmup-seconds"]}"`);
+  const warmupSecs = Number(values["warmup-seconds"]);
+  if (!(warmupSecs >= 0)) throw new Error(`--warmup-seconds must be a number of seconds >= 0, got "${values["warmup-seconds"]}"`);
   const names = (values.case ?? Object.keys(CASES).filter((n) => CASES[n as CaseName].byDefault)) as CaseName[];
   for (const n of names) if (!(n in CASES)) throw new Error(`--case ${n}: unknown; cases are ${Object.keys(CASES).join(", ")}`);
   const web = await openWebPage();
@@ -106,7 +107,7 @@ export async function main(argv: string[]): Promise<void> {
       const c = CASES[name];
       const { batch, seqLen } = c;
       // The big decoder: 2 timed steps after 1 untimed (each takes a minute or more in wasm).
-      const [n, warmup, warmupSeconds] = name === "smollm135m" ? [Math.min(steps, 2), 1, 0] : [steps, 2, Number(values["warmup-seconds"])];
+      const [n, warmup, warmupSeconds] = name === "smollm135m" ? [Math.min(steps, 2), 1, 0] : [steps, 2, warmupSecs];
       const nodeSource: ModelSource = "config" in c ? { config: c.config, name } : join(ROOT, "models", name);
       const pageSource = "config" in c ? { config: c.config, name } : { url: `${web.url}/models/${name}/` };
       const caseRounds = name === "smollm135m" ? 1 : rounds;

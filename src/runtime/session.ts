@@ -116,6 +116,11 @@ function toInt32(t: Tensor, name: string): Tensor {
   return { dtype: "int32", shape: t.shape, data };
 }
 
+/** The providers a session with `opts` asks for: its own, else the default set (undefined: the runtime's). */
+function providersOf(opts: SessionOptions): readonly string[] | undefined {
+  return opts.executionProviders ?? defaultExecutionProviders();
+}
+
 /** A graph compiled to an ONNX Runtime session. */
 export class CompiledGraph {
   private constructor(
@@ -137,7 +142,7 @@ export class CompiledGraph {
    *   const { y } = await step.run({ x: float32([1, 3], [-1, 0, 2]) });
    */
   static async create(outputs: Readonly<Record<string, Value>>, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const eps = opts.executionProviders ?? defaultExecutionProviders();
+    const eps = providersOf(opts);
     const target = opts.lowering ?? (eps?.[0] === "webgpu" ? "webgpu" : "cpu");
     const model = lowerToOnnx(outputs, { frozenAsInputs: opts.frozenWeightsAsInputs, target, ...(opts.dims ? { dims: opts.dims } : {}) });
     if (opts.saveModelTo) await writeFile(opts.saveModelTo, model.bytes);
@@ -245,7 +250,7 @@ export class CompiledGraph {
  */
 export function trainingSessionOptions(opts: SessionOptions = {}): SessionOptions {
   if (opts.frozenWeightsAsInputs !== undefined) return opts;
-  const cpu = ((opts.executionProviders ?? defaultExecutionProviders())?.[0] ?? "cpu") === "cpu";
+  const cpu = (providersOf(opts)?.[0] ?? "cpu") === "cpu";
   return { ...opts, frozenWeightsAsInputs: cpu && !opts.worker && onnxRuntimeKind() === "native" };
 }
 
