@@ -29,7 +29,7 @@ const METHODS: Record<string, PeftConfigInput> = {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One case, in this process: prints a JSON line. */
-async function runCase(dir: string, kind: "train" | "infer", method: string, opts: { batch: number; seq: number; iters: number; threads: number; merged: boolean; prepacking: boolean; arena: boolean; frozenInitializers: boolean }): Promise<void> {
+async function runCase(dir: string, kind: "train" | "infer", method: string, opts: { batch: number; seq: number; iters: number; threads: number; frozenInitializers: boolean }): Promise<void> {
   const base = await loadModel(dir, { task: "sequence-classification" });
   const ids = Array.from({ length: opts.batch * opts.seq }, (_, i) => 1000 + ((i * 7919) % 20000));
   const batch = { input_ids: int64([opts.batch, opts.seq], ids) };
@@ -40,7 +40,7 @@ async function runCase(dir: string, kind: "train" | "infer", method: string, opt
   const updates: number[] = [];
   if (kind === "train") {
     const t0 = performance.now();
-    const step = await TrainStep.create(peft!.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: opts.threads, prepacking: opts.prepacking, memoryArena: opts.arena, ...(opts.frozenInitializers ? { frozenWeightsAsInputs: false } : {}) } });
+    const step = await TrainStep.create(peft!.build({ withLoss: true, training: true }).outputs.loss!, { session: { threads: opts.threads, ...(opts.frozenInitializers ? { frozenWeightsAsInputs: false } : {}) } });
     createMs = performance.now() - t0;
     // The optimizer is part of a training step: its time and its state (two float32 moments).
     const opt = new AdamW(step.params, { lr: 1e-4 });
@@ -130,8 +130,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes(
     args: process.argv.slice(2),
     options: {
       case: { type: "string" }, method: { type: "string" }, dir: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, iters: { type: "string" }, threads: { type: "string" },
-      merged: { type: "boolean", default: false }, "no-prepacking": { type: "boolean", default: false }, "no-arena": { type: "boolean", default: false }, "frozen-initializers": { type: "boolean", default: false },
+      "frozen-initializers": { type: "boolean", default: false },
     },
   });
-  await runCase(values.dir!, values.case as "train" | "infer", values.method!, { batch: Number(values.batch), seq: Number(values.seq), iters: Number(values.iters), threads: Number(values.threads), merged: values.merged, prepacking: !values["no-prepacking"], arena: !values["no-arena"], frozenInitializers: values["frozen-initializers"] });
+  await runCase(values.dir!, values.case as "train" | "infer", values.method!, { batch: Number(values.batch), seq: Number(values.seq), iters: Number(values.iters), threads: Number(values.threads), frozenInitializers: values["frozen-initializers"] });
 }
